@@ -1,0 +1,1 @@
+//! BuildKit-compatible shell word expansion (being written).

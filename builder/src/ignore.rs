@@ -1,0 +1,1 @@
+//! `.dockerignore` matching with moby/patternmatcher semantics (being written).

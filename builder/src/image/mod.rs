@@ -1,0 +1,1 @@
+//! The image config, manifest and index kiln writes (being written).

@@ -1,0 +1,1 @@
+//! Layers: change sets to deterministic tar blobs, and the safe applier (being written).

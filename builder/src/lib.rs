@@ -1,0 +1,28 @@
+//! kiln's builder: everything from Dockerfile text to an image in the local store.
+//!
+//! The modules follow the flow of a build (see DESIGN.md):
+//!
+//! ```text
+//! Dockerfile + context
+//!   └─ dockerfile  text → AST with spans → typed instructions; ${VAR} expansion
+//!   └─ ignore      .dockerignore patterns, anchored at the context root
+//!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
+//!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
+//!   └─ image       config (a Docker superset), history, manifest, index
+//!   └─ store       OCI image layout on disk with atomic commits
+//! ```
+//!
+//! The library never prints: it returns values and typed errors, and the `kiln` binary renders
+//! them.
+
+#![deny(missing_docs)]
+
+pub mod dockerfile;
+pub mod ignore;
+pub mod image;
+pub mod layer;
+pub mod plan;
+pub mod store;
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,1 @@
+//! The build plan: stages and the steps a target needs (being written).

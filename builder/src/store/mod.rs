@@ -1,0 +1,1 @@
+//! The local store: an OCI image layout with atomic commits (being written).

@@ -1,0 +1,38 @@
+//! Helpers shared by the unit tests: where the upstream conformance vectors live.
+//!
+//! The vectors sit in `shared/conformance/` beside the checkout (they are upstream data, kept out
+//! of the repository). Outside CI a checkout without them skips those tests with a message; under
+//! `CI=true` a missing corpus fails the run, so nothing is skipped silently.
+
+use std::path::PathBuf;
+
+/// The conformance corpus directory, or `None` (after saying so) when it is absent outside CI.
+///
+/// `KILN_CONFORMANCE_DIR` overrides the default `../shared/conformance` next to the checkout.
+pub(crate) fn conformance_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("KILN_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
+        });
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "conformance corpus missing at {} (set KILN_CONFORMANCE_DIR)",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "skipping: conformance corpus not found at {}",
+        dir.display()
+    );
+    None
+}
+
+/// Reads a file of the conformance corpus as bytes, panicking with the path on failure.
+pub(crate) fn read(dir: &std::path::Path, rel: &str) -> Vec<u8> {
+    let path = dir.join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
