@@ -8,5 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod digest;
+pub mod reference;
 
 pub use digest::{Digest, DigestError, DigestWriter};
+pub use reference::{Reference, ReferenceError};
