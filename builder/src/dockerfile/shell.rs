@@ -1,1 +1,0 @@
-//! BuildKit-compatible shell word expansion (being written).
