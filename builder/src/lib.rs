@@ -6,6 +6,7 @@
 //! Dockerfile + context
 //!   └─ dockerfile  text → AST with spans → typed instructions; ${VAR} expansion
 //!   └─ ignore      .dockerignore patterns, anchored at the context root
+//!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
 //!   └─ image       config (a Docker superset), history, manifest, index
@@ -17,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+pub mod context;
 pub mod dockerfile;
 pub mod ignore;
 pub mod image;

@@ -1,1 +1,0 @@
-//! `.dockerignore` matching with moby/patternmatcher semantics (being written).
