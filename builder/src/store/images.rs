@@ -1,0 +1,96 @@
+//! Whole images: writing a config and manifest over committed layers, and reading them back
+//! verified.
+//!
+//! Every JSON document read here is read from a blob whose digest is re-checked and whose size
+//! must equal its descriptor's, with a size bound, so a corrupt or swapped blob is an error,
+//! never a silently different image.
+
+use kiln_registry::Digest;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use super::{MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Store, StoreError};
+use crate::image::{self, ImageConfig, MediaTypes, canonical_json};
+
+impl Store {
+    /// Writes the config and manifest blobs of an image whose layers are already committed, and
+    /// returns the manifest's descriptor (with the config's platform). Does not tag.
+    ///
+    /// `layers` are relabelled to the `media` family; their order must match
+    /// `config.rootfs.diff_ids`.
+    pub fn write_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        media: MediaTypes,
+    ) -> Result<Descriptor, StoreError> {
+        if layers.len() != config.rootfs.diff_ids.len() {
+            return Err(StoreError::LayerCountMismatch {
+                layers: layers.len(),
+                diff_ids: config.rootfs.diff_ids.len(),
+            });
+        }
+        for layer in layers {
+            let digest = image::from_oci_digest(layer.digest())?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::MissingBlob { digest });
+            }
+        }
+        let config_bytes = config.to_canonical_json()?;
+        let (config_digest, config_size) = self.put_blob(&config_bytes)?;
+        let config_desc = image::descriptor(media.config(), &config_digest, config_size);
+        let manifest = image::build_manifest(&config_desc, layers, media)?;
+        let manifest_bytes = canonical_json(&manifest)?;
+        let (digest, size) = self.put_blob(&manifest_bytes)?;
+        let mut desc = image::descriptor(media.manifest(), &digest, size);
+        desc.set_platform(Some(config.platform()));
+        Ok(desc)
+    }
+
+    /// Reads and verifies the bytes a descriptor names, up to `limit`.
+    fn read_described(&self, desc: &Descriptor, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let digest = image::from_oci_digest(desc.digest())?;
+        if desc.size() > limit {
+            return Err(StoreError::TooLarge { digest, limit });
+        }
+        let bytes = self.read_blob(&digest, limit)?;
+        if bytes.len() as u64 != desc.size() {
+            return Err(StoreError::SizeMismatch {
+                digest,
+                expected: desc.size(),
+                found: bytes.len() as u64,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads the image manifest a descriptor names (OCI or Docker); an index is an error.
+    pub fn read_manifest(&self, desc: &Descriptor) -> Result<ImageManifest, StoreError> {
+        let bytes = self.read_described(desc, MAX_MANIFEST_BYTES)?;
+        image::parse_manifest(&bytes, Some(desc.media_type())).map_err(|source| {
+            StoreError::BadDocument {
+                digest: Digest::of(&bytes),
+                source,
+            }
+        })
+    }
+
+    /// Reads the index a descriptor names (OCI index or Docker manifest list).
+    pub fn read_index_blob(&self, desc: &Descriptor) -> Result<ImageIndex, StoreError> {
+        let bytes = self.read_described(desc, MAX_MANIFEST_BYTES)?;
+        image::parse_index(&bytes, Some(desc.media_type())).map_err(|source| {
+            StoreError::BadDocument {
+                digest: Digest::of(&bytes),
+                source,
+            }
+        })
+    }
+
+    /// Reads the config of a manifest.
+    pub fn read_config(&self, manifest: &ImageManifest) -> Result<ImageConfig, StoreError> {
+        let bytes = self.read_described(manifest.config(), MAX_CONFIG_BYTES)?;
+        ImageConfig::from_json(&bytes).map_err(|source| StoreError::BadDocument {
+            digest: Digest::of(&bytes),
+            source,
+        })
+    }
+}
