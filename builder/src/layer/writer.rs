@@ -1,0 +1,313 @@
+//! The layer writer: change set → tar → diffID, compressed blob → digest, in one pass.
+//!
+//! Bytes flow `tar entries → sha256 (diffID) → compressor → sha256 + byte count (digest, size)
+//! → output`. Every header is built by [`super::header`] from the entry's metadata alone;
+//! file contents are streamed with exactly the size recorded in the header, and a file that
+//! grows, shrinks or is replaced meanwhile is an error rather than a tar whose digest describes
+//! other bytes than the header promised. Hard links (same device and inode within the layer)
+//! become `Link` entries to the first path written. Extended attributes are carried except
+//! overlayfs's own (`trusted.overlay.*`, `user.overlay.*`) and `security.selinux` (a label of the
+//! build host, which the runtime assigns anew; carrying it would make layers host-dependent).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use kiln_registry::{Digest, DigestWriter};
+use rustix::fs::{Mode, OFlags};
+
+use super::compress::{CompressWriter, decompress};
+use super::header::{self, EntryHeader, Kind};
+use super::walk::{Item, OVERLAY_XATTR_PREFIXES, Walk};
+use super::{Compression, LayerError, LayerInfo, LayerOptions};
+
+/// Buffer between the hashing compressor and the caller's writer.
+const OUT_BUFFER: usize = 256 * 1024;
+/// Read size when copying file contents and streams.
+const COPY_BUFFER: usize = 128 * 1024;
+/// The end of a tar archive: two zero blocks.
+const END_OF_ARCHIVE: [u8; 1024] = [0; 1024];
+/// Extended attributes never written to a layer besides overlayfs's own (see the module doc).
+const DROPPED_XATTRS: [&[u8]; 1] = [b"security.selinux"];
+
+/// The hashing pipeline: what the tar is written into, and how to close it.
+struct Pipeline<W: Write> {
+    tar: DigestWriter<CompressWriter<DigestWriter<BufWriter<W>>>>,
+    compression: Compression,
+}
+
+impl<W: Write> Pipeline<W> {
+    fn new(out: W, compression: Compression) -> Result<Self, LayerError> {
+        let blob = DigestWriter::new(BufWriter::with_capacity(OUT_BUFFER, out));
+        let compressor = CompressWriter::new(blob, compression).map_err(LayerError::Write)?;
+        Ok(Self {
+            tar: DigestWriter::new(compressor),
+            compression,
+        })
+    }
+
+    fn finish(self) -> Result<LayerInfo, LayerError> {
+        let (compressor, diff_id, _) = self.tar.finish();
+        let blob = compressor.finish().map_err(LayerError::Write)?;
+        let (buffered, digest, size) = blob.finish();
+        let mut out = buffered
+            .into_inner()
+            .map_err(|e| LayerError::Write(e.into_error()))?;
+        out.flush().map_err(LayerError::Write)?;
+        Ok(LayerInfo {
+            diff_id,
+            digest,
+            size,
+            media_type: self.compression.media_type(),
+        })
+    }
+}
+
+/// Writes the change set at `root` as a layer blob into `out` and returns its identifiers.
+pub fn write_layer<W: Write>(
+    root: &Path,
+    options: &LayerOptions,
+    out: W,
+) -> Result<LayerInfo, LayerError> {
+    let mut pipeline = Pipeline::new(out, options.compression)?;
+    let mut walk = Walk::new(root, options.kind)?;
+    let mut entries = EntryWriter {
+        out: &mut pipeline.tar,
+        epoch: options.source_date_epoch,
+        links: HashMap::new(),
+        header: Vec::with_capacity(2 * header::BLOCK),
+        copy: vec![0; COPY_BUFFER],
+    };
+    while let Some(item) = walk.next_item() {
+        entries.write_item(item?)?;
+    }
+    pipeline
+        .tar
+        .write_all(&END_OF_ARCHIVE)
+        .map_err(LayerError::Write)?;
+    pipeline.finish()
+}
+
+/// Turns an existing uncompressed tar stream (e.g. from `kiln import`) into a layer blob: the
+/// bytes are kept as they are, hashed for the diffID, compressed and hashed again.
+pub fn layer_from_tar<R: Read, W: Write>(
+    mut tar: R,
+    compression: Compression,
+    out: W,
+) -> Result<LayerInfo, LayerError> {
+    let mut pipeline = Pipeline::new(out, compression)?;
+    copy_stream(&mut tar, &mut pipeline.tar)?;
+    pipeline.finish()
+}
+
+/// Recomputes the diffID of a layer blob (gzip, zstd or plain tar, detected by magic bytes).
+pub fn diff_id_of<R: BufRead>(blob: R) -> Result<Digest, LayerError> {
+    let mut reader = decompress(blob).map_err(LayerError::Stream)?;
+    let mut hasher = DigestWriter::new(io::sink());
+    copy_stream(&mut reader, &mut hasher)?;
+    Ok(hasher.finish().1)
+}
+
+/// Copies `from` to `to`, telling read errors (the stream) from write errors (the output).
+fn copy_stream(from: &mut dyn Read, to: &mut dyn Write) -> Result<(), LayerError> {
+    let mut buf = vec![0; COPY_BUFFER];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(LayerError::Stream(e)),
+        };
+        to.write_all(&buf[..n]).map_err(LayerError::Write)?;
+    }
+}
+
+/// Writes walk items as tar entries.
+struct EntryWriter<'a, W: Write> {
+    out: &'a mut W,
+    epoch: Option<i64>,
+    /// First tar path written for each (device, inode) with more than one link.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    header: Vec<u8>,
+    copy: Vec<u8>,
+}
+
+impl<W: Write> EntryWriter<'_, W> {
+    fn write_item(&mut self, item: Item) -> Result<(), LayerError> {
+        let (fs_path, tar_path, meta, xattrs) = match item {
+            Item::Whiteout { tar_path } => {
+                // Whiteouts carry no metadata of their own; zero times keep them reproducible.
+                return self.write_header(&EntryHeader::new(tar_path, Kind::Regular));
+            }
+            Item::Entry {
+                fs_path,
+                tar_path,
+                meta,
+                xattrs,
+            } => (fs_path, tar_path, meta, xattrs),
+        };
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            Kind::Dir
+        } else if file_type.is_symlink() {
+            Kind::Symlink
+        } else if file_type.is_char_device() {
+            Kind::Char
+        } else if file_type.is_block_device() {
+            Kind::Block
+        } else if file_type.is_fifo() {
+            Kind::Fifo
+        } else {
+            Kind::Regular
+        };
+        let mut h = EntryHeader::new(tar_path, kind);
+        h.mode = meta.mode() & 0o7777;
+        h.uid = u64::from(meta.uid());
+        h.gid = u64::from(meta.gid());
+        h.mtime = clamp(meta.mtime(), self.epoch);
+        h.xattrs = layer_xattrs(&fs_path, xattrs)?;
+
+        if kind != Kind::Dir && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key) {
+                h.kind = Kind::Hardlink;
+                h.link = first.clone();
+                return self.write_header(&h);
+            }
+            self.links.insert(key, h.path.clone());
+        }
+
+        match kind {
+            Kind::Symlink => {
+                let target = std::fs::read_link(&fs_path).map_err(|e| read_error(&fs_path, e))?;
+                h.link = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()).to_vec();
+            }
+            Kind::Char | Kind::Block => {
+                h.dev_major = rustix::fs::major(meta.rdev());
+                h.dev_minor = rustix::fs::minor(meta.rdev());
+            }
+            Kind::Regular => {
+                h.size = meta.len();
+                let file = open_same_file(&fs_path, &meta)?;
+                self.write_header(&h)?;
+                return self.write_content(&fs_path, file, h.size);
+            }
+            Kind::Dir | Kind::Fifo | Kind::Hardlink => {}
+        }
+        self.write_header(&h)
+    }
+
+    fn write_header(&mut self, h: &EntryHeader) -> Result<(), LayerError> {
+        self.header.clear();
+        header::encode(h, &mut self.header);
+        self.out.write_all(&self.header).map_err(LayerError::Write)
+    }
+
+    /// Streams exactly `size` bytes of `file` and the padding to the next block.
+    fn write_content(&mut self, path: &Path, mut file: File, size: u64) -> Result<(), LayerError> {
+        let mut left = size;
+        while left > 0 {
+            let want = self
+                .copy
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match file.read(&mut self.copy[..want]) {
+                Ok(0) => return Err(changed(path)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(path, e)),
+            };
+            self.out
+                .write_all(&self.copy[..n])
+                .map_err(LayerError::Write)?;
+            left -= n as u64;
+        }
+        // A file that grew after its size was recorded would be cut short silently.
+        let mut probe = [0u8; 1];
+        match file.read(&mut probe) {
+            Ok(0) => {}
+            Ok(_) => return Err(changed(path)),
+            Err(e) => return Err(read_error(path, e)),
+        }
+        let rem = (size % header::BLOCK as u64) as usize;
+        if rem != 0 {
+            let zeros = [0u8; header::BLOCK];
+            self.out
+                .write_all(&zeros[..header::BLOCK - rem])
+                .map_err(LayerError::Write)?;
+        }
+        Ok(())
+    }
+}
+
+/// `mtime`, or `epoch` when it is later than `epoch` (BuildKit's `rewrite-timestamp` rule).
+pub(crate) fn clamp(mtime: i64, epoch: Option<i64>) -> i64 {
+    match epoch {
+        Some(epoch) if mtime > epoch => epoch,
+        _ => mtime,
+    }
+}
+
+fn read_error(path: &Path, source: io::Error) -> LayerError {
+    LayerError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn changed(path: &Path) -> LayerError {
+    LayerError::Changed {
+        path: path.to_owned(),
+    }
+}
+
+/// Opens a regular file without following a symlink and checks it is still the file that
+/// was listed.
+pub(crate) fn open_same_file(path: &Path, meta: &std::fs::Metadata) -> Result<File, LayerError> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| read_error(path, e.into()))?;
+    let file = File::from(fd);
+    let now = file.metadata().map_err(|e| read_error(path, e))?;
+    if !now.is_file()
+        || now.dev() != meta.dev()
+        || now.ino() != meta.ino()
+        || now.len() != meta.len()
+    {
+        return Err(changed(path));
+    }
+    Ok(file)
+}
+
+/// The extended attributes to write for an entry, as PAX-safe names.
+fn layer_xattrs(
+    path: &Path,
+    xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+) -> Result<BTreeMap<String, Vec<u8>>, LayerError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in xattrs {
+        if OVERLAY_XATTR_PREFIXES.iter().any(|p| name.starts_with(p))
+            || DROPPED_XATTRS.contains(&name.as_slice())
+        {
+            continue;
+        }
+        let name = String::from_utf8(name).map_err(|e| LayerError::XattrName {
+            path: path.to_owned(),
+            name: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })?;
+        // A PAX record is `key=value`: a key with `=` or a newline would be misread.
+        if name.contains(['=', '\n']) {
+            return Err(LayerError::XattrName {
+                path: path.to_owned(),
+                name,
+            });
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
