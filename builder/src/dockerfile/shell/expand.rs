@@ -159,6 +159,21 @@ impl<'a> Walker<'a> {
                     words.add_raw_string(&value);
                     result.push_str(&value);
                 }
+                '<' if self.src[self.pos..].starts_with("<<") => {
+                    // A heredoc opener keeps the blanks after it in the same word, so
+                    // `<<  EOF` and `<<- EOF` are one word (BuildKit's `processPossibleHeredoc`).
+                    let start = self.pos;
+                    self.pos += 2;
+                    if self.peek() == Some('-') {
+                        self.next();
+                    }
+                    while self.peek().is_some_and(char::is_whitespace) {
+                        self.next();
+                    }
+                    let value = &self.src[start..self.pos];
+                    words.add_raw_string(value);
+                    result.push_str(value);
+                }
                 _ => {
                     self.next();
                     if c != escape {

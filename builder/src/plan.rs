@@ -1,1 +1,0 @@
-//! The build plan: stages and the steps a target needs (being written).

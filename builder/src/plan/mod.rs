@@ -1,0 +1,538 @@
+//! The build plan: a parsed Dockerfile → stages, their dependencies, and the ones a target needs.
+//!
+//! This is the first half of BuildKit's `dockerfile2llb`: global ARGs (before the first FROM)
+//! are resolved against `--build-arg` values and the predefined platform ARGs and are visible
+//! only in FROM lines; every stage's base is expanded and resolved to `scratch`, an earlier or
+//! later stage, or an image reference; `COPY --from` and `RUN --mount=from=` add edges; the
+//! target's dependencies are walked so unused stages are skipped; a cycle or an unknown stage is
+//! an error with the line. Per-stage variable scoping lives in [`scope`].
+
+pub mod scope;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kiln_registry::Reference;
+
+use crate::dockerfile::instructions::{Instruction, InstructionError, RunMount};
+use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::{Dockerfile, Location};
+
+pub use scope::{Scope, ScopeExpander};
+
+/// What the caller chooses for a build.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--build-arg` values (a name with no value takes it from the environment in the CLI).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build (default: the last one).
+    pub target: Option<String>,
+    /// The platform built for and on (`linux/amd64`), for the predefined platform ARGs.
+    pub platform: Platform,
+}
+
+/// An OS/architecture pair in OCI terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64` …
+    pub architecture: String,
+    /// `v7`, `v8` … when the architecture has variants.
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    /// The host's platform, in OCI's names.
+    fn default() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// ARGs anyone may pass with `--build-arg` without declaring them; they reach RUN but are kept
+/// out of history and cache keys (BuildKit's proxy-args rule).
+pub const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Where a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`: an empty filesystem.
+    Scratch,
+    /// Another stage of this Dockerfile, by index.
+    Stage(usize),
+    /// An image from a registry or the local store.
+    Image(Reference),
+}
+
+/// Where `COPY --from` or `RUN --mount=from=` takes files from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A stage of this Dockerfile, by index.
+    Stage(usize),
+    /// An image.
+    Image(Reference),
+}
+
+/// One instruction after FROM, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The typed instruction, unexpanded.
+    pub instruction: Instruction,
+    /// Its place in the Dockerfile.
+    pub location: Location,
+    /// The instruction text as written (continuations joined).
+    pub original: String,
+}
+
+/// A build stage: one FROM and what follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// 0-based position in the Dockerfile.
+    pub index: usize,
+    /// `AS name`, lowercased.
+    pub name: Option<String>,
+    /// The FROM argument as written.
+    pub base_text: String,
+    /// What it starts from, after expanding global ARGs.
+    pub base: Base,
+    /// `FROM --platform=…`, expanded.
+    pub platform: Option<String>,
+    /// The FROM line.
+    pub location: Location,
+    /// Everything after FROM up to the next FROM.
+    pub steps: Vec<Step>,
+    /// Other stages and images it reads files from, per step index.
+    pub sources: BTreeMap<usize, Vec<Source>>,
+}
+
+impl Stage {
+    /// A human name: `name` or `stage-N`.
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+
+    /// The stages this one needs built first.
+    pub fn stage_deps(&self) -> BTreeSet<usize> {
+        let mut deps: BTreeSet<usize> = self
+            .sources
+            .values()
+            .flatten()
+            .filter_map(|s| {
+                if let Source::Stage(i) = s {
+                    Some(*i)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if let Base::Stage(i) = self.base {
+            deps.insert(i);
+        }
+        deps
+    }
+}
+
+/// A global `ARG` (before the first FROM) with its resolved value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaArg {
+    /// The name.
+    pub name: String,
+    /// Its value: `--build-arg`, else the expanded default, else none.
+    pub value: Option<String>,
+}
+
+/// Something accepted but worth telling the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanWarning {
+    /// What to say.
+    pub message: String,
+    /// Where, when it is in the Dockerfile.
+    pub location: Option<Location>,
+}
+
+/// The plan for one build.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The escape token of the Dockerfile (used again when expanding).
+    pub escape: char,
+    /// Global ARGs and predefined platform ARGs, in declaration order.
+    pub meta_args: Vec<MetaArg>,
+    /// Every stage of the Dockerfile.
+    pub stages: Vec<Stage>,
+    /// The stage to build.
+    pub target: usize,
+    /// The stages the target needs, each after its dependencies; the target is last.
+    pub order: Vec<usize>,
+    /// `--build-arg` values and other inputs.
+    pub options: PlanOptions,
+    /// Warnings (undefined variables in FROM, unused build args …).
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// A Dockerfile that cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanError {
+    /// What is wrong.
+    pub message: String,
+    /// Where.
+    pub location: Location,
+}
+
+impl From<InstructionError> for PlanError {
+    fn from(e: InstructionError) -> Self {
+        PlanError {
+            message: e.message,
+            location: e.location,
+        }
+    }
+}
+
+fn plan_err(message: impl Into<String>, location: Location) -> PlanError {
+    PlanError {
+        message: message.into(),
+        location,
+    }
+}
+
+impl Plan {
+    /// Plans a parsed Dockerfile.
+    pub fn new(file: &Dockerfile, options: PlanOptions) -> Result<Self, PlanError> {
+        let mut warnings = Vec::new();
+        let mut meta_args = predefined_args(&options.platform);
+        let mut stages: Vec<Stage> = Vec::new();
+        let lexer = Lexer::new(file.escape);
+        let mut declared: BTreeSet<String> = BTreeSet::new();
+
+        for node in &file.instructions {
+            let instruction = Instruction::from_node(node)?;
+            let location = node.location;
+            match instruction {
+                Instruction::From(from) => {
+                    let env = meta_env(&meta_args);
+                    let mut x = ScopeExpander::new(&lexer, &env);
+                    let base_text = x.word_at(&from.image, location)?;
+                    let platform = from
+                        .platform
+                        .as_deref()
+                        .map(|p| x.word_at(p, location))
+                        .transpose()?;
+                    for name in x.unmatched {
+                        warnings.push(PlanWarning {
+                            message: format!(
+                                "FROM uses undefined ARG {name:?} (it expands to an empty string)"
+                            ),
+                            location: Some(location),
+                        });
+                    }
+                    if base_text.is_empty() {
+                        return Err(plan_err(
+                            format!("base name ({}) should not be blank", from.image),
+                            location,
+                        ));
+                    }
+                    if let Some(name) = &from.stage_name
+                        && (name == "scratch"
+                            || stages.iter().any(|s| s.name.as_deref() == Some(name)))
+                    {
+                        warnings.push(PlanWarning {
+                            message: format!("stage name {name:?} is reserved or already used"),
+                            location: Some(location),
+                        });
+                    }
+                    stages.push(Stage {
+                        index: stages.len(),
+                        name: from.stage_name,
+                        base_text,
+                        base: Base::Scratch,
+                        platform,
+                        location,
+                        steps: Vec::new(),
+                        sources: BTreeMap::new(),
+                    });
+                }
+                Instruction::Arg(decls) if stages.is_empty() => {
+                    for decl in decls {
+                        let value = match options.build_args.get(&decl.name) {
+                            Some(v) => Some(v.clone()),
+                            None => decl
+                                .default
+                                .as_deref()
+                                .map(|d| {
+                                    ScopeExpander::new(&lexer, &meta_env(&meta_args))
+                                        .word_at(d, location)
+                                })
+                                .transpose()?,
+                        };
+                        declared.insert(decl.name.clone());
+                        meta_args.retain(|m| m.name != decl.name);
+                        meta_args.push(MetaArg {
+                            name: decl.name,
+                            value,
+                        });
+                    }
+                }
+                other if stages.is_empty() => {
+                    return Err(plan_err(
+                        format!(
+                            "{} must come after FROM: only ARG may come before the first FROM",
+                            other.keyword()
+                        ),
+                        location,
+                    ));
+                }
+                instruction => {
+                    if let Instruction::Arg(decls) = &instruction {
+                        declared.extend(decls.iter().map(|d| d.name.clone()));
+                    }
+                    let stage = stages.last_mut().expect("a stage exists after FROM");
+                    stage.steps.push(Step {
+                        instruction,
+                        location,
+                        original: node.original.clone(),
+                    });
+                }
+            }
+        }
+
+        resolve_bases(&mut stages)?;
+        resolve_sources(&mut stages, &lexer, &meta_args, &options)?;
+        let target = match &options.target {
+            None => stages.len() - 1,
+            Some(t) => {
+                let t = t.to_ascii_lowercase();
+                stages
+                    .iter()
+                    .position(|s| s.name.as_deref() == Some(t.as_str()))
+                    .ok_or_else(|| {
+                        plan_err(
+                            format!("target stage {t:?} could not be found"),
+                            Location::default(),
+                        )
+                    })?
+            }
+        };
+        let order = build_order(&stages, target)?;
+        for name in options.build_args.keys() {
+            if !declared.contains(name)
+                && !PROXY_ARGS.contains(&name.as_str())
+                && name != "SOURCE_DATE_EPOCH"
+            {
+                warnings.push(PlanWarning {
+                    message: format!("build-arg {name:?} was not consumed"),
+                    location: None,
+                });
+            }
+        }
+        Ok(Plan {
+            escape: file.escape,
+            meta_args,
+            stages,
+            target,
+            order,
+            options,
+            warnings,
+        })
+    }
+
+    /// The global ARG values as an environment, for FROM lines and inherited stage ARGs.
+    pub fn meta_env(&self) -> BTreeMap<String, String> {
+        meta_env(&self.meta_args)
+    }
+}
+
+/// The platform ARGs BuildKit defines in the global scope.
+fn predefined_args(platform: &Platform) -> Vec<MetaArg> {
+    let arg = |name: &str, value: String| MetaArg {
+        name: name.to_owned(),
+        value: Some(value),
+    };
+    let variant = platform.variant.clone().unwrap_or_default();
+    let mut args = Vec::new();
+    for prefix in ["BUILD", "TARGET"] {
+        args.push(arg(&format!("{prefix}PLATFORM"), platform.to_string()));
+        args.push(arg(&format!("{prefix}OS"), platform.os.clone()));
+        args.push(arg(&format!("{prefix}ARCH"), platform.architecture.clone()));
+        args.push(arg(&format!("{prefix}VARIANT"), variant.clone()));
+    }
+    args
+}
+
+fn meta_env(meta_args: &[MetaArg]) -> BTreeMap<String, String> {
+    meta_args
+        .iter()
+        .filter_map(|m| Some((m.name.clone(), m.value.clone()?)))
+        .collect()
+}
+
+/// Resolves each stage's base: a stage name (of any stage but itself), `scratch`, or an image.
+fn resolve_bases(stages: &mut [Stage]) -> Result<(), PlanError> {
+    let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
+    for stage in stages.iter_mut() {
+        let lower = stage.base_text.to_ascii_lowercase();
+        let by_name = names
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()));
+        stage.base = match by_name {
+            Some(i) if i != stage.index => Base::Stage(i),
+            _ if lower == "scratch" => Base::Scratch,
+            _ => Base::Image(parse_reference(&stage.base_text, stage.location)?),
+        };
+    }
+    Ok(())
+}
+
+fn parse_reference(text: &str, location: Location) -> Result<Reference, PlanError> {
+    Reference::parse(text).map_err(|e| plan_err(format!("{e}: {text:?}"), location))
+}
+
+/// Resolves `COPY --from` and `RUN --mount=from=` to stages or images. They are expanded with the
+/// global ARGs and the stage's own ARG defaults, which is all that is known before building.
+fn resolve_sources(
+    stages: &mut [Stage],
+    lexer: &Lexer,
+    meta_args: &[MetaArg],
+    options: &PlanOptions,
+) -> Result<(), PlanError> {
+    let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
+    let count = stages.len();
+    for stage in stages.iter_mut() {
+        let mut scope = Scope::new(Vec::new());
+        let mut sources = BTreeMap::new();
+        for (i, step) in stage.steps.iter().enumerate() {
+            let froms: Vec<String> = match &step.instruction {
+                Instruction::Copy(c) => c.from.iter().cloned().collect(),
+                Instruction::Run(r) => r
+                    .mounts
+                    .iter()
+                    .map(|spec| RunMount::parse(spec, &mut |v| Ok(v.to_owned())))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| PlanError::from(e.at(step.location)))?
+                    .into_iter()
+                    .filter_map(|m| m.from)
+                    .collect(),
+                Instruction::Arg(decls) => {
+                    scope.declare_args(
+                        decls,
+                        lexer,
+                        &options.build_args,
+                        meta_args,
+                        step.location,
+                    )?;
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            };
+            for from in froms {
+                let from =
+                    ScopeExpander::new(lexer, &scope.env_map()).word_at(&from, step.location)?;
+                let lower = from.to_ascii_lowercase();
+                let source = if let Some(j) = names
+                    .iter()
+                    .position(|n| n.as_deref() == Some(lower.as_str()))
+                {
+                    Source::Stage(j)
+                } else if let Ok(j) = from.parse::<usize>() {
+                    if j >= count {
+                        return Err(plan_err(
+                            format!("invalid stage index {j}: the Dockerfile has {count} stages"),
+                            step.location,
+                        ));
+                    }
+                    Source::Stage(j)
+                } else {
+                    Source::Image(parse_reference(&from, step.location)?)
+                };
+                if source == Source::Stage(stage.index) {
+                    return Err(plan_err(
+                        format!(
+                            "circular dependency detected on stage: {}",
+                            stage.display_name()
+                        ),
+                        step.location,
+                    ));
+                }
+                sources.entry(i).or_insert_with(Vec::new).push(source);
+            }
+        }
+        stage.sources = sources;
+    }
+    Ok(())
+}
+
+/// The stages `target` needs, dependencies first, by a depth-first walk that reports cycles.
+fn build_order(stages: &[Stage], target: usize) -> Result<Vec<usize>, PlanError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        stages: &[Stage],
+        i: usize,
+        marks: &mut [Mark],
+        order: &mut Vec<usize>,
+    ) -> Result<(), PlanError> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Active => {
+                return Err(plan_err(
+                    format!(
+                        "circular dependency detected on stage: {}",
+                        stages[i].display_name()
+                    ),
+                    stages[i].location,
+                ));
+            }
+            Mark::New => {}
+        }
+        marks[i] = Mark::Active;
+        for dep in stages[i].stage_deps() {
+            visit(stages, dep, marks, order)?;
+        }
+        marks[i] = Mark::Done;
+        order.push(i);
+        Ok(())
+    }
+    let mut marks = vec![Mark::New; stages.len()];
+    let mut order = Vec::new();
+    visit(stages, target, &mut marks, &mut order)?;
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests;

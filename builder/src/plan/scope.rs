@@ -1,0 +1,191 @@
+//! The variables in scope inside one stage, with BuildKit's ARG/ENV rules.
+//!
+//! A stage starts with its base's environment (the image config's `Env`, or everything a parent
+//! stage had in scope). `ENV` sets a variable for expansion, for RUN and for the image; `ARG`
+//! with a value (its `--build-arg`, its default, or the global ARG of the same name when declared
+//! without a default) sets it for expansion and RUN only. Precedence is by declaration order, as
+//! BuildKit does it: an `ARG` after an `ENV` of the same name wins, an `ENV` after an `ARG` wins.
+//! Within one instruction every substitution sees the values from before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dockerfile::Location;
+use crate::dockerfile::instructions::{ArgDecl, Expander, Instruction, InstructionError};
+use crate::dockerfile::shell::Lexer;
+
+use super::{MetaArg, Plan, PlanError, Step};
+
+/// The variables in scope at one point of a stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Everything `$VAR` and RUN see, in the order it was set (a later set replaces in place).
+    env: Vec<(String, String)>,
+    /// ARGs declared in this stage, with their values: RUN gets them, history records them.
+    args: Vec<(String, Option<String>)>,
+}
+
+impl Scope {
+    /// A scope starting from a base environment.
+    pub fn new(base_env: Vec<(String, String)>) -> Self {
+        Scope {
+            env: base_env,
+            args: Vec::new(),
+        }
+    }
+
+    /// The environment in order, as RUN gets it.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The environment as a map, for expansion.
+    pub fn env_map(&self) -> BTreeMap<String, String> {
+        self.env.iter().cloned().collect()
+    }
+
+    /// The ARGs declared in this stage so far.
+    pub fn args(&self) -> &[(String, Option<String>)] {
+        &self.args
+    }
+
+    /// Sets a variable, replacing an earlier value in place.
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_owned(),
+            None => self.env.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// Declares ARGs (BuildKit's `dispatchArg`): the `--build-arg` value wins, then the default
+    /// (expanded in this scope), then a global ARG of the same name.
+    pub fn declare_args(
+        &mut self,
+        decls: &[ArgDecl],
+        lexer: &Lexer,
+        build_args: &BTreeMap<String, String>,
+        meta_args: &[MetaArg],
+        location: Location,
+    ) -> Result<(), PlanError> {
+        for decl in decls {
+            let value = match (build_args.get(&decl.name), &decl.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => {
+                    Some(ScopeExpander::new(lexer, &self.env_map()).word_at(default, location)?)
+                }
+                (None, None) => meta_args
+                    .iter()
+                    .find(|m| m.name == decl.name)
+                    .and_then(|m| m.value.clone()),
+            };
+            if let Some(v) = &value {
+                self.set(&decl.name, v);
+            }
+            self.args.retain(|(n, _)| n != &decl.name);
+            self.args.push((decl.name.clone(), value));
+        }
+        Ok(())
+    }
+}
+
+/// Expands words against one environment and remembers which variables it looked up.
+#[derive(Debug)]
+pub struct ScopeExpander<'a> {
+    lexer: &'a Lexer,
+    env: &'a BTreeMap<String, String>,
+    /// Variables found.
+    pub matched: BTreeSet<String>,
+    /// Variables referenced but not set.
+    pub unmatched: BTreeSet<String>,
+}
+
+impl<'a> ScopeExpander<'a> {
+    /// An expander over `env` with the Dockerfile's lexer.
+    pub fn new(lexer: &'a Lexer, env: &'a BTreeMap<String, String>) -> Self {
+        ScopeExpander {
+            lexer,
+            env,
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
+        }
+    }
+
+    /// Expands one word, reporting errors at `location`.
+    pub fn word_at(&mut self, word: &str, location: Location) -> Result<String, PlanError> {
+        self.word(word).map_err(|e| PlanError::from(e.at(location)))
+    }
+}
+
+impl Expander for ScopeExpander<'_> {
+    fn word(&mut self, word: &str) -> Result<String, InstructionError> {
+        let expansion = self
+            .lexer
+            .process_word_with_matches(word, self.env)
+            .map_err(|e| InstructionError::new(e.to_string()))?;
+        self.matched.extend(expansion.matched);
+        self.unmatched.extend(expansion.unmatched);
+        Ok(expansion.value)
+    }
+
+    fn words(&mut self, word: &str) -> Result<Vec<String>, InstructionError> {
+        self.lexer
+            .process_words(word, self.env)
+            .map_err(|e| InstructionError::new(e.to_string()))
+    }
+}
+
+/// One step of a stage after expansion, with the scope it ran in.
+#[derive(Debug, Clone)]
+pub struct ExpandedStep {
+    /// The step with its variables expanded.
+    pub step: Step,
+    /// The ARGs declared before it in this stage (RUN sees them).
+    pub args: Vec<(String, Option<String>)>,
+}
+
+impl Plan {
+    /// Expands the steps of one stage given its base environment, applying ARG and ENV in
+    /// order. Returns the expanded steps and the scope at the end of the stage (a child stage
+    /// built FROM this one starts from it).
+    pub fn expand_stage(
+        &self,
+        index: usize,
+        base_env: Vec<(String, String)>,
+    ) -> Result<(Vec<ExpandedStep>, Scope), PlanError> {
+        let lexer = Lexer::new(self.escape);
+        let mut scope = Scope::new(base_env);
+        let mut out = Vec::new();
+        for step in &self.stages[index].steps {
+            let mut expanded = step.clone();
+            match &step.instruction {
+                Instruction::Arg(decls) => {
+                    scope.declare_args(
+                        decls,
+                        &lexer,
+                        &self.options.build_args,
+                        &self.meta_args,
+                        step.location,
+                    )?;
+                }
+                instruction => {
+                    let env = scope.env_map();
+                    let mut x = ScopeExpander::new(&lexer, &env);
+                    let mut instruction = instruction.clone();
+                    instruction
+                        .expand(&mut x)
+                        .map_err(|e| PlanError::from(e.at(step.location)))?;
+                    if let Instruction::Env(pairs) = &instruction {
+                        for kv in pairs {
+                            scope.set(&kv.key, &kv.value);
+                        }
+                    }
+                    expanded.instruction = instruction;
+                }
+            }
+            out.push(ExpandedStep {
+                step: expanded,
+                args: scope.args.clone(),
+            });
+        }
+        Ok((out, scope))
+    }
+}

@@ -1,0 +1,205 @@
+//! Plan tests: stage resolution, ordering and skipping, and ARG/ENV scoping.
+
+use super::*;
+use crate::dockerfile::instructions::KeyValue;
+use crate::dockerfile::parse;
+
+fn plan_with(
+    source: &str,
+    build_args: &[(&str, &str)],
+    target: Option<&str>,
+) -> Result<Plan, PlanError> {
+    let file = parse(source).map_err(|e| plan_err(e.message, e.location))?;
+    let options = PlanOptions {
+        build_args: build_args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target: target.map(str::to_owned),
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+    };
+    Plan::new(&file, options)
+}
+
+fn plan(source: &str) -> Plan {
+    plan_with(source, &[], None).unwrap()
+}
+
+fn image(plan: &Plan, stage: usize) -> String {
+    match &plan.stages[stage].base {
+        Base::Image(r) => r.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The ENV pairs of every ENV step of a stage after expansion.
+fn envs(plan: &Plan, stage: usize, base: Vec<(String, String)>) -> Vec<(String, String)> {
+    let (steps, _) = plan.expand_stage(stage, base).unwrap();
+    steps
+        .into_iter()
+        .filter_map(|s| match s.step.instruction {
+            Instruction::Env(pairs) => Some(pairs),
+            _ => None,
+        })
+        .flatten()
+        .map(|KeyValue { key, value }| (key, value))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn global_args_expand_from_lines() {
+    let p = plan("ARG V=3.18\nARG IMG=alpine:$V\nFROM $IMG\nRUN true");
+    assert_eq!(image(&p, 0), "docker.io/library/alpine:3.18");
+    let p = plan_with("ARG V=3.18\nFROM alpine:$V", &[("V", "3.19")], None).unwrap();
+    assert_eq!(image(&p, 0), "docker.io/library/alpine:3.19");
+    let p = plan("FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH\nENV A=$TARGETARCH");
+    assert_eq!(p.stages[0].platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("A", "amd64")]));
+}
+
+#[test]
+fn global_args_are_invisible_in_stages_unless_redeclared() {
+    let p = plan("ARG V=1\nFROM scratch\nENV X=$V");
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("X", "")]));
+    let p = plan("ARG V=1\nFROM scratch\nARG V\nENV X=$V");
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("X", "1")]));
+    let p = plan_with(
+        "ARG V=1\nFROM scratch\nARG V\nENV X=$V",
+        &[("V", "cli")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("X", "cli")]));
+}
+
+#[test]
+fn env_and_arg_precedence_is_by_declaration_order() {
+    let p = plan("FROM scratch\nENV A=env\nARG A=arg\nENV B=$A");
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("A", "env"), ("B", "arg")]));
+    let p = plan("FROM scratch\nARG A=arg\nENV A=env\nENV B=$A");
+    assert_eq!(envs(&p, 0, vec![]), pairs(&[("A", "env"), ("B", "env")]));
+    // Every substitution in one instruction sees the values from before it.
+    let p = plan("FROM scratch\nENV abc=hello\nENV abc=bye def=$abc");
+    assert_eq!(
+        envs(&p, 0, vec![]),
+        pairs(&[("abc", "hello"), ("abc", "bye"), ("def", "hello")])
+    );
+    // The base image's environment is in scope.
+    let p = plan("FROM busybox\nENV P=$PATH:/x");
+    assert_eq!(
+        envs(&p, 0, pairs(&[("PATH", "/bin")])),
+        pairs(&[("P", "/bin:/x")])
+    );
+}
+
+#[test]
+fn stage_args_flow_to_children_built_from_them() {
+    let p = plan("FROM scratch AS a\nARG X=1\nFROM a\nENV Y=$X");
+    assert_eq!(p.stages[1].base, Base::Stage(0));
+    let (_, scope) = p.expand_stage(0, vec![]).unwrap();
+    assert_eq!(envs(&p, 1, scope.env().to_vec()), pairs(&[("Y", "1")]));
+}
+
+#[test]
+fn only_needed_stages_in_dependency_order() {
+    let source = "FROM busybox AS base\nRUN a\n\
+                  FROM base AS test\nRUN b\n\
+                  FROM busybox AS assets\nRUN c\n\
+                  FROM scratch\nCOPY --from=base /a /a\nCOPY --from=2 /c /c\nCOPY --from=nginx:1 /x /x";
+    let p = plan(source);
+    assert_eq!(p.target, 3);
+    assert_eq!(p.order, [0, 2, 3]);
+    assert_eq!(p.stages[3].base, Base::Scratch);
+    let sources: Vec<&Source> = p.stages[3].sources.values().flatten().collect();
+    assert_eq!(sources[..2], [&Source::Stage(0), &Source::Stage(2)]);
+    assert_eq!(
+        sources[2],
+        &Source::Image(Reference::parse("nginx:1").unwrap())
+    );
+    let p = plan_with(source, &[], Some("TEST")).unwrap();
+    assert_eq!((p.target, p.order.clone()), (1, vec![0, 1]));
+}
+
+#[test]
+fn copy_from_expands_stage_args() {
+    let p =
+        plan("ARG SRC=base\nFROM busybox AS base\nFROM scratch\nARG SRC\nCOPY --from=$SRC /a /a");
+    assert_eq!(p.order, [0, 1]);
+}
+
+#[test]
+fn errors_name_the_line() {
+    let cases = [
+        (
+            "FROM a AS x\nFROM x AS y\nFROM y AS a\nFROM a",
+            "circular dependency detected on stage: a",
+            3,
+        ),
+        (
+            "FROM busybox AS me\nCOPY --from=me /a /b",
+            "circular dependency detected on stage: me",
+            2,
+        ),
+        (
+            "FROM busybox\nCOPY --from=7 /a /b",
+            "invalid stage index 7: the Dockerfile has 1 stages",
+            2,
+        ),
+        (
+            "ENV A=b\nFROM busybox",
+            "ENV must come after FROM: only ARG may come before the first FROM",
+            1,
+        ),
+        ("ARG V\nFROM $V", "base name ($V) should not be blank", 2),
+        (
+            "FROM busybox\nRUN --mount=type=bind true",
+            "mount target is required",
+            2,
+        ),
+        (
+            "FROM busybox\nRUNN x",
+            "unknown instruction: RUNN (did you mean RUN?)",
+            2,
+        ),
+    ];
+    for (source, message, line) in cases {
+        let err = plan_with(source, &[], None).unwrap_err();
+        assert_eq!(
+            (err.message.as_str(), err.location.start_line),
+            (message, line),
+            "{source}"
+        );
+    }
+    let err = plan_with("FROM Alpine", &[], None).unwrap_err();
+    assert!(err.message.contains("must be lowercase"), "{}", err.message);
+    let err = plan_with("FROM busybox", &[], Some("nope")).unwrap_err();
+    assert_eq!(err.message, "target stage \"nope\" could not be found");
+}
+
+#[test]
+fn warnings() {
+    let p = plan_with(
+        "ARG USED\nFROM busybox$NOPE",
+        &[("USED", "1"), ("UNUSED", "2"), ("HTTP_PROXY", "p")],
+        None,
+    )
+    .unwrap();
+    let messages: Vec<&str> = p.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            "FROM uses undefined ARG \"NOPE\" (it expands to an empty string)",
+            "build-arg \"UNUSED\" was not consumed"
+        ]
+    );
+}
