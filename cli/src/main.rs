@@ -1,12 +1,44 @@
 //! The `kiln` binary: command-line arguments, one module per command, and error rendering.
+//!
+//! Exit codes follow docker's: 0 success, 1 when a command fails, 2 for usage errors (clap).
+//! Errors print once, at the top, as `error: …` with their chain of causes.
 
-use clap::Parser;
+mod commands;
+mod diagnostics;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// kiln: build OCI images from Dockerfiles, without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "kiln", version)]
-struct Cli {}
+#[command(name = "kiln", version, about)]
+struct Cli {
+    /// The store directory (default: /var/lib/kiln as root, $XDG_DATA_HOME/kiln otherwise).
+    #[arg(long, global = true, env = "KILN_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = commands::Global { root: cli.root };
+    let result = match cli.command {
+        Command::Build(args) => commands::build::run(&global, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

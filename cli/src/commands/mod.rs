@@ -1,0 +1,28 @@
+//! One module per `kiln` command, and what they share: the global options and the store.
+
+pub mod build;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use kiln_builder::store::Store;
+
+/// Options that apply to every command.
+#[derive(Debug)]
+pub struct Global {
+    /// `--root` / `KILN_ROOT`.
+    pub root: Option<PathBuf>,
+}
+
+impl Global {
+    /// Opens (creating if needed) the store at `--root`, `KILN_ROOT` or the default place.
+    #[allow(dead_code)] // the image commands use it
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let root = match &self.root {
+            Some(root) => root.clone(),
+            None => kiln_builder::store::default_root()
+                .context("finding the default store directory")?,
+        };
+        Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+    }
+}

@@ -1,0 +1,135 @@
+//! Dockerfile errors rendered like a compiler's: `Dockerfile:7:1: message`, then the source
+//! line(s) with a caret under the part that is wrong.
+
+use std::fmt::Write as _;
+
+use kiln_builder::dockerfile::Location;
+
+/// How many source lines of a multi-line instruction are shown.
+const MAX_SHOWN_LINES: usize = 3;
+
+/// A located problem in a Dockerfile, ready to print.
+#[derive(Debug)]
+pub struct Diagnostic<'a> {
+    /// The Dockerfile's name as the user gave it.
+    pub file: &'a str,
+    /// The Dockerfile's text.
+    pub source: &'a str,
+    /// What is wrong.
+    pub message: &'a str,
+    /// Where.
+    pub location: Location,
+}
+
+impl Diagnostic<'_> {
+    /// `file:line:col: message` followed by the source excerpt.
+    pub fn render(&self) -> String {
+        let lines: Vec<&str> = self
+            .source
+            .split('\n')
+            .map(|l| l.trim_end_matches('\r'))
+            .collect();
+        let start = self.location.start_line;
+        if start == 0 || start > lines.len() {
+            return format!("{}: {}", self.file, self.message);
+        }
+        let first = lines[start - 1];
+        let (column, width) = self.highlight(first);
+        let mut out = format!("{}:{}:{}: {}", self.file, start, column, self.message);
+        let end = self
+            .location
+            .end_line
+            .clamp(start, lines.len())
+            .min(start + MAX_SHOWN_LINES - 1);
+        let gutter = end.to_string().len();
+        let _ = write!(out, "\n{:gutter$} |", "");
+        for (n, line) in lines.iter().enumerate().take(end).skip(start - 1) {
+            let _ = write!(out, "\n{:>gutter$} | {line}", n + 1);
+            if n + 1 == start {
+                let pad: String = first
+                    .chars()
+                    .take(column - 1)
+                    .map(|c| if c == '\t' { '\t' } else { ' ' })
+                    .collect();
+                let _ = write!(out, "\n{:gutter$} | {pad}{}", "", "^".repeat(width.max(1)));
+            }
+        }
+        if self.location.end_line > end {
+            let _ = write!(out, "\n{:gutter$} | …", "");
+        }
+        out
+    }
+
+    /// The 1-based column and width to underline on the first line: the word the message names
+    /// (an unknown instruction or flag) when it is there, else the instruction's text.
+    fn highlight(&self, line: &str) -> (usize, usize) {
+        let named = ["unknown instruction: ", "unknown flag: "]
+            .iter()
+            .find_map(|prefix| {
+                let rest = self.message.split_once(prefix)?.1;
+                let word = rest.split([' ', '(']).next()?;
+                Some(word).filter(|w| !w.is_empty())
+            });
+        if let Some(word) = named
+            && let Some(at) = line.find(word)
+        {
+            return (line[..at].chars().count() + 1, word.chars().count());
+        }
+        let indent = line.len() - line.trim_start().len();
+        (
+            line[..indent].chars().count() + 1,
+            line.trim().chars().count(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(source: &str, message: &str, start: usize, end: usize) -> String {
+        let location = Location {
+            start_line: start,
+            end_line: end,
+            ..Location::default()
+        };
+        Diagnostic {
+            file: "Dockerfile",
+            source,
+            message,
+            location,
+        }
+        .render()
+    }
+
+    #[test]
+    fn points_at_the_named_word() {
+        let out = render(
+            "FROM a\n  RUNN echo\n",
+            "unknown instruction: RUNN (did you mean RUN?)",
+            2,
+            2,
+        );
+        assert_eq!(
+            out,
+            "Dockerfile:2:3: unknown instruction: RUNN (did you mean RUN?)\n  |\n2 |   RUNN echo\n  |   ^^^^"
+        );
+        let out = render(
+            "COPY --form=x a b",
+            "unknown flag: --form (did you mean --from?)",
+            1,
+            1,
+        );
+        assert!(out.starts_with("Dockerfile:1:6: unknown flag"), "{out}");
+        assert!(out.ends_with("|      ^^^^^^"), "{out}");
+    }
+
+    #[test]
+    fn multi_line_and_unknown_locations() {
+        let source = "FROM a\nRUN a \\\n  b \\\n  c \\\n  d\n";
+        let out = render(source, "boom", 2, 5);
+        assert_eq!(out.lines().count(), 1 + 1 + 3 + 1 + 1, "{out}");
+        assert!(out.ends_with("| …"), "{out}");
+        assert_eq!(render(source, "boom", 0, 0), "Dockerfile: boom");
+    }
+}
