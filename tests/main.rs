@@ -1,13 +1,35 @@
 //! kiln's one integration-test binary: it drives the real `kiln` binary end to end.
 
-/// The `kiln` binary under test.
-fn kiln() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+// `kiln build --check`: parsing and planning through the CLI, and how errors read.
+mod check;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The `kiln` binary under test, with a private store so tests never touch the user's.
+pub fn kiln(root: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.env("KILN_ROOT", root).env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+/// Standard output and error as text.
+pub fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The repository root (examples live there).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
 fn version_prints() {
-    let out = kiln().arg("--version").output().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = kiln(root.path()).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("kiln "));
+    assert!(text(&out).0.starts_with("kiln "));
 }

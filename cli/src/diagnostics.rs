@@ -31,9 +31,13 @@ impl Diagnostic<'_> {
             .collect();
         let start = self.location.start_line;
         if start == 0 || start > lines.len() {
-            return format!("{}: {}", self.file, self.message);
+            // Not tied to a place in the file (e.g. an unknown --target).
+            return self.message.to_owned();
         }
         let first = lines[start - 1];
+        if first.trim().is_empty() {
+            return format!("{}:{start}: {}", self.file, self.message);
+        }
         let (column, width) = self.highlight(first);
         let mut out = format!("{}:{}:{}: {}", self.file, start, column, self.message);
         let end = self
@@ -61,16 +65,17 @@ impl Diagnostic<'_> {
     }
 
     /// The 1-based column and width to underline on the first line: the word the message names
-    /// (an unknown instruction or flag) when it is there, else the instruction's text.
+    /// (an unknown instruction or flag, or the first quoted text) when the line has it, else the
+    /// instruction's text.
     fn highlight(&self, line: &str) -> (usize, usize) {
         let named = ["unknown instruction: ", "unknown flag: "]
             .iter()
             .find_map(|prefix| {
                 let rest = self.message.split_once(prefix)?.1;
-                let word = rest.split([' ', '(']).next()?;
-                Some(word).filter(|w| !w.is_empty())
-            });
-        if let Some(word) = named
+                rest.split([' ', '(']).next()
+            })
+            .or_else(|| self.message.split('"').nth(1));
+        if let Some(word) = named.filter(|w| !w.is_empty())
             && let Some(at) = line.find(word)
         {
             return (line[..at].chars().count() + 1, word.chars().count());
@@ -130,6 +135,10 @@ mod tests {
         let out = render(source, "boom", 2, 5);
         assert_eq!(out.lines().count(), 1 + 1 + 3 + 1 + 1, "{out}");
         assert!(out.ends_with("| …"), "{out}");
-        assert_eq!(render(source, "boom", 0, 0), "Dockerfile: boom");
+        assert_eq!(render(source, "boom", 0, 0), "boom");
+        assert_eq!(
+            render("\n", "file with no instructions", 1, 1),
+            "Dockerfile:1: file with no instructions"
+        );
     }
 }

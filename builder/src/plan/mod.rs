@@ -416,7 +416,7 @@ fn resolve_bases(stages: &mut [Stage]) -> Result<(), PlanError> {
 }
 
 fn parse_reference(text: &str, location: Location) -> Result<Reference, PlanError> {
-    Reference::parse(text).map_err(|e| plan_err(format!("{e}: {text:?}"), location))
+    Reference::parse(text).map_err(|e| plan_err(e.to_string(), location))
 }
 
 /// Resolves `COPY --from` and `RUN --mount=from=` to stages or images. They are expanded with the

@@ -203,3 +203,103 @@ fn warnings() {
         ]
     );
 }
+
+/// kaniko's integration Dockerfiles all parse, plan and expand, with the build args and targets
+/// its harness passes (`test-config.json`).
+#[test]
+fn kaniko_dockerfiles_plan() {
+    let Some(dir) = crate::testutil::conformance_dir() else {
+        return;
+    };
+    let root = dir.join("kaniko-dockerfiles");
+    let config: serde_json::Value =
+        serde_json::from_slice(&crate::testutil::read(&root, "test-config.json")).unwrap();
+    let run = &config["TestRun"];
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .extension()
+                    .is_some_and(|e| e == "json" || e == "dockerignore")
+        })
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    for sub in ["dockerfiles-with-context"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            files.push(entry.unwrap().path().join("Dockerfile"));
+        }
+    }
+    files.push(root.join("testdata/Dockerfile.trivial"));
+    files.push(root.join("testdata/exit-code-propagation/Dockerfile_exit_code_propagation"));
+    files.sort();
+    let mut failures = Vec::new();
+    for path in &files {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let env: BTreeMap<String, String> = run["environment"][name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.as_str()?
+                    .split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect();
+        let build_args = run["build_args"][name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| {
+                let a = a.as_str()?;
+                match a.split_once('=') {
+                    Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+                    None => env.get(a).map(|v| (a.to_owned(), v.clone())),
+                }
+            })
+            .collect();
+        let target = run["docker_only_flags"][name]
+            .as_array()
+            .and_then(|flags| {
+                flags
+                    .iter()
+                    .find_map(|f| f.as_str()?.strip_prefix("--target="))
+            })
+            .map(str::to_owned);
+        let source = std::fs::read_to_string(path).unwrap();
+        let result = parse(&source)
+            .map_err(|e| format!("parse: {} (line {})", e.message, e.location.start_line))
+            .and_then(|file| {
+                let options = PlanOptions {
+                    build_args,
+                    target,
+                    ..PlanOptions::default()
+                };
+                Plan::new(&file, options)
+                    .map_err(|e| format!("plan: {} (line {})", e.message, e.location.start_line))
+            })
+            .and_then(|plan| {
+                let mut scopes = BTreeMap::new();
+                for &i in &plan.order {
+                    let base = match plan.stages[i].base {
+                        Base::Stage(p) => scopes
+                            .get(&p)
+                            .map(|s: &Scope| s.env().to_vec())
+                            .unwrap_or_default(),
+                        _ => Vec::new(),
+                    };
+                    let (_, scope) = plan.expand_stage(i, base).map_err(|e| {
+                        format!("expand: {} (line {})", e.message, e.location.start_line)
+                    })?;
+                    scopes.insert(i, scope);
+                }
+                Ok(())
+            });
+        if let Err(e) = result {
+            failures.push(format!("{}: {e}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(files.len(), 90 + 6 + 2);
+}

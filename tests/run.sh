@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs kiln's whole test suite: installs the Debian packages the tests need when they are
+# missing, checks formatting and lints, then runs every test of the workspace.
+# `.ci/run` calls exactly this script; any failure exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Tools the tests drive: busybox-static (base images), skopeo and umoci (read what kiln writes).
+packages=(busybox-static skopeo umoci)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "installing: ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
