@@ -1,4 +1,5 @@
-//! Helpers shared by the unit tests: where the upstream conformance vectors live.
+//! Helpers shared by the unit tests: where the upstream conformance vectors live, and how a
+//! test skips when a prerequisite is missing.
 //!
 //! The vectors sit in `shared/conformance/` beside the checkout (they are upstream data, kept out
 //! of the repository). Outside CI a checkout without them skips those tests with a message; under
@@ -18,17 +19,21 @@ pub(crate) fn conformance_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         return Some(dir);
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "conformance corpus missing at {} (set KILN_CONFORMANCE_DIR)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: conformance corpus not found at {}",
+    skip(&format!(
+        "conformance corpus not found at {} (set KILN_CONFORMANCE_DIR)",
         dir.display()
-    );
+    ));
     None
+}
+
+/// A test's prerequisite is missing: outside CI say so and let the test return; under `CI=true`
+/// fail, because nothing may be skipped silently there.
+pub(crate) fn skip(reason: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required under CI=true: {reason}"
+    );
+    eprintln!("skipping: {reason}");
 }
 
 /// Reads a file of the conformance corpus as bytes, panicking with the path on failure.

@@ -12,21 +12,10 @@ use std::io::{self, Read};
 use rustix::fs::Timespec;
 
 use super::apply::EntryError;
+pub(crate) use super::header::Kind;
 
 /// The PAX record prefix of an extended attribute.
 const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
-/// What an entry is, from its type flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Regular,
-    Dir,
-    Symlink,
-    Hardlink,
-    Char,
-    Block,
-    Fifo,
-}
-
 /// The metadata an entry carries.
 pub(crate) struct Meta {
     pub mode: u32,

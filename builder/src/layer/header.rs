@@ -20,7 +20,7 @@ const MAX_OCTAL_BIG: u64 = 0o77_777_777_777;
 /// Tar's block size.
 pub(crate) const BLOCK: usize = 512;
 
-/// The kind of a tar entry kiln writes.
+/// The kind of a tar entry, as kiln writes and reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Regular,

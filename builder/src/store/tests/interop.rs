@@ -16,10 +16,7 @@ fn tool(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{name} is required under CI=true but is not on PATH");
-        }
-        eprintln!("skipping: {name} not found on PATH");
+        crate::testutil::skip(&format!("{name} not found on PATH"));
     }
     found
 }
