@@ -3,7 +3,7 @@
 //! with their Dockerfile lines.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -151,14 +151,17 @@ fn print_plan(
     file_name: &str,
     located: &dyn Fn(&str, Location) -> String,
 ) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let mut scopes: BTreeMap<usize, Scope> = BTreeMap::new();
     let total_steps: usize = plan.order.iter().map(|&i| plan.stages[i].steps.len()).sum();
-    println!(
-        "{file_name}: {} stage(s), the target {:?} needs {} with {total_steps} step(s)",
-        plan.stages.len(),
+    writeln!(
+        out,
+        "{file_name}: target {:?} needs {} of {}, {}",
         plan.stages[plan.target].display_name(),
         plan.order.len(),
-    );
+        count(plan.stages.len(), "stage"),
+        count(total_steps, "step"),
+    )?;
     for (n, &index) in plan.order.iter().enumerate() {
         let stage = &plan.stages[index];
         let base = match &stage.base {
@@ -166,13 +169,14 @@ fn print_plan(
             Base::Stage(i) => format!("stage {:?}", plan.stages[*i].display_name()),
             Base::Image(reference) => reference.to_string(),
         };
-        println!(
+        writeln!(
+            out,
             "[{}/{}] stage {:?} FROM {base} ({file_name}:{})",
             n + 1,
             plan.order.len(),
             stage.display_name(),
             stage.location.start_line
-        );
+        )?;
         // The base image's own environment is only known once it is pulled; a parent stage's is.
         let base_env = match stage.base {
             Base::Stage(i) => scopes.get(&i).map(|s| s.env().to_vec()).unwrap_or_default(),
@@ -187,18 +191,19 @@ fn print_plan(
         };
         for (k, expanded) in steps.iter().enumerate() {
             let original = &stage.steps[k];
-            println!(
+            writeln!(
+                out,
                 "  {:>3} {file_name}:{:<4} {}",
                 k + 1,
                 original.location.start_line,
                 one_line(&original.original)
-            );
+            )?;
             let (before, after) = (
                 describe(&original.instruction),
                 describe(&expanded.step.instruction),
             );
             if after != before {
-                println!("      = {after}");
+                writeln!(out, "      = {after}")?;
             }
         }
         scopes.insert(index, scope);
@@ -208,12 +213,22 @@ fn print_plan(
         .iter()
         .filter(|s| !plan.order.contains(&s.index))
     {
-        println!(
+        writeln!(
+            out,
             "skipped: stage {:?} (the target does not need it)",
             stage.display_name()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1 stage`, `3 stages`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn one_line(text: &str) -> String {
