@@ -8,6 +8,7 @@
 //!   └─ ignore      .dockerignore patterns, anchored at the context root
 //!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
+//!   └─ ops       what each step does to the image config (meta), with BuildKit's history
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
 //!   └─ image       config (a Docker superset), history, manifest, index
 //!   └─ store       OCI image layout on disk with atomic commits
@@ -23,6 +24,7 @@ pub mod dockerfile;
 pub mod ignore;
 pub mod image;
 pub mod layer;
+pub mod ops;
 pub mod plan;
 pub mod store;
 

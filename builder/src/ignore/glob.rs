@@ -11,7 +11,7 @@
 
 /// `filepath.Clean` for `/` separators: lexical `.`/`..` processing, no trailing slash, `.` for
 /// an empty result.
-pub(super) fn clean(path: &str) -> String {
+pub(crate) fn clean(path: &str) -> String {
     if path.is_empty() {
         return ".".to_owned();
     }

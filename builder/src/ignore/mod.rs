@@ -17,6 +17,7 @@ mod glob;
 mod regex;
 
 use glob::MatchKind;
+pub(crate) use glob::clean;
 use regex::Regex;
 pub use regex::RegexError;
 use thiserror::Error;

@@ -1,0 +1,9 @@
+//! Build operations: what each kind of step does to a stage's image.
+//!
+//! BuildKit's ops are source (resolve, pull and unpack a base), exec (RUN), file (COPY, ADD,
+//! WORKDIR's mkdir) and meta (everything that only changes the config). [`meta`] applies the
+//! metadata instructions and writes every step's history entry.
+
+pub mod meta;
+
+pub use meta::{ImageState, MetaError};
