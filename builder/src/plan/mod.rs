@@ -374,6 +374,53 @@ impl Plan {
     }
 }
 
+/// A base image's `ONBUILD` triggers as steps that run first in a stage built FROM it
+/// (BuildKit's `dispatchOnBuildTriggers`). They are reported at the stage's FROM line, since the
+/// text comes from the image, not the Dockerfile.
+pub fn onbuild_steps(
+    triggers: &[String],
+    escape: char,
+    from: Location,
+) -> Result<Vec<Step>, PlanError> {
+    triggers
+        .iter()
+        .map(|trigger| {
+            let bad =
+                |message: String| plan_err(format!("ONBUILD trigger {trigger:?}: {message}"), from);
+            let file = crate::dockerfile::parse(&with_escape_directive(trigger, escape))
+                .map_err(|e| bad(e.message))?;
+            let [node] = file.instructions.as_slice() else {
+                return Err(bad(
+                    "onbuild trigger should be a single expression".to_owned()
+                ));
+            };
+            let instruction = Instruction::from_node(node).map_err(|e| bad(e.message))?;
+            if let Instruction::From(_) | Instruction::OnBuild(_) | Instruction::Maintainer(_) =
+                instruction
+            {
+                return Err(bad(format!(
+                    "{} isn't allowed as an ONBUILD trigger",
+                    instruction.keyword()
+                )));
+            }
+            Ok(Step {
+                instruction,
+                location: from,
+                original: trigger.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Triggers are parsed with the escape token of the Dockerfile that uses them.
+fn with_escape_directive(trigger: &str, escape: char) -> String {
+    if escape == '\\' {
+        trigger.to_owned()
+    } else {
+        format!("# escape={escape}\n{trigger}")
+    }
+}
+
 /// The platform ARGs BuildKit defines in the global scope.
 fn predefined_args(platform: &Platform) -> Vec<MetaArg> {
     let arg = |name: &str, value: String| MetaArg {

@@ -303,3 +303,32 @@ fn kaniko_dockerfiles_plan() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(files.len(), 90 + 6 + 2);
 }
+
+#[test]
+fn onbuild_triggers_become_steps() {
+    let from = Location::line(3);
+    let triggers = vec![
+        "RUN echo hi".to_owned(),
+        "COPY <<EOF /f\nbody\nEOF".to_owned(),
+        "ENV A=$B".to_owned(),
+    ];
+    let steps = onbuild_steps(&triggers, '\\', from).unwrap();
+    assert_eq!(steps.len(), 3);
+    assert!(steps.iter().all(|s| s.location == from));
+    let Instruction::Copy(copy) = &steps[1].instruction else {
+        panic!()
+    };
+    assert_eq!(copy.files.inline[0].data, "body\n");
+    for (bad, message) in [
+        ("FROM x", "FROM isn't allowed as an ONBUILD trigger"),
+        (
+            "RUN a\nRUN b",
+            "onbuild trigger should be a single expression",
+        ),
+        ("RUNN x", "unknown instruction: RUNN (did you mean RUN?)"),
+    ] {
+        let err = onbuild_steps(&[bad.to_owned()], '\\', from).unwrap_err();
+        assert!(err.message.ends_with(message), "{}", err.message);
+        assert_eq!(err.location, from);
+    }
+}
