@@ -57,6 +57,8 @@ pub struct ApplyOptions {
     pub mode: ApplyMode,
     /// Set each entry's owner from the archive's numeric uid/gid (needs privilege).
     pub preserve_ownership: bool,
+    /// With `preserve_ownership`, give every entry this uid/gid instead (`ADD --chown`).
+    pub owner: Option<(u32, u32)>,
 }
 
 impl ApplyOptions {
@@ -65,7 +67,14 @@ impl ApplyOptions {
         Self {
             mode,
             preserve_ownership: rustix::process::geteuid().is_root(),
+            owner: None,
         }
+    }
+
+    /// The owner an entry gets: the override, else the archive's.
+    fn owner_of(&self, meta: &Meta) -> (Uid, Gid) {
+        let (uid, gid) = self.owner.unwrap_or((meta.uid, meta.gid));
+        (Uid::from_raw(uid), Gid::from_raw(gid))
     }
 }
 
@@ -496,11 +505,12 @@ impl Applier {
         expect: Option<FileType>,
     ) -> Result<(), EntryError> {
         if self.options.preserve_ownership {
+            let (uid, gid) = self.options.owner_of(meta);
             rustix::fs::chownat(
                 parent,
                 name,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
+                Some(uid),
+                Some(gid),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(errno("setting the owner"))?;
@@ -547,12 +557,8 @@ impl Applier {
         meta: &Meta,
     ) -> Result<(), EntryError> {
         if self.options.preserve_ownership {
-            rustix::fs::fchown(
-                fd,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-            )
-            .map_err(errno("setting the owner"))?;
+            let (uid, gid) = self.options.owner_of(meta);
+            rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(errno("setting the owner"))?;
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
             .map_err(errno("setting the mode"))?;

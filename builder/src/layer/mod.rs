@@ -38,6 +38,10 @@ pub use apply::{
 pub use compress::{CompressWriter, Decompressor, decompress};
 pub use writer::{diff_id_of, layer_from_tar, write_layer};
 
+pub(crate) use apply_fs::{Root, proc_path};
+pub(crate) use header::{EntryHeader, Kind as EntryKind};
+pub(crate) use writer::TarBuilder;
+
 /// Media type of an uncompressed OCI layer.
 pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Media type of a gzip-compressed OCI layer.

@@ -73,13 +73,7 @@ pub fn write_layer<W: Write>(
 ) -> Result<LayerInfo, LayerError> {
     let mut pipeline = Pipeline::new(out, options.compression)?;
     let mut walk = Walk::new(root, options.kind)?;
-    let mut entries = EntryWriter {
-        out: &mut pipeline.tar,
-        epoch: options.source_date_epoch,
-        links: HashMap::new(),
-        header: Vec::with_capacity(2 * header::BLOCK),
-        copy: vec![0; COPY_BUFFER],
-    };
+    let mut entries = EntryWriter::new(&mut pipeline.tar, options.source_date_epoch);
     while let Some(item) = walk.next_item() {
         entries.write_item(item?)?;
     }
@@ -125,8 +119,8 @@ fn copy_stream(from: &mut dyn Read, to: &mut dyn Write) -> Result<(), LayerError
 }
 
 /// Writes walk items as tar entries.
-struct EntryWriter<'a, W: Write> {
-    out: &'a mut W,
+struct EntryWriter<W: Write> {
+    out: W,
     epoch: Option<i64>,
     /// First tar path written for each (device, inode) with more than one link.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -134,8 +128,27 @@ struct EntryWriter<'a, W: Write> {
     copy: Vec<u8>,
 }
 
-impl<W: Write> EntryWriter<'_, W> {
+impl<W: Write> EntryWriter<W> {
+    fn new(out: W, epoch: Option<i64>) -> Self {
+        EntryWriter {
+            out,
+            epoch,
+            links: HashMap::new(),
+            header: Vec::with_capacity(2 * header::BLOCK),
+            copy: vec![0; COPY_BUFFER],
+        }
+    }
+
     fn write_item(&mut self, item: Item) -> Result<(), LayerError> {
+        self.write_item_with(item, &mut |_| {})
+    }
+
+    /// Writes one item, letting `adjust` change its header (path, owner, mode) first.
+    fn write_item_with(
+        &mut self,
+        item: Item,
+        adjust: &mut dyn FnMut(&mut EntryHeader),
+    ) -> Result<(), LayerError> {
         let (fs_path, tar_path, meta, xattrs) = match item {
             Item::Whiteout { tar_path } => {
                 // Whiteouts carry no metadata of their own; zero times keep them reproducible.
@@ -168,6 +181,7 @@ impl<W: Write> EntryWriter<'_, W> {
         h.gid = u64::from(meta.gid());
         h.mtime = clamp(meta.mtime(), self.epoch);
         h.xattrs = layer_xattrs(&fs_path, xattrs)?;
+        adjust(&mut h);
 
         if kind != Kind::Dir && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
@@ -239,6 +253,96 @@ impl<W: Write> EntryWriter<'_, W> {
                 .map_err(LayerError::Write)?;
         }
         Ok(())
+    }
+}
+
+/// A tar stream for file operations (COPY, ADD): entries read from disk and placed at any path,
+/// headers adjustable by the caller, with the layer writer's header rules (explicit fields, PAX,
+/// hardlinks within the stream). The stream is meant for [`super::apply_layer`].
+pub(crate) struct TarBuilder<W: Write> {
+    entries: EntryWriter<W>,
+}
+
+impl<W: Write> TarBuilder<W> {
+    /// A builder writing to `out`.
+    pub fn new(out: W) -> Self {
+        TarBuilder {
+            entries: EntryWriter::new(out, None),
+        }
+    }
+
+    /// Appends the entry at `fs_path` itself (a directory's contents are not included).
+    pub fn append_path(
+        &mut self,
+        fs_path: &Path,
+        tar_path: Vec<u8>,
+        adjust: &mut dyn FnMut(&mut EntryHeader),
+    ) -> Result<(), LayerError> {
+        let meta = std::fs::symlink_metadata(fs_path).map_err(|e| read_error(fs_path, e))?;
+        let xattrs = super::walk::read_xattrs(fs_path).map_err(|e| read_error(fs_path, e))?;
+        let item = Item::Entry {
+            fs_path: fs_path.to_owned(),
+            tar_path,
+            meta: Box::new(meta),
+            xattrs,
+        };
+        self.entries.write_item_with(item, adjust)
+    }
+
+    /// Appends everything below the directory `fs_dir`, each at `tar_prefix/<relative path>`.
+    /// `include` sees the path relative to `fs_dir` and decides; `adjust` sees each header.
+    pub fn append_contents(
+        &mut self,
+        fs_dir: &Path,
+        tar_prefix: &[u8],
+        include: &mut dyn FnMut(&[u8]) -> bool,
+        adjust: &mut dyn FnMut(&mut EntryHeader),
+    ) -> Result<(), LayerError> {
+        let mut walk = Walk::new(fs_dir, super::ChangeKind::Tree)?;
+        while let Some(item) = walk.next_item() {
+            let mut item = item?;
+            let Item::Entry { tar_path, .. } = &mut item else {
+                continue;
+            };
+            if !include(tar_path) {
+                continue;
+            }
+            let mut placed = tar_prefix.to_vec();
+            if !placed.is_empty() {
+                placed.push(b'/');
+            }
+            placed.extend_from_slice(tar_path);
+            *tar_path = placed;
+            self.entries.write_item_with(item, adjust)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a header with no content (a directory, say) or with `data` (a regular file).
+    pub fn append_header(&mut self, mut h: EntryHeader, data: &[u8]) -> Result<(), LayerError> {
+        h.size = data.len() as u64;
+        self.entries.write_header(&h)?;
+        self.entries
+            .out
+            .write_all(data)
+            .map_err(LayerError::Write)?;
+        let rem = data.len() % header::BLOCK;
+        if rem != 0 {
+            self.entries
+                .out
+                .write_all(&[0u8; header::BLOCK][..header::BLOCK - rem])
+                .map_err(LayerError::Write)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the archive and returns the output.
+    pub fn finish(mut self) -> Result<W, LayerError> {
+        self.entries
+            .out
+            .write_all(&END_OF_ARCHIVE)
+            .map_err(LayerError::Write)?;
+        Ok(self.entries.out)
     }
 }
 

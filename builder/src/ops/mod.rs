@@ -2,8 +2,11 @@
 //!
 //! BuildKit's ops are source (resolve, pull and unpack a base), exec (RUN), file (COPY, ADD,
 //! WORKDIR's mkdir) and meta (everything that only changes the config). [`meta`] applies the
-//! metadata instructions and writes every step's history entry.
+//! metadata instructions and writes every step's history entry; [`file`] runs COPY and ADD.
 
+pub mod chmod;
+pub mod file;
 pub mod meta;
+pub mod user;
 
 pub use meta::{ImageState, MetaError};

@@ -1,0 +1,389 @@
+//! COPY/ADD tests over a real context and destination root (BuildKit's semantics, the
+//! anchors-features §2 rules, and the symlink attacks of reliability §4.2).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ctx: PathBuf,
+    dest: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    let dest = dir.path().join("root");
+    for d in ["dir/sub", "empty", "bar"] {
+        fs::create_dir_all(ctx.join(d)).unwrap();
+    }
+    for (f, body) in [
+        ("foo", "foo\n"),
+        ("dir/a.txt", "a\n"),
+        ("dir/sub/b.txt", "b\n"),
+        ("bar/bat", "bat\n"),
+        ("bar/baz", "baz\n"),
+        ("arr[0].txt", "arr\n"),
+        ("notes.md", "md\n"),
+    ] {
+        fs::write(ctx.join(f), body).unwrap();
+    }
+    symlink("a.txt", ctx.join("dir/link")).unwrap();
+    symlink("/etc/passwd", ctx.join("escape")).unwrap();
+    fs::create_dir_all(dest.join("exists")).unwrap();
+    Fixture {
+        _dir: dir,
+        ctx,
+        dest,
+    }
+}
+
+fn op<'a>(sources: &'a [String], dest: &'a str) -> FileOp<'a> {
+    FileOp {
+        keyword: "COPY",
+        sources,
+        inline: &[],
+        dest,
+        workdir: "/",
+        owner: None,
+        chmod: None,
+        excludes: &[],
+        parents: false,
+        unpack: false,
+        created: 0,
+    }
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn context(f: &Fixture) -> Source<'_> {
+    Source {
+        root: &f.ctx,
+        visible: None,
+        keep_owner: false,
+    }
+}
+
+/// Every path below `root`, relative, sorted.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn destinations_and_directory_contents() {
+    let cases: &[(&[&str], &str, &[&str])] = &[
+        (&["foo"], "/abs", &["abs"]),
+        (&["foo"], "/abs/", &["abs", "abs/foo"]),
+        (&["foo"], "/exists", &["exists/foo"]),
+        (
+            &["dir"],
+            "/d",
+            &["d", "d/a.txt", "d/link", "d/sub", "d/sub/b.txt"],
+        ),
+        (
+            &["dir/"],
+            "/d/",
+            &["d", "d/a.txt", "d/link", "d/sub", "d/sub/b.txt"],
+        ),
+        (&["bar/b*"], "/w/", &["w", "w/bat", "w/baz"]),
+        (&["fo?"], "/foo2", &["foo2"]),
+        (&["arr[[]0].txt"], "/mydir/", &["mydir", "mydir/arr[0].txt"]),
+        (&["bar/doesnotexist*", "foo"], "/hello", &["hello"]),
+        // BuildKit creates the destination even when a wildcard matched nothing.
+        (&["nothing*"], "/none/", &["none"]),
+        (&["../../foo"], "/clamped", &["clamped"]),
+        (&["foo"], "rel", &["srv", "srv/rel"]),
+    ];
+    for (sources, dest, want) in cases {
+        let f = fixture();
+        let sources = strings(sources);
+        let mut o = op(&sources, dest);
+        o.workdir = "/srv";
+        copy(&context(&f), &f.dest, &o).unwrap_or_else(|e| panic!("{sources:?} {dest}: {e}"));
+        let mut got = tree(&f.dest);
+        got.retain(|p| p != "exists");
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(got, want, "{sources:?} -> {dest}");
+    }
+    // A directory's symlinks are copied as symlinks.
+    let f = fixture();
+    copy(&context(&f), &f.dest, &op(&strings(&["dir"]), "/d")).unwrap();
+    assert_eq!(
+        fs::read_link(f.dest.join("d/link")).unwrap(),
+        Path::new("a.txt")
+    );
+}
+
+#[test]
+fn errors() {
+    let f = fixture();
+    let visible: BTreeSet<String> = ["foo".to_owned()].into();
+    let hidden = Source {
+        visible: Some(&visible),
+        ..context(&f)
+    };
+    let cases: Vec<(Source<'_>, Vec<String>, &str, &str)> = vec![
+        (
+            context(&f),
+            strings(&["missing.txt"]),
+            "/x",
+            "COPY failed: \"missing.txt\" not found",
+        ),
+        (
+            hidden,
+            strings(&["notes.md"]),
+            "/x",
+            "COPY failed: \"notes.md\" not found (it is excluded by .dockerignore)",
+        ),
+        (
+            context(&f),
+            strings(&["foo", "notes.md"]),
+            "/x",
+            "When using COPY with more than one source file, the destination must be a directory and end with a /",
+        ),
+        // A context symlink to a host file is followed inside the context only.
+        (
+            context(&f),
+            strings(&["escape"]),
+            "/x",
+            "COPY failed: \"escape\" not found",
+        ),
+        (
+            context(&f),
+            strings(&["http://example.invalid/a"]),
+            "/x",
+            "COPY from a URL (http://example.invalid/a); use ADD is not supported by kiln yet",
+        ),
+    ];
+    for (source, sources, dest, want) in cases {
+        let err = copy(&source, &f.dest, &op(&sources, dest)).unwrap_err();
+        assert_eq!(err.to_string(), want, "{sources:?}");
+    }
+    fs::write(f.ctx.join(".wh.evil"), "").unwrap();
+    let err = copy(&context(&f), &f.dest, &op(&strings(&["."]), "/all/")).unwrap_err();
+    assert!(
+        err.to_string().contains("reserved by the OCI layer format"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ownership_and_modes() {
+    if !rustix::process::geteuid().is_root() {
+        crate::testutil::skip("ownership tests need root");
+        return;
+    }
+    let f = fixture();
+    std::os::unix::fs::chown(f.ctx.join("foo"), Some(1234), Some(1234)).unwrap();
+    copy(&context(&f), &f.dest, &op(&strings(&["foo"]), "/ctx-file")).unwrap();
+    let m = fs::metadata(f.dest.join("ctx-file")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "context files become 0:0");
+
+    let stage = Source {
+        keep_owner: true,
+        ..context(&f)
+    };
+    copy(&stage, &f.dest, &op(&strings(&["foo"]), "/stage-file")).unwrap();
+    let m = fs::metadata(f.dest.join("stage-file")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1234, 1234), "COPY --from keeps owners");
+
+    let sources = strings(&["dir"]);
+    let mut o = op(&sources, "/owned/");
+    o.owner = Some((1001, 1002));
+    o.chmod = Some("777".parse().unwrap());
+    copy(&context(&f), &f.dest, &o).unwrap();
+    for p in ["owned", "owned/a.txt", "owned/sub", "owned/sub/b.txt"] {
+        let m = fs::metadata(f.dest.join(p)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.permissions().mode() & 0o7777),
+            (1001, 1002, 0o777),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn destination_symlinks_stay_inside_the_root() {
+    let f = fixture();
+    symlink("/etc", f.dest.join("app")).unwrap();
+    symlink("../../../../etc", f.dest.join("deep")).unwrap();
+    copy(&context(&f), &f.dest, &op(&strings(&["foo"]), "/app/")).unwrap();
+    copy(
+        &context(&f),
+        &f.dest,
+        &op(&strings(&["notes.md"]), "/deep/"),
+    )
+    .unwrap();
+    assert_eq!(fs::read_to_string(f.dest.join("etc/foo")).unwrap(), "foo\n");
+    assert_eq!(
+        fs::read_to_string(f.dest.join("etc/notes.md")).unwrap(),
+        "md\n"
+    );
+    assert!(!Path::new("/etc/foo").exists() && !Path::new("/etc/notes.md").exists());
+}
+
+#[test]
+fn heredocs_excludes_parents_and_dockerignore() {
+    let f = fixture();
+    let inline = [InlineSource {
+        name: "greeting".into(),
+        data: "hi\n".into(),
+        expand: true,
+    }];
+    let mut o = op(&[], "/etc/motd.d/");
+    o.inline = &inline;
+    copy(&context(&f), &f.dest, &o).unwrap();
+    let path = f.dest.join("etc/motd.d/greeting");
+    assert_eq!(fs::read_to_string(&path).unwrap(), "hi\n");
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    let sources = strings(&["dir"]);
+    let excludes = strings(&["*.txt"]);
+    let mut o = op(&sources, "/x/");
+    o.excludes = &excludes;
+    copy(&context(&f), &f.dest, &o).unwrap();
+    assert_eq!(tree(&f.dest.join("x")), ["link", "sub", "sub/b.txt"]);
+
+    let sources = strings(&["dir/sub/b.txt", "bar/bat"]);
+    let mut o = op(&sources, "/p/");
+    o.parents = true;
+    copy(&context(&f), &f.dest, &o).unwrap();
+    assert_eq!(
+        tree(&f.dest.join("p")),
+        ["bar", "bar/bat", "dir", "dir/sub", "dir/sub/b.txt"]
+    );
+
+    let visible: BTreeSet<String> = ["dir".to_owned(), "dir/a.txt".to_owned()].into();
+    let source = Source {
+        visible: Some(&visible),
+        ..context(&f)
+    };
+    copy(&source, &f.dest, &op(&strings(&["."]), "/ctx/")).unwrap();
+    assert_eq!(tree(&f.dest.join("ctx")), ["dir", "dir/a.txt"]);
+}
+
+#[test]
+fn add_extracts_local_archives_by_content() {
+    let f = fixture();
+    let make = |name: &str, mode: &str| {
+        let script = format!(
+            "import tarfile,io\nt=tarfile.open('{}', '{mode}')\ni=tarfile.TarInfo('inside/file.txt')\nd=b'packed\\n'\ni.size=len(d)\nt.addfile(i, io.BytesIO(d))\nt.close()\n",
+            f.ctx.join(name).display()
+        );
+        let ok = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            crate::testutil::skip("python3 is needed to write test archives");
+        }
+        ok
+    };
+    let archives = [
+        ("a.tar", "w"),
+        ("a.tar.gz", "w:gz"),
+        ("a.tar.bz2", "w:bz2"),
+        ("a.tar.xz", "w:xz"),
+    ];
+    for (name, mode) in archives {
+        if !make(name, mode) {
+            return;
+        }
+        let sources = vec![name.to_owned()];
+        let dest = format!("/out-{name}/");
+        let mut o = op(&sources, &dest);
+        o.keyword = "ADD";
+        o.unpack = true;
+        copy(&context(&f), &f.dest, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let extracted = f.dest.join(format!("out-{name}/inside/file.txt"));
+        assert_eq!(
+            fs::read_to_string(&extracted).unwrap(),
+            "packed\n",
+            "{name}"
+        );
+    }
+    // A file named like an archive that is not one is copied as it is; COPY never extracts.
+    fs::write(f.ctx.join("fake.tar.gz"), "not gzip").unwrap();
+    let sources = strings(&["fake.tar.gz", "a.tar.gz"]);
+    let mut o = op(&sources, "/plain/");
+    o.keyword = "COPY";
+    copy(&context(&f), &f.dest, &o).unwrap();
+    assert_eq!(tree(&f.dest.join("plain")), ["a.tar.gz", "fake.tar.gz"]);
+}
+
+#[test]
+fn kaniko_context_archives_extract() {
+    let Some(dir) = crate::testutil::conformance_dir() else {
+        return;
+    };
+    let ctx = dir.join("kaniko-dockerfiles");
+    let dest = tempfile::tempdir().unwrap();
+    let source = Source {
+        root: &ctx,
+        visible: None,
+        keep_owner: false,
+    };
+    let mut extracted = 0;
+    for archive in [
+        "context/tars/file.tar",
+        "context/tars/file.tar.gz",
+        "context/tars/file.bz2",
+    ] {
+        let sources = vec![archive.to_owned()];
+        let target = format!("/{}/", archive.replace('/', "_"));
+        let mut o = op(&sources, &target);
+        o.keyword = "ADD";
+        o.unpack = true;
+        copy(&source, dest.path(), &o).unwrap_or_else(|e| panic!("{archive}: {e}"));
+        let listing = tree(&dest.path().join(target.trim_matches('/')));
+        assert!(!listing.is_empty(), "{archive}");
+        // Extracted, not copied: the archive's own name is not in the destination.
+        assert!(
+            !listing.iter().any(|p| archive.ends_with(p.as_str())),
+            "{archive}: {listing:?}"
+        );
+        extracted += 1;
+    }
+    assert_eq!(extracted, 3);
+}
+
+#[test]
+fn go_match_table() {
+    let cases = [
+        ("*.txt", "a.txt", true),
+        ("*.txt", ".txt", true),
+        ("fo?", "foo", true),
+        ("fo?", "fooo", false),
+        ("[[]0]", "[0]", true),
+        ("b[a-c]t", "bat", true),
+        ("b[^a]t", "bat", false),
+        ("\\*", "*", true),
+        ("\\*", "a", false),
+        ("[", "[", false),
+    ];
+    for (p, n, want) in cases {
+        assert_eq!(go_match(p, n), want, "{p} {n}");
+    }
+}
