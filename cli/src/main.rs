@@ -26,6 +26,14 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile.
     Build(commands::build::BuildArgs),
+    /// Download an image from a registry into the store.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image from the store to a registry.
+    Push(commands::push::PushArgs),
+    /// Log in to a registry (credentials go to the docker config).
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +41,10 @@ fn main() -> ExitCode {
     let global = commands::Global { root: cli.root };
     let result = match cli.command {
         Command::Build(args) => commands::build::run(&global, args),
+        Command::Pull(args) => commands::pull::run(&global, args),
+        Command::Push(args) => commands::push::run(&global, args),
+        Command::Login(args) => commands::login::run(&global, args),
+        Command::Logout(args) => commands::logout::run(&global, args),
     };
     match result {
         Ok(code) => code,

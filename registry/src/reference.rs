@@ -218,11 +218,7 @@ impl Reference {
 
     /// The API host for the registry: `docker.io` → `registry-1.docker.io`, others unchanged.
     pub fn api_host(&self) -> &str {
-        if self.registry == DEFAULT_REGISTRY {
-            DEFAULT_REGISTRY_API_HOST
-        } else {
-            &self.registry
-        }
+        api_host_for(&self.registry)
     }
 
     /// Short form as `docker images` shows it: `busybox`, `user/repo`, `localhost:5000/x` (no
@@ -241,20 +237,7 @@ impl Reference {
     /// Whether the registry is a loopback host (`localhost`, 127.0.0.0/8, `[::1]`, or an
     /// IPv4-mapped loopback address), where plain HTTP is allowed.
     pub fn is_loopback(&self) -> bool {
-        let host = match self.registry.strip_prefix('[') {
-            Some(bracketed) => {
-                let inner = bracketed.split(']').next().unwrap_or_default();
-                return inner
-                    .parse::<Ipv6Addr>()
-                    .is_ok_and(|ip| match ip.to_ipv4_mapped() {
-                        Some(v4) => v4.is_loopback(),
-                        None => ip.is_loopback(),
-                    });
-            }
-            None => self.registry.split(':').next().unwrap_or_default(),
-        };
-        host.eq_ignore_ascii_case("localhost")
-            || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        is_loopback_registry(&self.registry)
     }
 }
 
@@ -277,6 +260,33 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// The API host for a registry name: `docker.io` → `registry-1.docker.io`, others unchanged.
+pub(crate) fn api_host_for(registry: &str) -> &str {
+    if registry == DEFAULT_REGISTRY || registry == LEGACY_DEFAULT_REGISTRY {
+        DEFAULT_REGISTRY_API_HOST
+    } else {
+        registry
+    }
+}
+
+/// [`Reference::is_loopback`] for a registry name (`host[:port]`).
+pub(crate) fn is_loopback_registry(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(bracketed) => {
+            let inner = bracketed.split(']').next().unwrap_or_default();
+            return inner
+                .parse::<Ipv6Addr>()
+                .is_ok_and(|ip| match ip.to_ipv4_mapped() {
+                    Some(v4) => v4.is_loopback(),
+                    None => ip.is_loopback(),
+                });
+        }
+        None => registry.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Upstream's `splitDockerDomain`: the registry, and the rest of the input after it (path, tag

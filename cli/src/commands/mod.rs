@@ -1,6 +1,10 @@
 //! One module per `kiln` command, and what they share: the global options and the store.
 
 pub mod build;
+pub mod login;
+pub mod logout;
+pub mod pull;
+pub mod push;
 
 use std::path::PathBuf;
 

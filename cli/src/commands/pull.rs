@@ -1,0 +1,300 @@
+//! `kiln pull`: fetch an image from a registry into the local store and tag it with its full
+//! reference; and what every registry command shares (connection flags, credentials, the
+//! runtime, and progress lines on stderr).
+//!
+//! The registry crate does the transfer; this file glues it to the store: blobs stream into
+//! store blob writers, which commit only verified content, and the tag moves last, so an
+//! interrupted or failed pull leaves the previous tag and no partial blob behind.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use kiln_builder::store::{BlobWriter, Store};
+use kiln_registry::error::BoxError;
+use kiln_registry::{
+    BlobSink, BlobStore, ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome,
+    Platform, Progress, Reference, Registry,
+};
+
+use super::Global;
+
+/// How to reach registries: flags of every command that talks to one.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Allow plain HTTP and unverified TLS for this registry (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
+    /// Trust this CA certificate (PEM) for registries, besides the system roots (repeatable).
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    tls_ca: Vec<PathBuf>,
+    /// Fail a request after this many seconds without any data moving.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    timeout: u64,
+}
+
+impl ConnectArgs {
+    /// The client options these flags give. Docker's per-registry CA directory is
+    /// `/etc/docker/certs.d`, or `KILN_CERTS_D` when set.
+    pub fn options(&self) -> ClientOptions {
+        let mut options = ClientOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            ca_files: self.tls_ca.clone(),
+            idle_timeout: Duration::from_secs(self.timeout.max(1)),
+            ..ClientOptions::default()
+        };
+        if let Some(dir) = std::env::var_os("KILN_CERTS_D").filter(|d| !d.is_empty()) {
+            options.certs_dir = dir.into();
+        }
+        options
+    }
+}
+
+/// Flags of the commands that move images: connection, credentials, verbosity.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Credentials as USER:PASSWORD (default: from the docker config and its helpers).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    /// Print only the digest (no progress).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl RegistryArgs {
+    /// `--creds`, else what the docker config holds for `registry`.
+    pub fn credentials(&self, registry: &str) -> anyhow::Result<Option<Credentials>> {
+        if let Some(creds) = &self.creds {
+            return match Credentials::from_user_pass(creds) {
+                Some(c) => Ok(Some(c)),
+                None => bail!("--creds must be USER:PASSWORD"),
+            };
+        }
+        let path = DockerConfig::default_path()?;
+        let config = DockerConfig::load(&path)?;
+        config
+            .lookup(registry)
+            .with_context(|| format!("looking up credentials for {registry}"))
+    }
+
+    /// A connection to `registry` with these flags, reporting progress on stderr.
+    pub fn connect(&self, registry: &str) -> anyhow::Result<Registry> {
+        let credentials = self.credentials(registry)?;
+        let progress: Arc<dyn Progress> = Arc::new(Lines { quiet: self.quiet });
+        Ok(Registry::new(
+            registry,
+            credentials,
+            &self.connect.options(),
+            progress,
+        )?)
+    }
+
+    /// Whether progress is silenced.
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+}
+
+/// The async runtime registry commands run on: two workers, enough to overlap network and disk.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Progress as plain lines on stderr: one per finished blob, retry and resumption.
+#[derive(Debug)]
+struct Lines {
+    quiet: bool,
+}
+
+impl Progress for Lines {
+    fn event(&self, event: &Event) {
+        if self.quiet {
+            return;
+        }
+        let line = match event {
+            Event::Plan { blobs, bytes } => format!("{blobs} blobs to transfer ({})", size(*bytes)),
+            Event::BlobFinished {
+                digest,
+                size: n,
+                outcome,
+            } => {
+                let what = match outcome {
+                    Outcome::Present => "already present".to_owned(),
+                    Outcome::Downloaded => format!("downloaded ({})", size(*n)),
+                    Outcome::Existed => "already in the registry".to_owned(),
+                    Outcome::Mounted { from } => format!("mounted from {from}"),
+                    Outcome::Uploaded => format!("uploaded ({})", size(*n)),
+                };
+                format!("{}: {what}", short(digest))
+            }
+            Event::Resuming { digest, offset } => {
+                format!(
+                    "{}: connection lost, resuming at byte {offset}",
+                    short(digest)
+                )
+            }
+            Event::Retrying {
+                request,
+                attempt,
+                attempts,
+                reason,
+            } => format!("retrying {request}: {reason} (attempt {attempt}/{attempts})"),
+            Event::ManifestPushed {
+                repository,
+                reference,
+                digest,
+            } => {
+                let sep = if reference.starts_with("sha256:") {
+                    '@'
+                } else {
+                    ':'
+                };
+                format!(
+                    "{repository}{sep}{reference}: manifest {} pushed",
+                    short(digest)
+                )
+            }
+            Event::BlobStarted { .. } | Event::BlobProgress { .. } => return,
+        };
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, as docker shows layers.
+fn short(digest: &Digest) -> String {
+    format!("sha256:{}", &digest.hex()[..12])
+}
+
+/// Bytes for humans (decimal units, as docker).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `kiln pull` arguments.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to pull from a multi-platform image, as os/arch[/variant] (default: this
+    /// machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The image: NAME[:TAG|@DIGEST].
+    #[arg(value_name = "NAME")]
+    name: String,
+}
+
+/// Runs `kiln pull`.
+pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
+    let reference = Reference::parse(&args.name)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>()?,
+        None => Platform::host(),
+    };
+    let store = global.store()?;
+    let registry = args.registry.connect(reference.registry())?;
+    if !args.registry.quiet() {
+        eprintln!("pulling {reference} ({platform})");
+    }
+    let target = StoreTarget(store.clone());
+    let pulled = runtime()?
+        .block_on(kiln_registry::pull(
+            &registry, &reference, &platform, &target,
+        ))
+        .with_context(|| format!("pulling {reference}"))?;
+
+    // The platform comes from the config, as for images kiln writes itself.
+    let mut manifest = pulled.manifest.clone();
+    let config = store
+        .read_manifest(&manifest)
+        .and_then(|m| store.read_config(&m))
+        .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
+    manifest.set_platform(Some(config.platform()));
+    let name = reference.to_string();
+    store
+        .tag(&name, &manifest)
+        .with_context(|| format!("tagging {name}"))?;
+    if !args.registry.quiet() {
+        eprintln!(
+            "pulled {name}: {} downloaded ({}), {} already present",
+            pulled.downloaded,
+            size(pulled.bytes_downloaded),
+            pulled.present
+        );
+    }
+    println!("{}", pulled.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store as a pull destination.
+#[derive(Debug)]
+struct StoreTarget(Store);
+
+impl BlobStore for StoreTarget {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.0.has_blob(digest)
+    }
+
+    fn writer(&self) -> Result<Box<dyn BlobSink>, BoxError> {
+        Ok(Box::new(StoreSink(self.0.blob_writer()?)))
+    }
+}
+
+/// A store blob writer as a pull sink: it commits only verified content.
+#[derive(Debug)]
+struct StoreSink(BlobWriter);
+
+impl Write for StoreSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl BlobSink for StoreSink {
+    fn commit(self: Box<Self>, digest: &Digest, size: u64) -> Result<(), BoxError> {
+        Ok(self.0.commit_verified(digest, size)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        let cases = [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (1_234_567, "1.2 MB"),
+            (5_000_000_000, "5.0 GB"),
+        ];
+        for (bytes, shown) in cases {
+            assert_eq!(size(bytes), shown);
+        }
+    }
+}
