@@ -8,7 +8,9 @@
 //!   └─ ignore      .dockerignore patterns, anchored at the context root
 //!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
-//!   └─ ops       what each step does to the image config (meta), with BuildKit's history
+//!   └─ ops         what steps do: metadata and history (meta), COPY and ADD (file)
+//!   └─ exec        RUN in a sandbox of namespaces over a snapshot: mounts, user, process tree
+//!   └─ snapshot    layers unpacked once per chainID; overlayfs (or copy) roots; change → layer
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
 //!   └─ image       config (a Docker superset), history, manifest, index
 //!   └─ store       OCI image layout on disk with atomic commits
@@ -26,6 +28,7 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod plan;
+pub mod snapshot;
 pub mod store;
 
 #[cfg(test)]
