@@ -1,5 +1,8 @@
 //! kiln's one integration-test binary: it drives the real `kiln` binary end to end.
 
+mod images;
+mod support;
+
 /// The `kiln` binary under test.
 fn kiln() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
