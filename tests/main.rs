@@ -2,6 +2,10 @@
 
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
+// The local image commands: import, images, tag, rmi, inspect, save, load, prune.
+mod images;
+// Shared fixtures (a busybox rootfs from Debian's busybox-static).
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};

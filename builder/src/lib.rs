@@ -14,6 +14,7 @@
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
 //!   └─ image       config (a Docker superset), history, manifest, index
 //!   └─ store       OCI image layout on disk with atomic commits
+//!   └─ archive     rootfs tarballs in (import); oci-archive and docker-archive files out and in
 //! ```
 //!
 //! The library never prints: it returns values and typed errors, and the `kiln` binary renders
@@ -21,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod archive;
 pub mod context;
 pub mod dockerfile;
 pub mod ignore;
@@ -33,3 +35,7 @@ pub mod store;
 
 #[cfg(test)]
 mod testutil;
+
+/// The OCI types this crate's API speaks (descriptors, manifests, indexes), re-exported so
+/// callers use the same version.
+pub use oci_spec;

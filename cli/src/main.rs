@@ -26,6 +26,22 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile.
     Build(commands::build::BuildArgs),
+    /// Import a rootfs tarball as a one-layer image.
+    Import(commands::import::ImportArgs),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Give an image another name.
+    Tag(commands::tag::TagArgs),
+    /// Remove images.
+    Rmi(commands::rmi::RmiArgs),
+    /// Show images' details as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Save images to a tar archive.
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive.
+    Load(commands::load::LoadArgs),
+    /// Remove blobs and snapshots no image needs.
+    Prune(commands::prune::PruneArgs),
     /// Download an image from a registry into the store.
     Pull(commands::pull::PullArgs),
     /// Upload an image from the store to a registry.
@@ -41,6 +57,14 @@ fn main() -> ExitCode {
     let global = commands::Global { root: cli.root };
     let result = match cli.command {
         Command::Build(args) => commands::build::run(&global, args),
+        Command::Import(args) => commands::import::run(&global, args),
+        Command::Images(args) => commands::images::run(&global, args),
+        Command::Tag(args) => commands::tag::run(&global, args),
+        Command::Rmi(args) => commands::rmi::run(&global, args),
+        Command::Inspect(args) => commands::inspect::run(&global, args),
+        Command::Save(args) => commands::save::run(&global, args),
+        Command::Load(args) => commands::load::run(&global, args),
+        Command::Prune(args) => commands::prune::run(&global, args),
         Command::Pull(args) => commands::pull::run(&global, args),
         Command::Push(args) => commands::push::run(&global, args),
         Command::Login(args) => commands::login::run(&global, args),

@@ -59,7 +59,7 @@ impl Root {
         })
     }
 
-    fn bare(digest: &Digest) -> Self {
+    pub(super) fn bare(digest: &Digest) -> Self {
         Self {
             digest: digest.clone(),
             media_type: None,
@@ -74,6 +74,9 @@ impl Root {
 pub(super) struct Walk {
     /// Every digest reached, present or not.
     pub(super) reached: BTreeSet<Digest>,
+    /// The same digests in the order first reached (depth first: a manifest, its config, its
+    /// layers), for reports that list them as an image references them.
+    pub(super) order: Vec<Digest>,
     /// Blobs needed and absent, in the order met.
     pub(super) missing: Vec<Digest>,
     /// Blobs present but unusable: wrong size, wrong digest, unparsable document.
@@ -185,6 +188,7 @@ impl Store {
             if !walk.reached.insert(node.digest.clone()) {
                 continue;
             }
+            walk.order.push(node.digest.clone());
             let path = self.blob_path(&node.digest);
             let len = match fs::metadata(&path) {
                 Ok(m) if m.is_file() => m.len(),
@@ -264,14 +268,25 @@ impl Store {
     /// Fails with [`StoreError::Busy`] while a build or a blob writer holds a lease, and
     /// deletes nothing if a reachable manifest or index is unreadable.
     pub fn gc(&self, extra_roots: &[Digest]) -> Result<GcReport, StoreError> {
+        let _lease = self.exclusive_lease()?;
+        self.gc_leased(extra_roots)
+    }
+
+    /// Takes the lease lock exclusively, without waiting: [`StoreError::Busy`] while any build
+    /// or blob writer holds a lease. Whoever holds it may delete blobs no tag reaches.
+    pub(super) fn exclusive_lease(&self) -> Result<fs::File, StoreError> {
         let lease_path = self.root.join("lease.lock");
-        let _lease = match super::flock(&lease_path, FlockOperation::NonBlockingLockExclusive) {
-            Ok(file) => file,
+        match super::flock(&lease_path, FlockOperation::NonBlockingLockExclusive) {
+            Ok(file) => Ok(file),
             Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => {
-                return Err(StoreError::Busy);
+                Err(StoreError::Busy)
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Store::gc`] for a caller that holds [`Store::exclusive_lease`].
+    pub(super) fn gc_leased(&self, extra_roots: &[Digest]) -> Result<GcReport, StoreError> {
         let _lock = self.lock()?;
         let index = self.read_index()?;
         let mut roots = index

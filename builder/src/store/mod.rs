@@ -22,12 +22,16 @@
 //!
 //! Anything a crash leaves behind is garbage in `tmp/` or an unreferenced blob, which
 //! [`Store::gc`] removes the next time it runs. Two kiln processes may share one store.
+//! [`Store::remove`] (`kiln rmi`) and [`Store::prune`] (`kiln prune`) delete under the same
+//! guards as gc.
 
 mod blob;
 mod error;
 mod gc;
 mod images;
 mod index;
+mod prune;
+mod remove;
 
 #[cfg(test)]
 mod tests;
@@ -43,6 +47,8 @@ use rustix::fs::FlockOperation;
 pub use blob::BlobWriter;
 pub use error::StoreError;
 pub use gc::{GcReport, Problem, TMP_STALE_AFTER};
+pub use prune::{PruneReport, chain_ids};
+pub use remove::Removal;
 
 /// The OCI image-layout version kiln writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";

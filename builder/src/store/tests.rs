@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod interop;
+mod removal;
 
 use std::fs;
 use std::io::Write;

@@ -1,10 +1,22 @@
 //! One module per `kiln` command, and what they share: the global options and the store.
 
 pub mod build;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
 pub mod login;
 pub mod logout;
+pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod rmi;
+pub mod save;
+pub mod tag;
+
+mod change;
+mod human;
+mod lookup;
 
 use std::path::PathBuf;
 
@@ -20,7 +32,6 @@ pub struct Global {
 
 impl Global {
     /// Opens (creating if needed) the store at `--root`, `KILN_ROOT` or the default place.
-    #[allow(dead_code)] // the image commands use it
     pub fn store(&self) -> anyhow::Result<Store> {
         let root = match &self.root {
             Some(root) => root.clone(),

@@ -1,0 +1,247 @@
+//! Human-readable output as docker prints it: sizes (`4.26MB`), ages (`2 minutes ago`), RFC 3339
+//! timestamps read back, and tables aligned like Go's `tabwriter` in docker's settings.
+//!
+//! Every function is pure; the numbers follow docker's `go-units` package exactly, including
+//! its quirks (decimal units, three significant digits through Go's `%g`, so `999.7 kB` prints
+//! as `1e+03kB`).
+
+/// `go-units`' `HumanSizeWithPrecision(size, 3)`, as `docker images` prints SIZE.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{}{}", go_g(value, 3), UNITS[unit])
+}
+
+/// Go's `fmt.Sprintf("%.*g", precision, x)` for a non-negative finite `x`.
+fn go_g(x: f64, precision: usize) -> String {
+    if x == 0.0 {
+        return "0".to_owned();
+    }
+    let scientific = format!("{:.*e}", precision - 1, x);
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent");
+    let exponent: i32 = exponent.parse().expect("`{:e}` writes a decimal exponent");
+    if exponent < -4 || exponent >= precision as i32 {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!(
+            "{}e{sign}{:02}",
+            trim_fraction(mantissa),
+            exponent.unsigned_abs()
+        );
+    }
+    let decimals = usize::try_from(precision as i32 - 1 - exponent).unwrap_or(0);
+    trim_fraction(&format!("{x:.decimals$}")).to_owned()
+}
+
+/// Removes trailing zeros of a fraction, and the point if nothing is left after it.
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// `go-units`' `HumanDuration`, as `docker images` prints CREATED (before " ago").
+pub fn duration(secs: u64) -> String {
+    let minutes = secs / 60;
+    // Go rounds the duration to the nearest hour here (halves away from zero).
+    let hours = (secs + 1800) / 3600;
+    match secs {
+        0 => "Less than a second".to_owned(),
+        1 => "1 second".to_owned(),
+        2..=59 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".to_owned(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_owned(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", secs / 3600 / 24 / 365),
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 timestamp (`2024-02-29T12:00:00.5+01:00`), or
+/// `None` if it is not one. Fractions are dropped.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(range)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        rest = &fraction[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let tz = rest.get(1..)?;
+            if tz.len() != 5 || tz.as_bytes()[2] != b':' {
+                return None;
+            }
+            let (h, m): (i64, i64) = (tz[..2].parse().ok()?, tz[3..].parse().ok()?);
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Rows aligned as docker's tables are (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`): each
+/// column but the last is as wide as its widest cell plus 3, and at least 10.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .map(|w| (w + 3).max(10))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if c + 1 < row.len() {
+                let pad = widths[c] - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_go_units() {
+        let table: [(u64, &str); 12] = [
+            (0, "0B"),
+            (1, "1B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1024, "1.02kB"),
+            (4_261_000, "4.26MB"),
+            (4_265_000, "4.26MB"),
+            (12_345_678, "12.3MB"),
+            (123_456_789, "123MB"),
+            (999_700, "1e+03kB"),
+            (1_000_000_000, "1GB"),
+            (u64::MAX, "18.4EB"),
+        ];
+        for (bytes, expected) in table {
+            assert_eq!(size(bytes), expected, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn durations_match_go_units() {
+        let table: [(u64, &str); 16] = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 86_400, "2 weeks"),
+            (60 * 86_400, "2 months"),
+            (730 * 86_400, "2 years"),
+            (56 * 365 * 86_400 + 86_400 * 14, "56 years"),
+        ];
+        for (secs, expected) in table {
+            assert_eq!(duration(secs), expected, "{secs}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_table() {
+        let table: [(&str, Option<i64>); 10] = [
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("2024-02-29T12:00:00Z", Some(1_709_208_000)),
+            ("2024-02-29T12:00:00.123456789Z", Some(1_709_208_000)),
+            ("2024-02-29T13:30:00+01:30", Some(1_709_208_000)),
+            ("2024-02-29T10:00:00-02:00", Some(1_709_208_000)),
+            ("1969-12-31T23:59:59Z", Some(-1)),
+            ("2024-02-29", None),
+            ("2024-13-01T00:00:00Z", None),
+            ("2024-02-29T12:00:00", None),
+            ("2024-02-29T12:00:00.Z", None),
+        ];
+        for (s, expected) in table {
+            assert_eq!(parse_rfc3339(s), expected, "{s}");
+        }
+    }
+
+    #[test]
+    fn tables_align_like_tabwriter() {
+        let rows = vec![
+            vec!["REPOSITORY".into(), "TAG".into(), "SIZE".into()],
+            vec!["busybox".into(), "latest".into(), "4.26MB".into()],
+            vec!["a".into(), "a-much-longer-tag".into(), "1B".into()],
+        ];
+        assert_eq!(
+            table(&rows),
+            "REPOSITORY   TAG                 SIZE\n\
+             busybox      latest              4.26MB\n\
+             a            a-much-longer-tag   1B\n"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Helpers shared by the integration tests: finding external tools (skipping outside CI,
+//! failing under `CI=true`), running `kiln` against a private store, and fixtures.
+
+pub mod busybox;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `SOURCE_DATE_EPOCH` for every kiln the tests run, so image digests are reproducible.
+pub const EPOCH: &str = "1700000000";
+
+/// Finds an external tool on `PATH`. Outside CI a missing tool skips the caller (with a
+/// message); under `CI=true` it fails the test, so nothing is skipped silently there.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{name} is required under CI=true but is not on PATH");
+        }
+        eprintln!("skipping: {name} not found on PATH");
+    }
+    found
+}
+
+/// Runs a command, asserting it succeeds; returns its standard output.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A private kiln store in a temporary directory.
+pub struct Kiln {
+    /// Scratch space for the test, holding the store.
+    pub dir: tempfile::TempDir,
+    /// The store root (`--root`).
+    pub root: PathBuf,
+}
+
+impl Kiln {
+    /// A new, empty store.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        Self { dir, root }
+    }
+
+    /// A `kiln` command on this store, with a pinned `SOURCE_DATE_EPOCH`.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = crate::kiln(&self.root);
+        cmd.env("SOURCE_DATE_EPOCH", EPOCH);
+        cmd
+    }
+
+    /// Runs kiln with `args`.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs kiln with `args`, asserting success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        run(self.cmd().args(args))
+    }
+
+    /// Runs kiln with `args`, asserting exit code 1; returns standard output and error.
+    pub fn fails(&self, args: &[&str]) -> (String, String) {
+        let out = self.output(args);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "kiln {args:?} should fail with 1:\n{stdout}\n{stderr}"
+        );
+        (stdout, stderr)
+    }
+
+    /// A path in the test's scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The store's OCI layout directory.
+    pub fn oci_dir(&self) -> PathBuf {
+        self.root.join("oci")
+    }
+
+    /// The store, opened through the library.
+    pub fn store(&self) -> kiln_builder::store::Store {
+        kiln_builder::store::Store::open(&self.root).unwrap()
+    }
+
+    /// How many blobs the store holds.
+    pub fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.oci_dir().join("blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+/// The names in a directory, sorted (a failed write must leave no temporary file behind).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
