@@ -10,7 +10,8 @@
 //! by the in-flight blocks (workers + the one being filled).
 //!
 //! zstd uses libzstd single-threaded (the `zstdmt` feature is off) at a fixed level with a
-//! content checksum. Decompression detects gzip (`1f 8b`) and zstd (`28 b5 2f fd`) by their
+//! content checksum. Its multithreaded mode was tried with a fixed worker count: the same layer
+//! gave different bytes pinned to one core than on two, so digests would depend on the machine. Decompression detects gzip (`1f 8b`) and zstd (`28 b5 2f fd`) by their
 //! magic; anything else is read as a plain tar.
 
 use std::collections::VecDeque;
