@@ -190,3 +190,35 @@ fn invalid_dockerignore_fails_the_check() {
     assert!(stderr.contains(".dockerignore: "), "{stderr}");
     assert!(stderr.contains('!'), "{stderr}");
 }
+
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps: String = (0..2000).map(|i| format!("RUN echo {i}\n")).collect();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM busybox\n{steps}"),
+    )
+    .unwrap();
+    let mut child = kiln(dir.path())
+        .args(["build", "--check"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    assert!(out.stderr.is_empty(), "{}", text(&out).1);
+    // Commands that print with println! exit the same way.
+    let mut child = kiln(dir.path())
+        .arg("images")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), text(&out).1), (Some(0), String::new()));
+}
