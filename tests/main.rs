@@ -2,6 +2,10 @@
 
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
+// kiln against the real registry server: push, pull, auth, TLS, faults, interop.
+mod registry;
+// Test harnesses shared by the integration tests.
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
