@@ -4,7 +4,9 @@
 mod check;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.
 mod images;
-// Shared fixtures (a busybox rootfs from Debian's busybox-static).
+// kiln against the real registry server: push, pull, auth, TLS, faults, interop.
+mod registry;
+// Shared fixtures and harnesses (busybox rootfs, registry server, token issuer, fault proxy).
 mod support;
 
 use std::path::Path;

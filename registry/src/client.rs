@@ -25,6 +25,10 @@ use crate::transport::{ClientOptions, Transport, Watch, watched};
 /// How much of an error response body is read.
 const ERROR_BODY_MAX: u64 = 64 * 1024;
 
+/// How long the https probe may take when plain http is the fallback: a plain-http server may
+/// never answer a TLS hello, and the fallback should not wait for the connect timeout.
+const HTTPS_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to one registry: cheap to clone, shared by concurrent transfers.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -177,7 +181,21 @@ impl Registry {
         } else {
             self.inner.options.retry.attempts
         };
-        let https_err = match self.ping(&https_client, &https, https_tries).await {
+        let ping = self.ping(&https_client, &https, https_tries);
+        let outcome = if t.allow_http {
+            tokio::time::timeout(HTTPS_PROBE_TIMEOUT, ping)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Timeout {
+                        request: RequestInfo::new(Method::GET, &https),
+                        idle: HTTPS_PROBE_TIMEOUT,
+                        attempts: Attempts(1),
+                    })
+                })
+        } else {
+            ping.await
+        };
+        let https_err = match outcome {
             Ok(response) => return self.probed(https, https_client, response).await,
             Err(e) => e,
         };

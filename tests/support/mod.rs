@@ -2,6 +2,10 @@
 //! failing under `CI=true`), running `kiln` against a private store, and fixtures.
 
 pub mod busybox;
+pub mod registry;
+pub mod registry_image;
+pub mod registry_proxy;
+pub mod registry_token;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

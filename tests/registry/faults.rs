@@ -1,0 +1,281 @@
+//! Faults injected by a proxy in front of the real registry: 5xx then success, persistent 5xx,
+//! 429 with Retry-After, a connection cut mid-upload and mid-download, altered bytes, a stalled
+//! connection, and a redirect to another host (which must not receive the credentials).
+
+use std::time::{Duration, Instant};
+
+use kiln_builder::image;
+use oci_spec::image::Descriptor;
+
+use super::Kiln;
+use crate::support::registry::{Auth, Config, RegistryServer};
+use crate::support::registry_image::{make_image, noise};
+use crate::support::registry_proxy::{Fault, Proxy};
+
+fn registry() -> Option<RegistryServer> {
+    RegistryServer::start(Config::default())
+}
+
+/// The digest of the (only) layer of the image `desc` in `k`'s store.
+fn layer_of(k: &Kiln, desc: &Descriptor) -> String {
+    let manifest = k.store().read_manifest(desc).unwrap();
+    manifest.layers()[0].digest().to_string()
+}
+
+#[test]
+fn server_errors_are_retried_then_succeed() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let a = Kiln::new();
+    let name = format!("{}/faults/app:1", proxy.addr);
+    make_image(&a.root(), &name, "amd64", &[("a", b"a")]);
+    proxy.fault("PUT", "/blobs/uploads/", 1, Fault::Status(502, None));
+    let (digest, stderr) = a.ok(&["push", &name]);
+    assert!(stderr.contains("retrying upload of sha256:"), "{stderr}");
+
+    proxy.fault("GET", "/manifests/1", 2, Fault::Status(503, None));
+    let b = Kiln::new();
+    let (pulled, stderr) = b.ok(&["pull", &name]);
+    assert_eq!(pulled, digest);
+    let request = format!("GET http://{}/v2/faults/app/manifests/1", proxy.addr);
+    assert!(
+        stderr.contains(&format!(
+            "retrying {request}: 503 Service Unavailable (attempt 2/3)"
+        )) && stderr.contains(&format!(
+            "retrying {request}: 503 Service Unavailable (attempt 3/3)"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(proxy.count("GET", "/manifests/1"), 3);
+}
+
+#[test]
+fn persistent_server_errors_fail_after_three_attempts() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/app:1", proxy.addr);
+    make_image(&k.root(), &name, "amd64", &[("a", b"a")]);
+    proxy.fault("PUT", "/manifests/1", 100, Fault::Status(500, None));
+    let (code, stdout, stderr) = k.run(&["push", &name]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(&format!(
+            "PUT http://{}/v2/faults/app/manifests/1: 500 Internal Server Error: injected 500 (UNAVAILABLE) (after 3 attempts)",
+            proxy.addr
+        )),
+        "{stderr}"
+    );
+    assert_eq!(proxy.count("PUT", "/manifests/1"), 3);
+    // A 4xx is not retried: two blobs, two HEADs each push, the refused one not repeated.
+    proxy.fault("HEAD", "/blobs/", 1, Fault::Status(400, None));
+    let (code, _, stderr) = k.run(&["push", &name]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("400 Bad Request"), "{stderr}");
+    assert_eq!(proxy.count("HEAD", "/blobs/"), 4);
+}
+
+#[test]
+fn too_many_requests_waits_for_retry_after() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/app:1", proxy.addr);
+    make_image(&k.root(), &name, "amd64", &[("a", b"a")]);
+    k.ok(&["push", &name]);
+    proxy.fault("GET", "/manifests/1", 1, Fault::Status(429, Some(2)));
+    let other = Kiln::new();
+    let start = Instant::now();
+    let (_, stderr) = other.ok(&["pull", &name]);
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        stderr.contains("429 Too Many Requests (attempt 2/3)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn upload_cut_mid_body_is_restarted_and_lands_intact() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/big:1", proxy.addr);
+    let desc = make_image(
+        &k.root(),
+        &name,
+        "amd64",
+        &[("noise", &noise(3_000_000, 7))],
+    );
+    let layer = layer_of(&k, &desc);
+    let put_of_layer = format!("digest={}", layer.replace(':', "%3A"));
+    proxy.fault("PUT", &put_of_layer, 1, Fault::CutRequest(1_000_000));
+    let (digest, stderr) = k.ok(&["push", &name]);
+    assert!(stderr.contains("retrying upload of sha256:"), "{stderr}");
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        3,
+        "a new session after the cut"
+    );
+    assert_eq!(proxy.count("PUT", &put_of_layer), 2);
+
+    // Straight from the registry: every blob is exactly right.
+    let direct = Kiln::new();
+    let direct_name = format!("{}/faults/big:1", reg.addr);
+    assert_eq!(direct.ok(&["pull", &direct_name]).0, digest);
+    let layer: kiln_registry::Digest = layer.parse().unwrap();
+    assert!(direct.store().has_blob(&layer));
+    assert_eq!(direct.store().verify().unwrap(), []);
+}
+
+#[test]
+fn download_cut_mid_body_resumes_with_range() {
+    let Some(reg) = registry() else { return };
+    let k = Kiln::new();
+    let direct_name = format!("{}/faults/big:1", reg.addr);
+    let desc = make_image(
+        &k.root(),
+        &direct_name,
+        "amd64",
+        &[("noise", &noise(3_000_000, 9))],
+    );
+    let layer = layer_of(&k, &desc);
+    let (digest, _) = k.ok(&["push", &direct_name]);
+
+    let proxy = Proxy::start(&reg.addr);
+    proxy.fault(
+        "GET",
+        &format!("/blobs/{layer}"),
+        1,
+        Fault::CutResponse(1_200_000),
+    );
+    let other = Kiln::new();
+    let (pulled, stderr) = other.ok(&["pull", &format!("{}/faults/big:1", proxy.addr)]);
+    assert_eq!(pulled, digest);
+    assert!(
+        stderr.contains("connection lost, resuming at byte"),
+        "{stderr}"
+    );
+    let gets: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains(&layer))
+        .collect();
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    let range = gets[1].header("range").unwrap_or_default().to_owned();
+    let offset: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("resumed without a byte range: {range:?}"));
+    assert!(offset > 0 && offset <= 1_200_000, "{offset}");
+    assert_eq!(other.store().verify().unwrap(), []);
+}
+
+#[test]
+fn altered_bytes_are_rejected_and_nothing_is_stored() {
+    let Some(reg) = registry() else { return };
+    let k = Kiln::new();
+    let direct_name = format!("{}/faults/app:1", reg.addr);
+    let desc = make_image(
+        &k.root(),
+        &direct_name,
+        "amd64",
+        &[("a", &noise(10_000, 3))],
+    );
+    let layer = layer_of(&k, &desc);
+    k.ok(&["push", &direct_name]);
+
+    let proxy = Proxy::start(&reg.addr);
+    proxy.fault("GET", &format!("/blobs/{layer}"), 1, Fault::Corrupt);
+    let other = Kiln::new();
+    let name = format!("{}/faults/app:1", proxy.addr);
+    let (code, stdout, stderr) = other.run(&["pull", &name]);
+    assert_eq!(code, 1);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains(&format!(
+            "blob {layer} from {} failed verification: got sha256:",
+            proxy.addr
+        )),
+        "{stderr}"
+    );
+    let store = other.store();
+    assert!(store.list().unwrap().is_empty(), "no tag");
+    assert!(!store.has_blob(&layer.parse().unwrap()));
+    let manifest = image::from_oci_digest(desc.digest()).unwrap();
+    assert!(!store.has_blob(&manifest), "no manifest without its layers");
+    assert_eq!(
+        store.gc(&[]).unwrap().removed_tmp,
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+#[test]
+fn a_stalled_registry_times_out_with_a_clear_error() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    proxy.fault("GET", "/manifests/", 100, Fault::Stall);
+    let k = Kiln::new();
+    let name = format!("{}/faults/app:1", proxy.addr);
+    let start = Instant::now();
+    let (code, _, stderr) = k.run(&["pull", "--timeout", "1", &name]);
+    assert_eq!(code, 1);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "GET http://{}/v2/faults/app/manifests/1: timed out (no data for 1s) (after 3 attempts)",
+            proxy.addr
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn redirects_to_another_host_get_no_credentials() {
+    let Some(private) = RegistryServer::start(Config {
+        auth: Auth::Htpasswd(vec![("alice".into(), "canary-REDIRECT-1".into())]),
+        tls: None,
+    }) else {
+        return;
+    };
+    let Some(public) = registry() else { return };
+    let k = Kiln::new();
+    let private_name = format!("{}/app:1", private.addr);
+    let desc = make_image(&k.root(), &private_name, "amd64", &[("a", b"cdn")]);
+    let layer = layer_of(&k, &desc);
+    let creds = "alice:canary-REDIRECT-1";
+    k.ok(&["push", "--creds", creds, &private_name]);
+    // The "CDN": another host:port serving the same blob, anonymously.
+    k.ok(&["push", &private_name, &format!("{}/app:1", public.addr)]);
+
+    let front = Proxy::start(&private.addr);
+    let cdn = Proxy::start(&public.addr);
+    front.fault(
+        "GET",
+        &format!("/blobs/{layer}"),
+        1,
+        Fault::Redirect(format!("http://{}/v2/app/blobs/{layer}", cdn.addr)),
+    );
+    let other = Kiln::new();
+    let (pulled, _) = other.ok(&["pull", "--creds", creds, &format!("{}/app:1", front.addr)]);
+    assert_eq!(pulled, desc.digest().to_string());
+    let at_cdn = cdn.seen();
+    assert_eq!(at_cdn.len(), 1, "{at_cdn:?}");
+    assert_eq!(at_cdn[0].header("authorization"), None);
+    assert!(
+        front
+            .seen()
+            .iter()
+            .any(|s| s.path.contains("/manifests/") && s.header("authorization").is_some()),
+        "the registry itself does get the credentials"
+    );
+}
