@@ -22,6 +22,7 @@
 
 pub mod context;
 pub mod dockerfile;
+pub mod exec;
 pub mod ignore;
 pub mod image;
 pub mod layer;
