@@ -29,6 +29,7 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
+use super::mounts::InnerMount;
 use super::sys::{self, Forked};
 
 /// The argument that makes the binary the sandbox helper (see [`super::init_entry`]).
@@ -87,6 +88,10 @@ pub(super) struct HelperConfig {
     pub network_none: bool,
     /// Files to bind-mount into the rootfs (resolved host paths inside it).
     pub binds: Vec<Bind>,
+    /// `RUN --mount`s, parents first.
+    pub mounts: Vec<InnerMount>,
+    /// Scripts for `/dev/pipes/<name>`.
+    pub pipes: Vec<super::Pipe>,
     /// The user to run as.
     pub uid: u32,
     /// The primary group.
@@ -365,6 +370,10 @@ fn mount_root(config: &HelperConfig) -> Result<(), String> {
             remount_read_only(&b.target, MountFlags::NOSUID | MountFlags::NODEV)?;
         }
     }
+    write_pipes(&root.join("dev"), &config.pipes)?;
+    for (i, m) in config.mounts.iter().enumerate() {
+        run_mount(&root.join("dev"), i, m)?;
+    }
     let null = root.join("dev/null");
     for rel in MASKED {
         let path = root.join(rel);
@@ -391,6 +400,107 @@ fn mount_root(config: &HelperConfig) -> Result<(), String> {
     // The old root is stacked on the new one: detach it, leaving only the sandbox.
     rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(errno("detaching the old root"))?;
     rustix::process::chdir("/").map_err(errno("chdir /"))
+}
+
+/// Writes the heredoc scripts into `/dev/pipes` (the sandbox's tmpfs), executable.
+fn write_pipes(dev: &Path, pipes: &[super::Pipe]) -> Result<(), String> {
+    if pipes.is_empty() {
+        return Ok(());
+    }
+    let dir = dev.join("pipes");
+    rustix::fs::mkdirat(CWD, &dir, Mode::from_raw_mode(0o755))
+        .map_err(errno(format_args!("creating {}", dir.display())))?;
+    for pipe in pipes {
+        let path = dir.join(&pipe.name);
+        std::fs::write(&path, &pipe.content)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        rustix::fs::chmod(&path, Mode::from_raw_mode(0o755))
+            .map_err(errno(format_args!("chmod {}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// Performs one `RUN --mount`.
+fn run_mount(dev: &Path, index: usize, mount: &InnerMount) -> Result<(), String> {
+    match mount {
+        InnerMount::Bind {
+            source,
+            target,
+            read_only,
+        } => {
+            bind(source, target, true)?;
+            if *read_only {
+                remount_read_only(target, MountFlags::empty())?;
+            }
+        }
+        InnerMount::Overlay {
+            lower,
+            upper,
+            work,
+            target,
+        } => {
+            let mut data = Vec::new();
+            for (key, path) in [("lowerdir", lower), ("upperdir", upper), ("workdir", work)] {
+                let bytes = path.as_os_str().as_encoded_bytes();
+                if bytes.iter().any(|b| matches!(b, b':' | b',' | b'\\' | 0)) {
+                    return Err(format!(
+                        "{}: path cannot be used in overlay options",
+                        path.display()
+                    ));
+                }
+                if !data.is_empty() {
+                    data.push(b',');
+                }
+                data.extend_from_slice(key.as_bytes());
+                data.push(b'=');
+                data.extend_from_slice(bytes);
+            }
+            let data = std::ffi::CString::new(data).map_err(|e| e.to_string())?;
+            mount_fs("overlay", target, MountFlags::empty(), Some(&data))?;
+        }
+        InnerMount::Tmpfs { target, size } => {
+            let data = size
+                .map(|s| std::ffi::CString::new(format!("size={s}")))
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            mount_fs(
+                "tmpfs",
+                target,
+                MountFlags::NOSUID | MountFlags::NODEV,
+                data.as_deref(),
+            )?;
+        }
+        InnerMount::Secret {
+            target,
+            data,
+            uid,
+            gid,
+            mode,
+        } => {
+            // Written in the sandbox's own tmpfs, bound, then unlinked: only the mount keeps it.
+            let staged = dev.join(format!(".kiln-secret-{index}"));
+            let fd = rustix::fs::openat(
+                CWD,
+                &staged,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(errno(format_args!("creating {}", staged.display())))?;
+            let mut file = File::from(fd);
+            file.write_all(data)
+                .map_err(|e| format!("writing {}: {e}", staged.display()))?;
+            rustix::fs::fchown(&file, Some(Uid::from_raw(*uid)), Some(Gid::from_raw(*gid)))
+                .map_err(errno("chown of a secret"))?;
+            rustix::fs::fchmod(&file, Mode::from_raw_mode(*mode & 0o7777))
+                .map_err(errno("chmod of a secret"))?;
+            drop(file);
+            bind(&staged, target, false)?;
+            remount_read_only(target, MountFlags::NOSUID | MountFlags::NODEV)?;
+            std::fs::remove_file(&staged)
+                .map_err(|e| format!("removing {}: {e}", staged.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// A tmpfs `/dev` with the host's harmless device nodes, devpts, shm, mqueue and the links.

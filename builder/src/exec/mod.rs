@@ -9,8 +9,10 @@
 //! read-only `/sys`, the host's `resolv.conf` and generated `hosts` and `hostname` bound over
 //! `/etc` without reaching the layer, Docker's default capability set, the user resolved from
 //! the rootfs' own files, no descriptor of the builder, and a pid 1 that reaps and forwards
-//! signals. How the pieces run is in `init.rs`; what the builder prepares and tidies in the
-//! rootfs is in `rootfs.rs`; the only `unsafe` code is in `sys.rs`.
+//! signals. `RUN --mount`s (binds, discarded writable views, tmpfs, cache directories, secrets)
+//! are in `mounts.rs`; heredoc RUNs become argv and `/dev/pipes` scripts by [`heredoc_command`].
+//! How the pieces run is in `init.rs`; what the builder prepares and tidies in the rootfs is in
+//! `rootfs.rs`; the only `unsafe` code is in `sys.rs`.
 //!
 //! The sandbox is set up by a helper process: the running binary re-executed with a hidden
 //! argument. A program using this module must call [`init_entry`] first thing in `main`, before
@@ -18,10 +20,13 @@
 //! at once (the helper, hence its pid namespace), whatever the command does with SIGTERM.
 
 mod init;
+mod mounts;
 mod rootfs;
 mod sys;
 mod user;
 
+#[cfg(test)]
+mod mount_tests;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use crate::dockerfile::instructions::{Command, Network, Run};
 use crate::plan::scope::Scope;
 
+pub use mounts::{CacheDir, CacheMounts, CacheOwner, Mount, MountKind};
 pub use user::{ExecUser, UserError, resolve_user};
 
 /// PATH when the environment has none (Docker's default for Linux).
@@ -91,8 +97,17 @@ pub enum NetworkMode {
     None,
 }
 
+/// A script at `/dev/pipes/<name>` inside the RUN (a heredoc with a shebang).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pipe {
+    /// The file name (the heredoc's terminator word).
+    pub name: String,
+    /// The script.
+    pub content: String,
+}
+
 /// What to run and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RunSpec {
     /// The argv (see [`command_argv`] for shell form).
     pub args: Vec<String>,
@@ -106,6 +121,30 @@ pub struct RunSpec {
     pub hostname: String,
     /// The network.
     pub network: NetworkMode,
+    /// `RUN --mount`s, resolved by the caller.
+    pub mounts: Vec<Mount>,
+    /// Scripts made available executable at `/dev/pipes/<name>` (heredocs with a shebang).
+    pub pipes: Vec<Pipe>,
+    /// Secrets exposed as environment variables (`type=secret,env=…`): given to the command
+    /// only, never shown by `Debug`.
+    pub secret_env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_names: Vec<&str> = self.secret_env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("RunSpec")
+            .field("args", &self.args)
+            .field("env", &self.env)
+            .field("cwd", &self.cwd)
+            .field("user", &self.user)
+            .field("hostname", &self.hostname)
+            .field("network", &self.network)
+            .field("mounts", &self.mounts)
+            .field("pipes", &self.pipes)
+            .field("secret_env", &secret_names)
+            .finish()
+    }
 }
 
 impl RunSpec {
@@ -119,29 +158,33 @@ impl RunSpec {
             user: String::new(),
             hostname: DEFAULT_HOSTNAME.to_owned(),
             network: NetworkMode::Host,
+            mounts: Vec::new(),
+            pipes: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 
     /// The spec of a RUN instruction (already expanded) in `scope` (ENV and the ARGs in
-    /// scope), with the stage's SHELL (empty for the default), WORKDIR and USER.
+    /// scope), with the stage's SHELL (empty for the default), WORKDIR and USER, and its
+    /// `--mount`s as the caller resolved them, one per `run.mounts` entry.
     pub fn for_run(
         run: &Run,
         scope: &Scope,
         shell: &[String],
         workdir: &str,
         user: &str,
+        mounts: Vec<Mount>,
     ) -> Result<Self, ExecError> {
-        if !run.mounts.is_empty() {
-            return Err(ExecError::Unsupported {
-                feature: "RUN --mount",
+        if run.mounts.len() != mounts.len() {
+            return Err(ExecError::UnresolvedMounts {
+                declared: run.mounts.len(),
+                given: mounts.len(),
             });
         }
-        if !run.command.files.is_empty() {
-            return Err(ExecError::Unsupported {
-                feature: "heredoc RUN",
-            });
-        }
-        let mut spec = Self::new(command_argv(&run.command, shell));
+        let (args, pipes) = heredoc_command(&run.command, shell)?;
+        let mut spec = Self::new(args);
+        spec.pipes = pipes;
+        spec.mounts = mounts;
         spec.env = scope.env().to_vec();
         spec.cwd = if workdir.is_empty() {
             "/".to_owned()
@@ -155,6 +198,63 @@ impl RunSpec {
         };
         Ok(spec)
     }
+}
+
+/// The argv (and `/dev/pipes` scripts) of a RUN command with heredocs, as BuildKit's
+/// `dispatchRun` builds them: a command that is a single heredoc runs its body (chomped for
+/// `<<-`) as a script, executed directly from `/dev/pipes/<name>` when it starts with `#!`;
+/// any other command is given to the shell with each body and terminator appended, for the
+/// shell to read as its own heredocs. Without heredocs, [`command_argv`].
+pub fn heredoc_command(
+    command: &Command,
+    shell: &[String],
+) -> Result<(Vec<String>, Vec<Pipe>), ExecError> {
+    let Some(first) = command.files.first() else {
+        return Ok((command_argv(command, shell), Vec::new()));
+    };
+    if command.args.len() != 1 || !command.prepend_shell {
+        return Err(ExecError::InvalidHeredoc {
+            reason: "a heredoc RUN must be one shell-form command",
+        });
+    }
+    let line = &command.args[0];
+    let bare = crate::dockerfile::heredoc::parse_heredoc(line.trim())
+        .ok()
+        .flatten()
+        .is_some();
+    let mut pipes = Vec::new();
+    let script = if bare {
+        let body = first.chomped_content();
+        if body.starts_with("#!") {
+            let name = &first.name;
+            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                return Err(ExecError::InvalidHeredoc {
+                    reason: "the heredoc name cannot be a file name",
+                });
+            }
+            pipes.push(Pipe {
+                name: name.clone(),
+                content: body,
+            });
+            format!("/dev/pipes/{name}")
+        } else {
+            body
+        }
+    } else {
+        let mut full = line.clone();
+        for file in &command.files {
+            full.push('\n');
+            full.push_str(&file.content);
+            full.push_str(&file.name);
+        }
+        full
+    };
+    let shell_form = Command {
+        args: vec![script],
+        prepend_shell: true,
+        files: Vec::new(),
+    };
+    Ok((command_argv(&shell_form, shell), pipes))
 }
 
 /// The argv of a command: exec form as given, shell form through `shell` (the image's SHELL, or
@@ -280,12 +380,6 @@ pub enum ExecError {
     /// There is nothing to run.
     #[error("empty command")]
     EmptyCommand,
-    /// A feature kiln does not implement yet.
-    #[error("{feature} is not supported yet")]
-    Unsupported {
-        /// What it is.
-        feature: &'static str,
-    },
     /// `/proc`, `/dev` or `/sys` in the rootfs is a symlink.
     #[error("rootfs {path} is a symlink; refusing to mount")]
     RootfsSymlink {
@@ -314,6 +408,28 @@ pub enum ExecError {
         /// The cause.
         #[source]
         source: UserError,
+    },
+    /// A mount target cannot be used.
+    #[error("mount target {target}: {reason}")]
+    MountTarget {
+        /// The target as given.
+        target: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A RUN declares `--mount`s the caller did not resolve.
+    #[error("RUN declares {declared} --mount(s) but {given} were resolved")]
+    UnresolvedMounts {
+        /// `--mount` flags on the instruction.
+        declared: usize,
+        /// Mounts given.
+        given: usize,
+    },
+    /// A heredoc RUN that cannot be run.
+    #[error("heredoc RUN: {reason}")]
+    InvalidHeredoc {
+        /// What is wrong.
+        reason: &'static str,
     },
     /// The working directory cannot be created.
     #[error("WORKDIR {path}: {reason}")]
@@ -378,7 +494,15 @@ pub fn run(
     let file_paths = write_files(files.path(), spec, &options.resolv_conf)?;
     let file_refs: Vec<(&str, PathBuf)> = file_paths.iter().map(|(n, p)| (*n, p.clone())).collect();
     let prepared = rootfs::prepare(rootfs, spec, &file_refs)?;
-    let result = run_prepared(rootfs, spec, options, &prepared, output, cancel);
+    let result = run_prepared(
+        rootfs,
+        spec,
+        options,
+        &prepared,
+        files.path(),
+        output,
+        cancel,
+    );
     let cleaned = rootfs::cleanup(rootfs, &prepared);
     let status = result?;
     cleaned?;
@@ -442,6 +566,12 @@ fn command_env(spec: &RunSpec, user: &ExecUser) -> Vec<(String, String)> {
     if !env.iter().any(|(k, _)| k == "HOME") {
         env.push(("HOME".to_owned(), user.home.clone()));
     }
+    for (k, v) in &spec.secret_env {
+        match env.iter_mut().find(|(key, _)| key == k) {
+            Some(entry) => entry.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
     env
 }
 
@@ -450,9 +580,22 @@ fn run_prepared(
     spec: &RunSpec,
     options: &ExecOptions,
     prepared: &rootfs::Prepared,
+    scratch: &Path,
     output: &mut dyn FnMut(Stream, &[u8]),
     cancel: &Canceller,
 ) -> Result<ExitStatus, ExecError> {
+    let mut mounts = Vec::with_capacity(spec.mounts.len());
+    for (i, (mount, target)) in spec.mounts.iter().zip(&prepared.mount_targets).enumerate() {
+        mounts.push(mounts::inner(mount, target.clone(), scratch, i)?);
+    }
+    // Parents before children, whatever order the Dockerfile gave.
+    let depth = |m: &mounts::InnerMount| match m {
+        mounts::InnerMount::Bind { target, .. }
+        | mounts::InnerMount::Overlay { target, .. }
+        | mounts::InnerMount::Tmpfs { target, .. }
+        | mounts::InnerMount::Secret { target, .. } => target.components().count(),
+    };
+    mounts.sort_by_key(depth);
     let config = init::HelperConfig {
         parent: rustix::process::getpid().as_raw_nonzero().get(),
         rootfs: std::fs::canonicalize(rootfs).map_err(|source| ExecError::Io {
@@ -471,6 +614,8 @@ fn run_prepared(
                 read_only: false,
             })
             .collect(),
+        mounts,
+        pipes: spec.pipes.clone(),
         uid: prepared.user.uid,
         gid: prepared.user.gid,
         groups: prepared.user.groups.clone(),

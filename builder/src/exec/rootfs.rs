@@ -60,6 +60,8 @@ pub(super) struct Prepared {
     pub binds: Vec<(PathBuf, PathBuf)>,
     /// The resolved user.
     pub user: ExecUser,
+    /// Where each of the spec's mounts goes (host paths inside the rootfs), in spec order.
+    pub mount_targets: Vec<PathBuf>,
     stubs: Vec<StubDir>,
 }
 
@@ -205,6 +207,7 @@ pub(super) fn prepare(
             groups: Vec::new(),
             home: "/".to_owned(),
         },
+        mount_targets: Vec::new(),
         stubs: Vec::new(),
     };
     let result = prepare_inner(&mut stubs, &mut prepared, spec, files);
@@ -250,6 +253,11 @@ fn prepare_inner(
                 prepared.binds.push((source.clone(), target));
             }
         }
+    }
+    for mount in &spec.mounts {
+        let is_file = super::mounts::target_is_file(&mount.kind)?;
+        let target = mount_target(stubs, &mount.target, is_file)?;
+        prepared.mount_targets.push(target);
     }
     let passwd = read_root_file(root, root_real, "etc/passwd")?;
     let group = read_root_file(root, root_real, "etc/group")?;
@@ -311,6 +319,78 @@ fn bind_target(
         }
         Ok(_) => Ok(None),
     }
+}
+
+/// Resolves a mount target inside the root, creating it (and missing parents) as stubs; returns
+/// its host path.
+fn mount_target(stubs: &mut Stubs<'_>, target: &str, is_file: bool) -> Result<PathBuf, ExecError> {
+    let refuse = |reason| ExecError::MountTarget {
+        target: target.to_owned(),
+        reason,
+    };
+    let comps = clean_components(target);
+    match comps.first() {
+        None => return Err(refuse("is the root")),
+        Some(&("proc" | "sys" | "dev")) => return Err(refuse("is inside /proc, /sys or /dev")),
+        Some(_) => {}
+    }
+    let root = stubs.root;
+    let root_real = stubs.root_real.to_owned();
+    let mut parent = open_in_root(root, Path::new(""), OFlags::PATH | OFlags::DIRECTORY)
+        .map_err(io_err("open", &root_real))?;
+    let mut rel = PathBuf::new();
+    for (i, comp) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        rel.push(comp);
+        let want_file = last && is_file;
+        let flags = if want_file {
+            OFlags::PATH
+        } else {
+            OFlags::PATH | OFlags::DIRECTORY
+        };
+        match open_in_root(root, &rel, flags) {
+            Ok(fd) => {
+                if last {
+                    let st =
+                        rustix::fs::fstat(&fd).map_err(io_err("stat", root_real.join(&rel)))?;
+                    if want_file == (file_type(&st) == FileType::Directory) {
+                        return Err(refuse(if want_file {
+                            "is a directory but the source is a file"
+                        } else {
+                            "is not a directory"
+                        }));
+                    }
+                    return Ok(root_real.join(rel_path(&root_real, fd.as_fd())?));
+                }
+                parent = fd;
+            }
+            Err(Errno::NOENT) => {
+                let parent_rel = rel_path(&root_real, parent.as_fd())?;
+                let kind = if want_file {
+                    StubKind::File
+                } else {
+                    StubKind::Dir
+                };
+                match stubs.create(parent.as_fd(), &parent_rel, comp, kind) {
+                    Ok(()) => {}
+                    Err(ExecError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        return Err(refuse("has a dangling symlink on its path"));
+                    }
+                    Err(e) => return Err(e),
+                }
+                if last {
+                    return Ok(root_real.join(parent_rel).join(comp));
+                }
+                parent = open_in_root(root, &rel, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(io_err("open", root_real.join(&rel)))?;
+            }
+            Err(Errno::NOTDIR) => return Err(refuse("has a non-directory on its path")),
+            Err(e) => return Err(io_err("open", root_real.join(&rel))(e)),
+        }
+    }
+    Err(refuse("is the root"))
 }
 
 /// Reads a small regular file inside the root; `None` if it does not exist.

@@ -34,7 +34,7 @@ fn is_static_elf(bytes: &[u8]) -> bool {
 
 /// A busybox rootfs in `dir/rootfs`, or `None` (after [`skip`]) when this machine cannot run the
 /// sandbox tests.
-fn rootfs(dir: &Path) -> Option<PathBuf> {
+pub(super) fn rootfs(dir: &Path) -> Option<PathBuf> {
     if !rustix::process::geteuid().is_root() {
         skip("sandbox tests need root");
         return None;
@@ -80,17 +80,17 @@ fn rootfs(dir: &Path) -> Option<PathBuf> {
 
 /// What a run printed and how it ended.
 #[derive(Debug)]
-struct Ran {
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-    result: Result<ExitStatus, ExecError>,
+pub(super) struct Ran {
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+    pub result: Result<ExitStatus, ExecError>,
 }
 
-fn run_in(root: &Path, spec: &RunSpec) -> Ran {
+pub(super) fn run_in(root: &Path, spec: &RunSpec) -> Ran {
     run_cancellable(root, spec, &Canceller::new())
 }
 
-fn run_cancellable(root: &Path, spec: &RunSpec, cancel: &Canceller) -> Ran {
+pub(super) fn run_cancellable(root: &Path, spec: &RunSpec, cancel: &Canceller) -> Ran {
     let scratch = root.parent().unwrap().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let mut stdout = Vec::new();
@@ -117,7 +117,7 @@ fn run_cancellable(root: &Path, spec: &RunSpec, cancel: &Canceller) -> Ran {
 }
 
 /// Nothing mounted under the test directory, no stub left in the rootfs, no scratch left.
-fn assert_clean(root: &Path) {
+pub(super) fn assert_clean(root: &Path) {
     let base = root.parent().unwrap();
     assert_eq!(
         crate::snapshot::test_mounts_under(base).unwrap(),
@@ -145,11 +145,11 @@ fn assert_clean(root: &Path) {
     );
 }
 
-fn sh(script: &str) -> RunSpec {
+pub(super) fn sh(script: &str) -> RunSpec {
     RunSpec::new(vec!["/bin/sh".into(), "-c".into(), script.into()])
 }
 
-fn ok(ran: &Ran) -> &[String] {
+pub(super) fn ok(ran: &Ran) -> &[String] {
     match &ran.result {
         Ok(ExitStatus::Code(0)) => &ran.stdout,
         other => panic!(
