@@ -359,6 +359,16 @@ impl Canceller {
         }
     }
 
+    /// Asks the command to stop: SIGTERM, passed on by the helper and the sandbox's init to the
+    /// command, which may handle it (unlike [`Canceller::cancel`], the run then ends normally).
+    pub fn terminate(&self) {
+        if let Ok(guard) = self.inner.helper.lock()
+            && let Some(fd) = guard.as_ref()
+        {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
+        }
+    }
+
     /// Whether [`Canceller::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::SeqCst)

@@ -405,6 +405,36 @@ fn cancel_kills_the_whole_tree_even_if_it_ignores_sigterm() {
     assert!(matches!(run_in_cancelled(&root), Err(ExecError::Cancelled)));
 }
 
+#[test]
+fn sigterm_is_forwarded_through_helper_and_init_to_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = rootfs(dir.path()) else {
+        return;
+    };
+    let marker = format!("{}.75", 6000 + std::process::id() % 1000);
+    let cancel = Canceller::new();
+    let ran = std::thread::scope(|s| {
+        let c = cancel.clone();
+        let m = marker.clone();
+        s.spawn(move || {
+            while processes_with(&m) < 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            c.terminate();
+        });
+        run_cancellable(
+            &root,
+            &sh(&format!(
+                "trap 'echo got TERM; exit 7' TERM; sleep {marker} & wait"
+            )),
+            &cancel,
+        )
+    });
+    assert_eq!(ran.result.unwrap(), ExitStatus::Code(7));
+    assert_eq!(ran.stdout, ["got TERM"]);
+    assert_eq!(processes_with(&marker), 0);
+}
+
 fn run_in_cancelled(root: &Path) -> Result<ExitStatus, ExecError> {
     let cancel = Canceller::new();
     cancel.cancel();
