@@ -25,6 +25,7 @@
 pub mod archive;
 pub mod context;
 pub mod dockerfile;
+pub mod exec;
 pub mod ignore;
 pub mod image;
 pub mod layer;

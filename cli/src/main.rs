@@ -53,6 +53,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The RUN sandbox re-executes this binary as its helper: dispatch before anything else runs.
+    if let Some(code) = kiln_builder::exec::init_entry() {
+        std::process::exit(code);
+    }
     quiet_on_closed_stdout();
     let cli = Cli::parse();
     let global = commands::Global { root: cli.root };

@@ -43,6 +43,10 @@ use crate::store::Store;
 
 pub use overlay::MountApi;
 
+/// The mount points at or below a directory, for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use fsutil::mounts_under as test_mounts_under;
+
 /// Prefix of the scratch directories of mutable roots in the store's `tmp/`.
 const SCRATCH_PREFIX: &str = "snapshot-";
 /// Prefix of the directories layers are unpacked into before being renamed into place.
