@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::testutil::skip;
+use kiln_registry::Digest;
 
 /// Where Debian's busybox-static puts the binary.
 const BUSYBOX: [&str; 2] = ["/bin/busybox", "/usr/bin/busybox"];
@@ -614,5 +615,114 @@ fn a_run_on_an_overlay_snapshot_leaves_only_its_change_in_the_layer() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(names.is_empty(), "{backend:?}: tmp left: {names:?}");
+    }
+}
+
+/// A tmpfs on a test directory, unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// Snapshot costs of `RUN touch /x` over 100,000 files and `RUN cp -a /usr /usr2` over a
+/// Debian-sized `/usr`, with both snapshotters, on tmpfs. A benchmark, not a test: run with
+/// `cargo test -p kiln-builder --lib bench_ -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_snapshot_costs() {
+    use crate::layer::{ChangeKind, Compression, LayerOptions, write_layer};
+    use crate::snapshot::{Backend, CommitOptions, SnapshotOptions, Snapshots, chain_id};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(tree) = rootfs(dir.path()) else {
+        return;
+    };
+    let fs = dir.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        &fs,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let _tmpfs = Tmpfs(fs.clone());
+    let mut tar = Vec::new();
+    let busybox = write_layer(
+        &tree,
+        &LayerOptions {
+            kind: ChangeKind::Tree,
+            compression: Compression::None,
+            source_date_epoch: None,
+        },
+        &mut tar,
+    )
+    .unwrap();
+    let bases: [(&str, &str, usize, usize); 2] = [
+        ("100,000 empty files", "touch /x", 100, 1000),
+        // debian:bookworm's /usr: ~8,000 files, ~80 MB.
+        (
+            "a Debian-sized /usr (8,000 files, 80 MB)",
+            "cp -a /usr /usr2",
+            160,
+            50,
+        ),
+    ];
+    for (label, script, dirs, files) in bases {
+        for backend in [Backend::Overlay, Backend::Copy] {
+            let store = fs.join(format!("{backend:?}-{dirs}"));
+            let snaps = Snapshots::at(
+                store.join("snapshots"),
+                store.join("tmp"),
+                &SnapshotOptions {
+                    backend: Some(backend),
+                    ..SnapshotOptions::default()
+                },
+            )
+            .unwrap();
+            let base = Digest::of(label.as_bytes());
+            let usr = snaps.path(&base).join("usr/share/data");
+            let chunk = vec![7u8; if files == 1000 { 0 } else { 10_000 }];
+            for d in 0..dirs {
+                let sub = usr.join(format!("d{d:03}"));
+                std::fs::create_dir_all(&sub).unwrap();
+                for f in 0..files {
+                    std::fs::write(sub.join(format!("f{f:04}")), &chunk).unwrap();
+                }
+            }
+            let top = chain_id(Some(&base), &busybox.diff_id);
+            snaps.prepare_layer(&top, &tar[..]).unwrap();
+            let t0 = Instant::now();
+            let mutable = snaps.mutable(&[base.clone(), top]).unwrap();
+            let t1 = Instant::now();
+            let status = run(
+                mutable.root(),
+                &sh(script),
+                &ExecOptions::new(store.join("tmp")),
+                &mut |_, _| {},
+                &Canceller::new(),
+            )
+            .unwrap();
+            assert!(status.success());
+            let t2 = Instant::now();
+            let mut blob = Vec::new();
+            let committed = mutable
+                .commit(&CommitOptions::default(), &mut blob)
+                .unwrap();
+            let t3 = Instant::now();
+            eprintln!(
+                "{backend:?}, RUN {script} over {label}: prepare {:.1} ms, run {:.1} ms, \
+                 commit {:.1} ms (layer {} bytes)",
+                (t1 - t0).as_secs_f64() * 1e3,
+                (t2 - t1).as_secs_f64() * 1e3,
+                (t3 - t2).as_secs_f64() * 1e3,
+                committed.layer().size
+            );
+            drop(committed);
+            std::fs::remove_dir_all(&store).unwrap();
+        }
     }
 }
