@@ -9,6 +9,7 @@
 //!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
 //!   └─ ops         what steps do: metadata and history (meta), COPY and ADD (file)
+//!   └─ solve       runs the plan: stages in order, each step on snapshots, layers into the store
 //!   └─ exec        RUN in a sandbox of namespaces over a snapshot: mounts, user, process tree
 //!   └─ snapshot    layers unpacked once per chainID; overlayfs (or copy) roots; change → layer
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
@@ -32,6 +33,7 @@ pub mod layer;
 pub mod ops;
 pub mod plan;
 pub mod snapshot;
+pub mod solve;
 pub mod store;
 
 #[cfg(test)]

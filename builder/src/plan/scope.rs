@@ -138,8 +138,8 @@ impl Expander for ScopeExpander<'_> {
 pub struct ExpandedStep {
     /// The step with its variables expanded.
     pub step: Step,
-    /// The ARGs declared before it in this stage (RUN sees them).
-    pub args: Vec<(String, Option<String>)>,
+    /// The variables in scope after the step (an ARG or ENV step included): what RUN sees.
+    pub scope: Scope,
 }
 
 impl Plan {
@@ -151,10 +151,18 @@ impl Plan {
         index: usize,
         base_env: Vec<(String, String)>,
     ) -> Result<(Vec<ExpandedStep>, Scope), PlanError> {
+        self.expand_steps(&self.stages[index].steps, Scope::new(base_env))
+    }
+
+    /// Expands `steps` (a stage's, or ONBUILD triggers followed by a stage's) from `scope`.
+    pub fn expand_steps(
+        &self,
+        steps: &[Step],
+        mut scope: Scope,
+    ) -> Result<(Vec<ExpandedStep>, Scope), PlanError> {
         let lexer = Lexer::new(self.escape);
-        let mut scope = Scope::new(base_env);
         let mut out = Vec::new();
-        for step in &self.stages[index].steps {
+        for step in steps {
             let mut expanded = step.clone();
             match &step.instruction {
                 Instruction::Arg(decls) => {
@@ -183,7 +191,7 @@ impl Plan {
             }
             out.push(ExpandedStep {
                 step: expanded,
-                args: scope.args.clone(),
+                scope: scope.clone(),
             });
         }
         Ok((out, scope))

@@ -1,6 +1,7 @@
-//! `kiln build`: docker build's arguments, and (for now) `--check`, which parses and plans a
-//! Dockerfile without building: it prints the stages and steps the target needs, or the errors
-//! with their Dockerfile lines.
+//! `kiln build`: docker build's arguments. It parses and plans the Dockerfile, then runs the
+//! plan (the builder's solver) into the store and tags the image with every `-t`; `--check` stops
+//! after planning and prints the stages and steps the target needs. Errors point at their
+//! Dockerfile line; a failed step tags nothing.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -13,7 +14,13 @@ use kiln_builder::context::load_ignore;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::dockerfile::{Location, parse};
 use kiln_builder::ignore::PatternMatcher;
+use kiln_builder::image::clock;
+use kiln_builder::layer::Compression;
+use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::{Base, Plan, PlanOptions, Scope};
+use kiln_builder::solve::{self, BaseImages, BuildError, BuildOptions, Event};
+use kiln_builder::store::Store;
+use kiln_registry::Reference;
 
 use super::Global;
 use crate::diagnostics::Diagnostic;
@@ -36,18 +43,32 @@ pub struct BuildArgs {
     /// Parse and plan only: print the stages and steps that would run, or the errors.
     #[arg(long)]
     check: bool,
+    /// When to pull base images: `missing` (default), `always` (check the registry), `never`.
+    #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
+    /// Add a label to the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable).
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    secrets: Vec<String>,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    #[command(flatten)]
+    registry: super::pull::RegistryArgs,
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
 }
 
 /// Runs `kiln build`.
-pub fn run(_global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    if !args.check {
-        bail!(
-            "building images is not implemented yet: `kiln build --check` parses and plans a Dockerfile"
-        );
-    }
+pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let (file_name, source) = read_dockerfile(&args)?;
     let dockerfile_path = args
         .file
@@ -92,7 +113,141 @@ pub fn run(_global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     check_ignore_file(&args.context, &dockerfile_path)?;
-    print_plan(&plan, &file_name, &located)
+    if args.check {
+        return print_plan(&plan, &file_name, &located);
+    }
+    let store = global.store()?;
+    let options = BuildOptions {
+        context: &args.context,
+        dockerfile: &dockerfile_path,
+        secrets: secrets(&args.secrets)?,
+        labels: args
+            .labels
+            .iter()
+            .map(|l| {
+                l.split_once('=')
+                    .map_or((l.clone(), String::new()), |(k, v)| (k.into(), v.into()))
+            })
+            .collect(),
+        source_date_epoch: clock::source_date_epoch()?.map(|t| t.unix_secs() as i64),
+        created: clock::now()?.to_rfc3339(),
+        compression: Compression::Gzip,
+    };
+    let bases = Bases {
+        store: &store,
+        pull: &args.pull,
+        registry: &args.registry,
+    };
+    let quiet = args.registry.quiet();
+    let mut progress = |event: Event<'_>| {
+        if quiet {
+            return;
+        }
+        match event {
+            Event::Step {
+                stage,
+                n,
+                total,
+                text,
+            } => eprintln!("[{stage} {n}/{total}] {text}"),
+            Event::Output { line, .. } => eprintln!("  {}", String::from_utf8_lossy(line)),
+        }
+    };
+    let built = match solve::build(&plan, &store, &bases, &options, &mut progress) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("error: {}", located(&build_error_message(&e), e.location()));
+            if let BuildError::RunFailed { output, .. } = &e
+                && !output.is_empty()
+            {
+                eprintln!("the last lines of output:");
+                for line in output {
+                    eprintln!("  {line}");
+                }
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let id = built.manifest.digest().clone();
+    let config_digest = kiln_builder::image::image_id(&store.read_manifest(&built.manifest)?)?;
+    for tag in &tags {
+        store
+            .tag(&tag.to_string(), &built.manifest)
+            .with_context(|| format!("tagging {tag}"))?;
+        if !quiet {
+            eprintln!("naming to {tag}");
+        }
+    }
+    if let Some(file) = &args.iidfile {
+        std::fs::write(file, config_digest.to_string())
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    if !quiet {
+        eprintln!("writing image {config_digest} (manifest {id})");
+    }
+    println!("{config_digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The error's message with its causes (the first line of the report).
+fn build_error_message(e: &BuildError) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    message
+}
+
+/// `--secret id=ID,src=FILE` or `id=ID,env=VAR`.
+fn secrets(given: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for spec in given {
+        let fields: BTreeMap<&str, &str> =
+            spec.split(',').filter_map(|f| f.split_once('=')).collect();
+        let Some(id) = fields.get("id") else {
+            bail!("--secret {spec:?}: an id=… is required")
+        };
+        let data = match (
+            fields.get("src").or_else(|| fields.get("source")),
+            fields.get("env"),
+        ) {
+            (Some(path), _) => {
+                std::fs::read(path).with_context(|| format!("reading secret {id} from {path}"))?
+            }
+            (None, Some(var)) => std::env::var(var)
+                .with_context(|| format!("secret {id}: environment variable {var}"))?
+                .into_bytes(),
+            (None, None) => bail!("--secret {spec:?}: give src=FILE or env=VAR"),
+        };
+        out.insert((*id).to_owned(), data);
+    }
+    Ok(out)
+}
+
+/// Base images from the store, pulled as `--pull` says.
+struct Bases<'a> {
+    store: &'a Store,
+    pull: &'a str,
+    registry: &'a super::pull::RegistryArgs,
+}
+
+impl BaseImages for Bases<'_> {
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, kiln_builder::solve::BoxError> {
+        let local = self.store.resolve(&reference.to_string())?;
+        match (local, self.pull) {
+            (Some(desc), "missing" | "never") => Ok(desc),
+            (None, "never") => {
+                Err(format!("{reference} is not in the store and --pull=never").into())
+            }
+            _ => {
+                let platform = kiln_registry::Platform::host();
+                super::pull::pull_to_store(self.store, self.registry, reference, &platform)
+                    .map_err(|e| format!("{e:#}").into())
+            }
+        }
+    }
 }
 
 /// The Dockerfile's display name and text.

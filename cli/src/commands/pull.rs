@@ -212,15 +212,26 @@ pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
         None => Platform::host(),
     };
     let store = global.store()?;
-    let registry = args.registry.connect(reference.registry())?;
-    if !args.registry.quiet() {
+    let pulled = pull_to_store(&store, &args.registry, &reference, &platform)?;
+    println!("{}", pulled.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls `reference` for `platform` into `store` and tags it with its full reference; returns
+/// the manifest descriptor (`kiln build` uses this for base images it does not have).
+pub fn pull_to_store(
+    store: &Store,
+    registry_args: &RegistryArgs,
+    reference: &Reference,
+    platform: &Platform,
+) -> anyhow::Result<kiln_builder::oci_spec::image::Descriptor> {
+    let registry = registry_args.connect(reference.registry())?;
+    if !registry_args.quiet() {
         eprintln!("pulling {reference} ({platform})");
     }
     let target = StoreTarget(store.clone());
     let pulled = runtime()?
-        .block_on(kiln_registry::pull(
-            &registry, &reference, &platform, &target,
-        ))
+        .block_on(kiln_registry::pull(&registry, reference, platform, &target))
         .with_context(|| format!("pulling {reference}"))?;
 
     // The platform comes from the config, as for images kiln writes itself.
@@ -234,7 +245,7 @@ pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     store
         .tag(&name, &manifest)
         .with_context(|| format!("tagging {name}"))?;
-    if !args.registry.quiet() {
+    if !registry_args.quiet() {
         eprintln!(
             "pulled {name}: {} downloaded ({}), {} already present",
             pulled.downloaded,
@@ -242,8 +253,7 @@ pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
             pulled.present
         );
     }
-    println!("{}", pulled.digest);
-    Ok(ExitCode::SUCCESS)
+    Ok(manifest)
 }
 
 /// The store as a pull destination.
