@@ -159,19 +159,24 @@ fn warnings_and_refusals() {
         (code, stderr.trim()),
         (1, "error: target stage \"nope\" could not be found")
     );
-    // Building for real is the build issue's: it must say so, not pretend.
+    // Without the base image and with --pull=never, the build says so at the FROM line (and no
+    // test reaches a public registry).
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\n").unwrap();
     let out = kiln(dir.path())
-        .arg("build")
+        .args(["build", "--pull=never"])
         .arg(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out).1;
     assert!(
-        text(&out)
-            .1
-            .contains("building images is not implemented yet")
+        stderr.contains("Dockerfile:1:1: resolving docker.io/library/busybox:latest"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is not in the store and --pull=never"),
+        "{stderr}"
     );
 }
 

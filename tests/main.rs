@@ -1,5 +1,7 @@
 //! kiln's one integration-test binary: it drives the real `kiln` binary end to end.
 
+// `kiln build` end to end: the sandbox, snapshots, COPY/ADD and the image it writes.
+mod build;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.

@@ -244,6 +244,7 @@ impl BaseImages for Bases<'_> {
             _ => {
                 let platform = kiln_registry::Platform::host();
                 super::pull::pull_to_store(self.store, self.registry, reference, &platform)
+                    .map(|(manifest, _)| manifest)
                     .map_err(|e| format!("{e:#}").into())
             }
         }

@@ -212,19 +212,20 @@ pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
         None => Platform::host(),
     };
     let store = global.store()?;
-    let pulled = pull_to_store(&store, &args.registry, &reference, &platform)?;
-    println!("{}", pulled.digest());
+    let (_, resolved) = pull_to_store(&store, &args.registry, &reference, &platform)?;
+    println!("{resolved}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Pulls `reference` for `platform` into `store` and tags it with its full reference; returns
-/// the manifest descriptor (`kiln build` uses this for base images it does not have).
+/// the platform's manifest descriptor and the digest the reference resolved to (an index's, for
+/// a multi-platform image). `kiln build` uses this for base images it does not have.
 pub fn pull_to_store(
     store: &Store,
     registry_args: &RegistryArgs,
     reference: &Reference,
     platform: &Platform,
-) -> anyhow::Result<kiln_builder::oci_spec::image::Descriptor> {
+) -> anyhow::Result<(kiln_builder::oci_spec::image::Descriptor, Digest)> {
     let registry = registry_args.connect(reference.registry())?;
     if !registry_args.quiet() {
         eprintln!("pulling {reference} ({platform})");
@@ -253,7 +254,7 @@ pub fn pull_to_store(
             pulled.present
         );
     }
-    Ok(manifest)
+    Ok((manifest, pulled.digest))
 }
 
 /// The store as a pull destination.

@@ -1,0 +1,255 @@
+//! `kiln build` end to end, as root with the real sandbox and snapshots, on a busybox base built
+//! from Debian's busybox-static: what the image holds is checked by building FROM it and testing
+//! inside a RUN, and its config and history with `kiln inspect`.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::support::Kiln;
+use crate::support::busybox::busybox_rootfs_tar;
+
+/// A store with `busybox:latest` imported, or `None` (after saying so) when the fixture or the
+/// privileges are missing outside CI.
+fn with_busybox() -> Option<Kiln> {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "build tests need root under CI"
+        );
+        eprintln!("skipping: build tests need root");
+        return None;
+    }
+    let tar = busybox_rootfs_tar()?;
+    let kiln = Kiln::new();
+    kiln.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+    Some(kiln)
+}
+
+/// Whether the tests run as root (the sandbox and overlay snapshots need it).
+fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        == Some("0")
+}
+
+/// Writes a build context: the Dockerfile and `files` (path, content).
+fn context(kiln: &Kiln, dockerfile: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = kiln.path("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (path, body) in files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+fn inspect(kiln: &Kiln, name: &str) -> Value {
+    let out = kiln.ok(&["inspect", name]);
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+fn history(kiln: &Kiln, name: &str) -> Vec<(String, bool)> {
+    let store = kiln.store();
+    let desc = store
+        .resolve(&format!("docker.io/library/{name}"))
+        .unwrap()
+        .unwrap();
+    let config = store
+        .read_config(&store.read_manifest(&desc).unwrap())
+        .unwrap();
+    config
+        .history
+        .iter()
+        .map(|h| (h.created_by.clone().unwrap_or_default(), h.empty_layer))
+        .collect()
+}
+
+#[test]
+fn the_seed_workflow_builds_and_the_image_holds_what_it_should() {
+    let Some(kiln) = with_busybox() else { return };
+    let tarball = kiln.path("index.tar.gz");
+    let staging = kiln.path("staging");
+    fs::create_dir_all(&staging).unwrap();
+    fs::write(staging.join("index.html"), "<h1>from the tarball</h1>\n").unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["czf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&staging)
+        .arg("index.html")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dockerfile = "# base image\nFROM busybox\nMAINTAINER dot\nARG SUFFIX=1\n\
+                      RUN echo 'tomcat:x:1001:1001::/home/tomcat:/bin/sh' >> /etc/passwd && mkdir /dot-$SUFFIX\n\
+                      ENV envir=test version=1.0\nADD ./index.tar.gz /usr/share/nginx/html/\n\
+                      WORKDIR /usr/share/nginx/html\nCOPY webroot/ .\nUSER 1001\n\
+                      CMD echo \"envir:$envir version:$version\"\n";
+    let ctx = context(
+        &kiln,
+        dockerfile,
+        &[
+            ("webroot/app.css", "h1{}\n"),
+            ("webroot/sub/page.html", "page\n"),
+        ],
+    );
+    fs::copy(&tarball, ctx.join("index.tar.gz")).unwrap();
+    let id = kiln.ok(&["build", "-q", "-t", "centos:env-cmd", ctx.to_str().unwrap()]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+
+    let image = inspect(&kiln, "centos:env-cmd");
+    assert_eq!(image["Id"].as_str(), Some(id.trim()));
+    assert_eq!(image["Author"], "dot");
+    let config = &image["Config"];
+    assert_eq!(
+        config["Env"],
+        serde_json::json!(["envir=test", "version=1.0"])
+    );
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "echo \"envir:$envir version:$version\""])
+    );
+    assert_eq!(
+        (config["User"].as_str(), config["WorkingDir"].as_str()),
+        (Some("1001"), Some("/usr/share/nginx/html"))
+    );
+
+    let history = history(&kiln, "centos:env-cmd");
+    let built: Vec<(&str, bool)> = history
+        .iter()
+        .skip(1)
+        .map(|(s, e)| (s.as_str(), *e))
+        .collect();
+    assert_eq!(
+        built,
+        [
+            ("MAINTAINER dot", true),
+            ("ARG SUFFIX=1", true),
+            (
+                "RUN |1 SUFFIX=1 /bin/sh -c echo 'tomcat:x:1001:1001::/home/tomcat:/bin/sh' >> /etc/passwd && mkdir /dot-$SUFFIX # buildkit",
+                false
+            ),
+            ("ENV envir=test version=1.0", true),
+            (
+                "ADD ./index.tar.gz /usr/share/nginx/html/ # buildkit",
+                false
+            ),
+            ("WORKDIR /usr/share/nginx/html", false),
+            ("COPY webroot/ . # buildkit", false),
+            ("USER 1001", true),
+            (
+                "CMD [\"/bin/sh\" \"-c\" \"echo \\\"envir:$envir version:$version\\\"\"]",
+                true
+            ),
+        ]
+    );
+    assert_eq!(
+        image["RootFS"]["Layers"].as_array().unwrap().len(),
+        1 + 4,
+        "busybox + RUN, ADD, WORKDIR, COPY"
+    );
+
+    // The filesystem, checked from inside a build FROM the image.
+    let check = "FROM centos:env-cmd\nUSER 0\n\
+                 RUN test -d /dot-1 && grep -q '^tomcat:' /etc/passwd\n\
+                 RUN test \"$(cat index.html)\" = '<h1>from the tarball</h1>' && test -f app.css && test \"$(cat sub/page.html)\" = page\n\
+                 RUN test ! -e /usr/share/nginx/html/webroot && test ! -e /usr/share/nginx/html/index.tar.gz\n\
+                 RUN test \"$(stat -c %u:%g app.css)\" = 0:0\n";
+    let ctx = context(&kiln, check, &[]);
+    kiln.ok(&["build", "-q", ctx.to_str().unwrap()]);
+}
+
+#[test]
+fn a_failed_run_names_its_line_and_tags_nothing() {
+    let Some(kiln) = with_busybox() else { return };
+    let ctx = context(
+        &kiln,
+        "FROM busybox\nRUN echo before\nRUN echo oops >&2; exit 42\nRUN echo never\n",
+        &[],
+    );
+    let (_, stderr) = kiln.fails(&["build", "-t", "broken:latest", ctx.to_str().unwrap()]);
+    assert!(stderr.contains("Dockerfile:3:1: process \"/bin/sh -c echo oops >&2; exit 42\" did not complete successfully: exit code 42"), "{stderr}");
+    assert!(stderr.contains("  oops"), "{stderr}");
+    assert!(!stderr.contains("never"), "{stderr}");
+    let (_, stderr) = kiln.fails(&["inspect", "broken:latest"]);
+    assert!(stderr.contains("No such image"), "{stderr}");
+    assert!(kiln.store().verify().unwrap().is_empty());
+}
+
+#[test]
+fn multi_stage_copy_from_and_scratch() {
+    let Some(kiln) = with_busybox() else { return };
+    let dockerfile = "FROM busybox AS build\nRUN mkdir /out && echo built > /out/artifact && chmod 4755 /out/artifact\n\
+                      FROM busybox AS unused\nRUN exit 1\n\
+                      FROM scratch\nCOPY --from=build /out/ /app/\nCOPY <<EOF /app/note\nheredoc\nEOF\n\
+                      LABEL stage=final\nENTRYPOINT [\"/app/artifact\"]\n";
+    let ctx = context(&kiln, dockerfile, &[]);
+    kiln.ok(&["build", "-q", "-t", "final:latest", ctx.to_str().unwrap()]);
+    let image = inspect(&kiln, "final:latest");
+    assert_eq!(image["Config"]["Labels"]["stage"], "final");
+    assert_eq!(
+        image["Config"]["Entrypoint"],
+        serde_json::json!(["/app/artifact"])
+    );
+    assert_eq!(
+        image["RootFS"]["Layers"].as_array().unwrap().len(),
+        2,
+        "two COPY layers on scratch"
+    );
+    // The unused stage never ran (its RUN fails), and the files kept their bits.
+    let check = "FROM busybox\nCOPY --from=final:latest /app /x\n\
+                 RUN test \"$(cat /x/artifact)\" = built && test \"$(stat -c %a /x/artifact)\" = 4755 && test \"$(cat /x/note)\" = heredoc\n";
+    let ctx = kiln.path("check");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), check).unwrap();
+    kiln.ok(&["build", "-q", ctx.to_str().unwrap()]);
+}
+
+#[test]
+fn dockerignore_and_build_args_reach_the_steps() {
+    let Some(kiln) = with_busybox() else { return };
+    let dockerfile = "FROM busybox\nARG GREETING=hello\nENV SAID=$GREETING\nCOPY . /ctx/\n\
+                      RUN test \"$SAID\" = bonjour && test -f /ctx/keep && test ! -e /ctx/secret.txt\n";
+    let ctx = context(
+        &kiln,
+        dockerfile,
+        &[
+            ("keep", "k\n"),
+            ("secret.txt", "s\n"),
+            (".dockerignore", "secret.txt\n"),
+        ],
+    );
+    kiln.ok(&[
+        "build",
+        "-q",
+        "--build-arg",
+        "GREETING=bonjour",
+        ctx.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn the_offline_example_builds() {
+    let Some(kiln) = with_busybox() else { return };
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/scratch-site");
+    let id = kiln.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "site:latest",
+        example.to_str().unwrap(),
+    ]);
+    assert!(id.starts_with("sha256:"));
+    let image = inspect(&kiln, "site:latest");
+    assert_eq!(
+        image["Config"]["Labels"]["org.opencontainers.image.title"],
+        "kiln example site"
+    );
+}
