@@ -122,7 +122,7 @@ fn import_refuses_what_it_cannot_use() {
         ),
         (
             &["import", "--change", "EXPOSE 80/tcpx", tar, "x"],
-            "invalid port \"80/tcpx\"",
+            "--change EXPOSE: invalid proto: tcpx",
         ),
         (
             &["import", "http://example.com/x.tar", "x"],

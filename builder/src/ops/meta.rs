@@ -40,6 +40,15 @@ pub enum MetaError {
     NotMetadata(&'static str),
 }
 
+/// What a metadata instruction did besides changing the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The history entry it records (ONBUILD records none).
+    pub created_by: Option<String>,
+    /// For WORKDIR other than `/`: the directory to create (a layer).
+    pub workdir: Option<String>,
+}
+
 /// A stage's image config while its instructions are applied.
 #[derive(Debug, Clone)]
 pub struct ImageState {
@@ -109,6 +118,17 @@ impl ImageState {
     /// Applies an expanded metadata instruction to the config and records its history entry.
     /// WORKDIR returns the directory the caller must create (a layer, unless it is `/`).
     pub fn apply(&mut self, instruction: &Instruction) -> Result<Option<String>, MetaError> {
+        let change = self.change(instruction)?;
+        if let Some(created_by) = change.created_by {
+            let with_layer = change.workdir.is_some();
+            self.commit(created_by, with_layer, false);
+        }
+        Ok(change.workdir)
+    }
+
+    /// Applies an expanded metadata instruction to the config only (`kiln import --change`
+    /// records no history), returning what [`ImageState::apply`] records.
+    pub fn change(&mut self, instruction: &Instruction) -> Result<Change, MetaError> {
         let cfg = &mut self.config.config;
         let created_by = match instruction {
             Instruction::Env(pairs) => {
@@ -211,7 +231,7 @@ impl ImageState {
             }
             Instruction::OnBuild(expression) => {
                 cfg.on_build.push(expression.clone());
-                return Ok(None);
+                return Ok(Change { created_by: None, workdir: None });
             }
             Instruction::Workdir(path) => {
                 if path.is_empty() {
@@ -226,8 +246,7 @@ impl ImageState {
                 cfg.working_dir = dir.clone();
                 // BuildKit creates the directory (a layer) unless it is the root; the entry has
                 // no ` # buildkit` suffix because it is committed without a state.
-                self.commit(format!("WORKDIR {dir}"), dir != "/", false);
-                return Ok((dir != "/").then_some(dir));
+                return Ok(Change { created_by: Some(format!("WORKDIR {dir}")), workdir: (dir != "/").then_some(dir) });
             }
             other @ (Instruction::From(_)
             | Instruction::Run(_)
@@ -235,8 +254,7 @@ impl ImageState {
             | Instruction::Add(_)
             | Instruction::Arg(_)) => return Err(MetaError::NotMetadata(other.keyword())),
         };
-        self.commit(created_by, false, false);
-        Ok(None)
+        Ok(Change { created_by: Some(created_by), workdir: None })
     }
 }
 

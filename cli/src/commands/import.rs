@@ -90,7 +90,7 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             .extra
             .insert("comment".to_owned(), message.clone().into());
     }
-    change::apply(&mut config.config, &changes)?;
+    change::apply(&mut config, &changes)?;
 
     let layer_desc =
         image::descriptor(MediaType::from(layer.media_type), &layer.digest, layer.size);
