@@ -10,7 +10,7 @@ use oci_spec::image::Descriptor;
 use super::Kiln;
 use crate::support::registry::{Auth, Config, RegistryServer};
 use crate::support::registry_image::{make_image, noise};
-use crate::support::registry_proxy::{Fault, Proxy};
+use crate::support::registry_proxy::{Fault, Proxy, Rule};
 
 fn registry() -> Option<RegistryServer> {
     RegistryServer::start(Config::default())
@@ -130,6 +130,124 @@ fn upload_cut_mid_body_is_restarted_and_lands_intact() {
     let layer: kiln_registry::Digest = layer.parse().unwrap();
     assert!(direct.store().has_blob(&layer));
     assert_eq!(direct.store().verify().unwrap(), []);
+}
+
+#[test]
+fn chunked_upload_resumes_from_the_registry_offset() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/chunks:1", proxy.addr);
+    make_image(
+        &k.root(),
+        &name,
+        "amd64",
+        &[("noise", &noise(3_000_000, 11))],
+    );
+    // The second 1 MiB chunk of the layer fails; the registry still holds the first.
+    proxy.add(Rule {
+        method: "PATCH",
+        path: "/blobs/uploads/".into(),
+        header: Some(("content-range", "1048576-".into())),
+        times: 1,
+        fault: Fault::Status(503, None),
+    });
+    let (digest, stderr) = k.ok(&["push", "--chunk-size", "1048576", &name]);
+    assert!(stderr.contains("resuming at byte 1048576"), "{stderr}");
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        2,
+        "the session was kept"
+    );
+    assert_eq!(
+        proxy.count("GET", "/blobs/uploads/"),
+        1,
+        "its status was asked"
+    );
+    let ranges: Vec<String> = proxy
+        .seen()
+        .iter()
+        .filter(|s| s.method == "PATCH")
+        .filter_map(|s| s.header("content-range").map(str::to_owned))
+        .collect();
+    let resent = ranges
+        .iter()
+        .filter(|r| r.starts_with("1048576-2097151"))
+        .count();
+    assert_eq!(resent, 2, "{ranges:?}");
+    assert!(ranges.iter().all(|r| !r.starts_with("bytes")), "{ranges:?}");
+
+    let direct = Kiln::new();
+    assert_eq!(
+        direct
+            .ok(&["pull", &format!("{}/faults/chunks:1", reg.addr)])
+            .0,
+        digest
+    );
+    assert_eq!(direct.store().verify().unwrap(), []);
+}
+
+#[test]
+fn chunk_cut_mid_body_resumes_or_restarts_the_session() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/chunks:1", proxy.addr);
+    make_image(
+        &k.root(),
+        &name,
+        "amd64",
+        &[("noise", &noise(3_000_000, 13))],
+    );
+    // distribution 2.8 keeps the partial body of a cut chunk, then refuses (and cancels) the
+    // session whose size no longer matches its state: kiln asks, and starts over. A registry
+    // that answers the status query gets the upload resumed in the same session instead.
+    proxy.fault("PATCH", "/blobs/uploads/", 1, Fault::CutRequest(600_000));
+    let (digest, stderr) = k.ok(&["push", "--chunk-size", "1048576", &name]);
+    assert_eq!(
+        proxy.count("GET", "/blobs/uploads/"),
+        1,
+        "its status was asked"
+    );
+    let restarted =
+        stderr.contains("BLOB_UPLOAD_INVALID") && proxy.count("POST", "/blobs/uploads/") == 3;
+    let resumed =
+        stderr.contains("resuming at byte") && proxy.count("POST", "/blobs/uploads/") == 2;
+    assert!(restarted || resumed, "{stderr}");
+    let direct = Kiln::new();
+    assert_eq!(
+        direct
+            .ok(&["pull", &format!("{}/faults/chunks:1", reg.addr)])
+            .0,
+        digest
+    );
+    assert_eq!(direct.store().verify().unwrap(), []);
+}
+
+#[test]
+fn a_registry_refusing_big_bodies_gets_chunks() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/faults/413:1", proxy.addr);
+    let desc = make_image(&k.root(), &name, "amd64", &[("noise", &noise(200_000, 5))]);
+    let layer = layer_of(&k, &desc);
+    let put_of_layer = format!("digest={}", layer.replace(':', "%3A"));
+    proxy.fault("PUT", &put_of_layer, 1, Fault::Status(413, None));
+    let (digest, _) = k.ok(&["push", &name]);
+    assert_eq!(proxy.count("PATCH", "/blobs/uploads/"), 1);
+    assert_eq!(
+        proxy.count("DELETE", "/blobs/uploads/"),
+        1,
+        "the refused session is cancelled"
+    );
+    let direct = Kiln::new();
+    assert_eq!(
+        direct
+            .ok(&["pull", &format!("{}/faults/413:1", reg.addr)])
+            .0,
+        digest
+    );
 }
 
 #[test]

@@ -85,14 +85,19 @@ impl RegistryArgs {
 
     /// A connection to `registry` with these flags, reporting progress on stderr.
     pub fn connect(&self, registry: &str) -> anyhow::Result<Registry> {
+        self.connect_with(registry, self.connect.options())
+    }
+
+    /// [`connect`](Self::connect) with options the command adjusted.
+    pub fn connect_with(&self, registry: &str, options: ClientOptions) -> anyhow::Result<Registry> {
         let credentials = self.credentials(registry)?;
         let progress: Arc<dyn Progress> = Arc::new(Lines { quiet: self.quiet });
-        Ok(Registry::new(
-            registry,
-            credentials,
-            &self.connect.options(),
-            progress,
-        )?)
+        Ok(Registry::new(registry, credentials, &options, progress)?)
+    }
+
+    /// The client options the flags give.
+    pub fn options(&self) -> ClientOptions {
+        self.connect.options()
     }
 
     /// Whether progress is silenced.
