@@ -8,6 +8,7 @@
 mod auth;
 mod faults;
 mod interop;
+mod library;
 mod push_pull;
 mod tls;
 mod token;

@@ -334,6 +334,40 @@ fn altered_bytes_are_rejected_and_nothing_is_stored() {
 }
 
 #[test]
+fn altered_manifests_are_rejected() {
+    let Some(reg) = registry() else { return };
+    let k = Kiln::new();
+    let direct_name = format!("{}/faults/app:1", reg.addr);
+    make_image(&k.root(), &direct_name, "amd64", &[("a", b"m")]);
+    let (digest, _) = k.ok(&["push", &direct_name]);
+    let proxy = Proxy::start(&reg.addr);
+    let other = Kiln::new();
+
+    // By digest: the bytes must hash to the digest asked for (moby#13360).
+    proxy.fault("GET", "/manifests/", 1, Fault::Corrupt);
+    let by_digest = format!("{}/faults/app@{digest}", proxy.addr);
+    let (code, _, stderr) = other.run(&["pull", &by_digest]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "manifest {digest} from {} failed verification: got sha256:",
+            proxy.addr
+        )),
+        "{stderr}"
+    );
+    // By tag: the registry's Docker-Content-Digest must match what arrived.
+    proxy.fault("GET", "/manifests/", 1, Fault::Corrupt);
+    let (code, _, stderr) = other.run(&["pull", &format!("{}/faults/app:1", proxy.addr)]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("Docker-Content-Digest says \"{digest}\"")),
+        "{stderr}"
+    );
+    assert!(other.store().list().unwrap().is_empty());
+    assert!(!other.store().has_blob(&digest.parse().unwrap()));
+}
+
+#[test]
 fn a_stalled_registry_times_out_with_a_clear_error() {
     let Some(reg) = registry() else { return };
     let proxy = Proxy::start(&reg.addr);

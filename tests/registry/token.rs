@@ -103,6 +103,43 @@ fn wrong_password_is_rejected_by_the_token_server() {
 }
 
 #[test]
+fn identity_tokens_use_the_oauth2_refresh_grant() {
+    let issuer = TokenIssuer::with_refresh_tokens(&[], &[("canary-REFRESH-321", "alice")], 300);
+    let Some(reg) = registry(&issuer) else { return };
+    let k = Kiln::new();
+    std::fs::write(
+        k.docker_config().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"canary-REFRESH-321"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/tok/app:1", reg.addr);
+    make_image(&k.root(), &name, "amd64", &[("a", b"identity")]);
+    let (_, stderr) = k.ok(&["push", &name]);
+    assert!(!stderr.contains("canary-REFRESH-321"));
+    let requests = issuer.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.user.as_deref()),
+            ("POST", Some("alice")),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.authorization, None,
+            "the refresh token travels in the form only"
+        );
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.scopes == ["repository:tok/app:pull,push"])
+    );
+}
+
+#[test]
 fn mounts_ask_for_pull_on_the_source_repository() {
     let issuer = TokenIssuer::start(&[("alice", PASSWORD)], 300);
     let Some(reg) = registry(&issuer) else { return };
