@@ -127,7 +127,7 @@ impl Progress for Lines {
             return;
         }
         let line = match event {
-            Event::Plan { blobs, bytes } => format!("{blobs} blobs to transfer ({})", size(*bytes)),
+            Event::Plan { blobs, bytes } => format!("{blobs} blobs ({})", size(*bytes)),
             Event::BlobFinished {
                 digest,
                 size: n,
@@ -234,6 +234,11 @@ pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
         .read_manifest(&manifest)
         .and_then(|m| store.read_config(&m))
         .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
+    let pulled_platform =
+        Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+    if pulled_platform != platform {
+        eprintln!("warning: {reference} is a {pulled_platform} image; {platform} was requested");
+    }
     manifest.set_platform(Some(config.platform()));
     let name = reference.to_string();
     store
