@@ -26,7 +26,8 @@ impl Progress for Recorder {
     }
 }
 
-struct StoreSource(Store);
+/// The store as a push source (the CLI has the same adaptor).
+pub(super) struct StoreSource(pub(super) Store);
 
 impl BlobSource for StoreSource {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError> {

@@ -53,17 +53,32 @@ struct Signer {
     users: Vec<(String, String)>,
     /// Refresh token → user.
     refresh_tokens: Vec<(String, String)>,
-    ttl: u64,
+    /// Seconds from now to the JWT's `exp` (negative: already past, for registries that allow
+    /// clock skew).
+    ttl: i64,
+    /// What the response's `expires_in` claims (a liar's value exercises server-side expiry).
+    advertised: u64,
 }
 
 impl TokenIssuer {
     /// Starts an issuer for `users` whose tokens live `ttl` seconds.
     pub fn start(users: &[(&str, &str)], ttl: u64) -> Self {
-        Self::with_refresh_tokens(users, &[], ttl)
+        Self::new(users, &[], ttl as i64, ttl)
     }
 
     /// [`start`](Self::start), also accepting `(refresh token, user)` in the OAuth2 form.
     pub fn with_refresh_tokens(users: &[(&str, &str)], refresh: &[(&str, &str)], ttl: u64) -> Self {
+        Self::new(users, refresh, ttl as i64, ttl)
+    }
+
+    /// The general form: tokens whose `exp` is `ttl` seconds from now, and whose response
+    /// says they last `advertised` seconds.
+    pub fn new(
+        users: &[(&str, &str)],
+        refresh: &[(&str, &str)],
+        ttl: i64,
+        advertised: u64,
+    ) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
@@ -88,6 +103,7 @@ impl TokenIssuer {
                 .map(|(t, u)| (t.to_string(), u.to_string()))
                 .collect(),
             ttl,
+            advertised,
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
@@ -208,7 +224,7 @@ fn serve(mut conn: TcpStream, signer: &Signer, log: &Mutex<Vec<TokenRequest>>) {
             "200 OK",
             format!(
                 r#"{{"token":"{token}","access_token":"{token}","expires_in":{}}}"#,
-                signer.ttl
+                signer.advertised
             ),
         )
     };
@@ -247,7 +263,7 @@ impl Signer {
             "iss": ISSUER,
             "sub": user.unwrap_or(""),
             "aud": SERVICE,
-            "exp": now + self.ttl,
+            "exp": now as i64 + self.ttl,
             "nbf": now - 10,
             "iat": now,
             "jti": format!("{now}-{}", access.len()),
