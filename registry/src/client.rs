@@ -306,23 +306,26 @@ impl Registry {
         let same_origin = req.url.origin() == base.url.origin();
         let policy = &self.inner.options.retry;
         let idle = self.inner.options.idle_timeout;
-        let mut scopes = req.scopes.to_vec();
+        let mut fetch_scopes = req.scopes.to_vec();
         let mut attempt = 1;
-        let mut refresh = false;
+        let mut stale = None;
         let mut reauthenticated = false;
         loop {
             let mut builder = base
                 .client
                 .request(req.method.clone(), req.url.clone())
                 .headers(req.headers.clone());
-            if same_origin
-                && let Some(auth) = self
+            let mut generation = 0;
+            if same_origin {
+                let auth = self
                     .inner
                     .auth
-                    .authorization(&base.client, &scopes, refresh, policy)
-                    .await?
-            {
-                builder = builder.header(header::AUTHORIZATION, auth);
+                    .authorization(&base.client, req.scopes, &fetch_scopes, stale, policy)
+                    .await?;
+                generation = auth.generation;
+                if let Some(value) = auth.header {
+                    builder = builder.header(header::AUTHORIZATION, value);
+                }
             }
             builder = match &req.body {
                 ReqBody::Empty => builder,
@@ -332,7 +335,7 @@ impl Registry {
             let watch = req.watch.clone().unwrap_or_else(|| Arc::new(Watch::new()));
             watch.touch();
             let outcome = watched(builder.send(), &watch, idle).await;
-            refresh = false;
+            stale = None;
             let reason = match outcome {
                 Some(Ok(response)) => {
                     let status = response.status();
@@ -341,11 +344,11 @@ impl Registry {
                         let challenged = self
                             .inner
                             .auth
-                            .challenged(response.headers(), &base.url, &scopes)
+                            .challenged(response.headers(), &base.url, req.scopes)
                             .await?;
-                        if let Challenged::Retry(new_scopes) = challenged {
-                            scopes = new_scopes;
-                            refresh = true;
+                        if let Challenged::Retry(scopes) = challenged {
+                            fetch_scopes = scopes;
+                            stale = Some(generation);
                             continue;
                         }
                     }

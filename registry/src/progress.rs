@@ -61,7 +61,8 @@ pub enum Event {
         /// What happened.
         outcome: Outcome,
     },
-    /// A download broke and continues from an offset (an HTTP Range request).
+    /// A transfer broke and continues from an offset: a download with an HTTP Range request,
+    /// or a chunked upload from what the registry says it holds.
     Resuming {
         /// The blob.
         digest: Digest,

@@ -23,6 +23,17 @@ use crate::progress::{Event, Outcome};
 pub trait BlobSource: Send + Sync {
     /// Opens a blob for reading from its start. Called again for every upload attempt.
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError>;
+
+    /// Opens a blob for reading from byte `offset` (a resumed chunked upload). The default
+    /// reads and discards the bytes before it; a file-backed source should seek instead.
+    fn open_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send>, BoxError> {
+        let mut reader = self.open(digest)?;
+        let skipped = std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())?;
+        if skipped != offset {
+            return Err(format!("blob is shorter than {offset} bytes").into());
+        }
+        Ok(reader)
+    }
 }
 
 /// How to push.

@@ -28,6 +28,10 @@ use crate::retry::RetryPolicy;
 /// Where docker keeps per-registry CAs.
 pub const DEFAULT_CERTS_DIR: &str = "/etc/docker/certs.d";
 
+/// The chunk size used when a registry refuses a monolithic upload as too large: under
+/// GHCR's 4 MiB request cap (reliability.md §2.7).
+pub const FALLBACK_CHUNK_SIZE: u64 = 4 << 20;
+
 /// The most redirects one request follows.
 const MAX_REDIRECTS: usize = 10;
 
@@ -49,6 +53,10 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// How many blobs are transferred at once.
     pub concurrency: usize,
+    /// Upload blobs in chunks of this many bytes (`PATCH`) instead of one `PUT`. Uploads
+    /// switch to chunks of [`FALLBACK_CHUNK_SIZE`] by themselves when a registry refuses a
+    /// whole blob as too large (413).
+    pub chunk_size: Option<u64>,
     /// The `User-Agent` header.
     pub user_agent: String,
 }
@@ -63,6 +71,7 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
             concurrency: 3,
+            chunk_size: None,
             user_agent: concat!("kiln/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }

@@ -92,7 +92,8 @@ fn push_to_another_repository_mounts_the_blobs() {
 fn pull_chooses_a_platform_from_an_index() {
     let Some(reg) = registry() else { return };
     let a = Kiln::new();
-    let amd = make_image(&a.root(), "amd", "amd64", &[("arch", b"amd64")]);
+    let single = format!("{}/multi/amd:1", reg.addr);
+    let amd = make_image(&a.root(), &single, "amd64", &[("arch", b"amd64")]);
     let arm = make_image(&a.root(), "arm", "arm64", &[("arch", b"arm64")]);
     let name = format!("{}/multi/app:1", reg.addr);
     let index = make_index(&a.root(), &name, &[amd.clone(), arm.clone()]);
@@ -120,6 +121,16 @@ fn pull_chooses_a_platform_from_an_index() {
         stderr.contains("no image for platform linux/s390x (available: linux/amd64, linux/arm64)"),
         "{stderr}"
     );
+    // A single-platform image is pulled whatever the platform asked, with a warning.
+    a.ok(&["push", &single]);
+    let (_, stderr) = b.ok(&["pull", "--platform", "linux/arm64", &single]);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {single} is a linux/amd64 image; linux/arm64 was requested"
+        )),
+        "{stderr}"
+    );
+
     let (code, _, stderr) = b.run(&["pull", "--platform", "linux", &name]);
     assert_eq!(code, 1);
     assert!(stderr.contains("invalid platform \"linux\""), "{stderr}");

@@ -2,7 +2,13 @@
 //! the right scopes (including `pull` on a mount's source), anonymous and wrong credentials,
 //! and tokens requested once per scope set.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_registry::{ClientOptions, Credentials, NoProgress, PushOptions, Registry};
+
 use super::Kiln;
+use super::library::StoreSource;
 use crate::support::registry::{Auth, Config, RegistryServer};
 use crate::support::registry_image::make_image;
 use crate::support::registry_token::{ISSUER, SERVICE, TokenIssuer};
@@ -99,6 +105,100 @@ fn wrong_password_is_rejected_by_the_token_server() {
         issuer.requests().len(),
         1,
         "a refused password is not retried"
+    );
+}
+
+#[test]
+fn identity_tokens_use_the_oauth2_refresh_grant() {
+    let issuer = TokenIssuer::with_refresh_tokens(&[], &[("canary-REFRESH-321", "alice")], 300);
+    let Some(reg) = registry(&issuer) else { return };
+    let k = Kiln::new();
+    std::fs::write(
+        k.docker_config().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"canary-REFRESH-321"}}}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let name = format!("{}/tok/app:1", reg.addr);
+    make_image(&k.root(), &name, "amd64", &[("a", b"identity")]);
+    let (_, stderr) = k.ok(&["push", &name]);
+    assert!(!stderr.contains("canary-REFRESH-321"));
+    let requests = issuer.requests();
+    assert!(!requests.is_empty());
+    for r in &requests {
+        assert_eq!(
+            (r.method.as_str(), r.user.as_deref()),
+            ("POST", Some("alice")),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.authorization, None,
+            "the refresh token travels in the form only"
+        );
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.scopes == ["repository:tok/app:pull,push"])
+    );
+}
+
+#[test]
+fn an_expired_token_is_renewed_once_and_the_transfer_goes_on() {
+    // Tokens the registry accepts for a few seconds (distribution allows 60 s of clock skew
+    // past `exp`), advertised as good for 5 minutes: kiln keeps using one until the registry
+    // says 401, then asks for a new one.
+    let issuer = TokenIssuer::new(&[("alice", PASSWORD)], &[], -54, 300);
+    let Some(reg) = registry(&issuer) else { return };
+    let k = Kiln::new();
+    let first = format!("{}/tok/app:1", reg.addr);
+    let second = format!("{}/tok/app:2", reg.addr);
+    let a = make_image(&k.root(), &first, "amd64", &[("a", b"first")]);
+    let b = make_image(&k.root(), &second, "amd64", &[("b", b"second")]);
+    let registry = Registry::new(
+        &reg.addr,
+        Credentials::from_user_pass(&format!("alice:{PASSWORD}")),
+        &ClientOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = StoreSource(k.store());
+    let push = |desc, tag: &str| {
+        let options = PushOptions {
+            tags: vec![tag.to_owned()],
+            ..PushOptions::default()
+        };
+        runtime.block_on(kiln_registry::push(
+            &registry, "tok/app", desc, &source, &options,
+        ))
+    };
+    push(&a, "1").unwrap();
+    // (pull-scope tokens, push-scope tokens) requested so far.
+    let tokens = |issuer: &TokenIssuer| {
+        let requests = issuer.requests();
+        let count = |scope: &str| requests.iter().filter(|r| r.scopes == [scope]).count();
+        (
+            count("repository:tok/app:pull"),
+            count("repository:tok/app:pull,push"),
+        )
+    };
+    assert_eq!(tokens(&issuer), (1, 1));
+    std::thread::sleep(Duration::from_secs(7));
+    push(&b, "2").unwrap();
+    // Both blobs' HEADs, then both uploads, were refused at once: one renewal each, merged
+    // with the challenge's `push,pull` into the same scope.
+    assert_eq!(tokens(&issuer), (2, 2), "{:?}", issuer.requests());
+    let other = Kiln::new();
+    let creds = format!("alice:{PASSWORD}");
+    assert_eq!(
+        other.ok(&["pull", "--creds", &creds, &second]).0,
+        b.digest().to_string()
     );
 }
 

@@ -128,18 +128,31 @@ impl RegistryServer {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    /// How many access-log lines show `METHOD` requests whose path contains `path`.
+    /// How many access-log lines show `METHOD` requests whose path contains `path`. The
+    /// registry logs a request just after answering it, so this waits for the count to settle.
     pub fn requests(&self, method: &str, path: &str) -> usize {
         let needle = format!("\"{method} ");
-        self.log()
-            .lines()
-            .filter(|l| {
-                l.find(&needle).is_some_and(|i| {
-                    let rest = &l[i + needle.len()..];
-                    rest.split(' ').next().is_some_and(|p| p.contains(path))
+        let count = || {
+            self.log()
+                .lines()
+                .filter(|l| {
+                    l.find(&needle).is_some_and(|i| {
+                        let rest = &l[i + needle.len()..];
+                        rest.split(' ').next().is_some_and(|p| p.contains(path))
+                    })
                 })
-            })
-            .count()
+                .count()
+        };
+        let mut last = count();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 }
 

@@ -19,7 +19,8 @@ use std::time::Duration;
 pub enum Fault {
     /// Answer with this status (and `Retry-After: secs`) without forwarding.
     Status(u16, Option<u32>),
-    /// Forward the head and this many body bytes, then cut both connections.
+    /// Forward the head and this many body bytes, then cut both connections (only requests
+    /// with a longer body match).
     CutRequest(usize),
     /// Forward the request, then the response head and this many body bytes, then cut.
     CutResponse(usize),
@@ -39,6 +40,8 @@ pub struct Rule {
     pub method: &'static str,
     /// A substring of the path (query included).
     pub path: String,
+    /// A header (lowercase name) whose value must start with the given text.
+    pub header: Option<(&'static str, String)>,
     /// How many matching requests get the fault.
     pub times: usize,
     /// The fault.
@@ -110,14 +113,20 @@ impl Proxy {
         }
     }
 
-    /// Adds a fault rule.
+    /// Adds a fault rule for the next `times` matching requests.
     pub fn fault(&self, method: &'static str, path: &str, times: usize, fault: Fault) {
-        self.rules.lock().unwrap().push(Rule {
+        self.add(Rule {
             method,
             path: path.to_owned(),
+            header: None,
             times,
             fault,
         });
+    }
+
+    /// Adds a rule.
+    pub fn add(&self, rule: Rule) {
+        self.rules.lock().unwrap().push(rule);
     }
 
     /// Every request seen so far.
@@ -182,11 +191,28 @@ fn handle(
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
+    let content_length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let fault = {
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| r.times > 0 && r.method == method && path.contains(&r.path))
+            .find(|r| {
+                // A cut needs a body longer than the cut point.
+                let fits = match r.fault {
+                    Fault::CutRequest(n) => content_length > n,
+                    _ => true,
+                };
+                let header_ok = r.header.as_ref().is_none_or(|(name, prefix)| {
+                    headers
+                        .iter()
+                        .any(|(n, v)| n == name && v.starts_with(prefix.as_str()))
+                });
+                r.times > 0 && r.method == method && path.contains(&r.path) && fits && header_ok
+            })
             .map(|r| {
                 r.times -= 1;
                 r.fault.clone()
@@ -197,12 +223,6 @@ fn handle(
         path: path.clone(),
         headers: headers.clone(),
     });
-    let content_length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-
     match fault {
         Some(Fault::Status(code, retry_after)) => {
             // Consume the body first, so the client sees the answer rather than a reset.

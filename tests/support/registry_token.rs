@@ -3,7 +3,8 @@
 //! The issuer is a tiny HTTP server on loopback: `GET /token?service=&scope=…` with Basic
 //! credentials answers a JWT (ES256, the signing certificate in the `x5c` header) granting the
 //! requested actions to known users; wrong credentials get 401; anonymous requests get a token
-//! granting nothing. The registry trusts the signing certificate as its `rootcertbundle`.
+//! granting nothing. The OAuth2 form (`POST` with `grant_type=refresh_token`) is accepted for
+//! the refresh tokens it was given. The registry trusts the signing certificate as its `rootcertbundle`.
 //! Every request is recorded (scopes asked for, user, raw `Authorization`) for assertions.
 
 use std::io::{Read, Write};
@@ -32,6 +33,8 @@ pub struct TokenRequest {
     pub user: Option<String>,
     /// The raw `Authorization` header.
     pub authorization: Option<String>,
+    /// `GET` or `POST`.
+    pub method: String,
 }
 
 /// The running issuer.
@@ -48,12 +51,34 @@ struct Signer {
     key: EcdsaKeyPair,
     cert_der: Vec<u8>,
     users: Vec<(String, String)>,
-    ttl: u64,
+    /// Refresh token → user.
+    refresh_tokens: Vec<(String, String)>,
+    /// Seconds from now to the JWT's `exp` (negative: already past, for registries that allow
+    /// clock skew).
+    ttl: i64,
+    /// What the response's `expires_in` claims (a liar's value exercises server-side expiry).
+    advertised: u64,
 }
 
 impl TokenIssuer {
     /// Starts an issuer for `users` whose tokens live `ttl` seconds.
     pub fn start(users: &[(&str, &str)], ttl: u64) -> Self {
+        Self::new(users, &[], ttl as i64, ttl)
+    }
+
+    /// [`start`](Self::start), also accepting `(refresh token, user)` in the OAuth2 form.
+    pub fn with_refresh_tokens(users: &[(&str, &str)], refresh: &[(&str, &str)], ttl: u64) -> Self {
+        Self::new(users, refresh, ttl as i64, ttl)
+    }
+
+    /// The general form: tokens whose `exp` is `ttl` seconds from now, and whose response
+    /// says they last `advertised` seconds.
+    pub fn new(
+        users: &[(&str, &str)],
+        refresh: &[(&str, &str)],
+        ttl: i64,
+        advertised: u64,
+    ) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
@@ -73,7 +98,12 @@ impl TokenIssuer {
                 .iter()
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
+            refresh_tokens: refresh
+                .iter()
+                .map(|(t, u)| (t.to_string(), u.to_string()))
+                .collect(),
             ttl,
+            advertised,
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
@@ -101,41 +131,87 @@ impl TokenIssuer {
 fn serve(mut conn: TcpStream, signer: &Signer, log: &Mutex<Vec<TokenRequest>>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let header = |name: &str| {
+        head.split("\r\n")
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
         match conn.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+    let method = head.split(' ').next().unwrap_or_default().to_owned();
     let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
-    let authorization = head
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.trim().to_owned());
+    let authorization = header("authorization");
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-    let scopes: Vec<String> = query
-        .split('&')
-        .filter_map(|kv| kv.strip_prefix("scope="))
-        .map(|v| percent_decode(&v.replace('+', " ")))
-        .collect();
-    let presented = authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
-    let user = presented.as_deref().and_then(|p| {
-        signer
-            .users
-            .iter()
-            .find(|(u, pw)| p == format!("{u}:{pw}"))
-            .map(|(u, _)| u.clone())
-    });
+    let form: Vec<(String, String)> = (if method == "POST" {
+        body.as_str()
+    } else {
+        query
+    })
+    .split('&')
+    .filter_map(|kv| kv.split_once('='))
+    .map(|(k, v)| (k.to_owned(), percent_decode(&v.replace('+', " "))))
+    .collect();
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let (presented, user) = if method == "POST" {
+        let token = field("refresh_token")
+            .filter(|_| field("grant_type").as_deref() == Some("refresh_token"));
+        let user = token.as_ref().and_then(|t| {
+            signer
+                .refresh_tokens
+                .iter()
+                .find(|(r, _)| r == t)
+                .map(|(_, u)| u.clone())
+        });
+        (token, user)
+    } else {
+        let presented = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Basic "))
+            .and_then(|b| STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let user = presented.as_deref().and_then(|p| {
+            signer
+                .users
+                .iter()
+                .find(|(u, pw)| p == format!("{u}:{pw}"))
+                .map(|(u, _)| u.clone())
+        });
+        (presented, user)
+    };
+    let scopes: Vec<String> = if method == "POST" {
+        field("scope")
+            .map(|s| s.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default()
+    } else {
+        form.iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     log.lock().unwrap().push(TokenRequest {
         scopes: scopes.clone(),
         user: user.clone(),
         authorization: authorization.clone(),
+        method,
     });
     let (status, body) = if presented.is_some() && user.is_none() {
         (
@@ -148,7 +224,7 @@ fn serve(mut conn: TcpStream, signer: &Signer, log: &Mutex<Vec<TokenRequest>>) {
             "200 OK",
             format!(
                 r#"{{"token":"{token}","access_token":"{token}","expires_in":{}}}"#,
-                signer.ttl
+                signer.advertised
             ),
         )
     };
@@ -187,7 +263,7 @@ impl Signer {
             "iss": ISSUER,
             "sub": user.unwrap_or(""),
             "aud": SERVICE,
-            "exp": now + self.ttl,
+            "exp": now as i64 + self.ttl,
             "nbf": now - 10,
             "iat": now,
             "jti": format!("{now}-{}", access.len()),

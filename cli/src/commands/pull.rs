@@ -85,14 +85,19 @@ impl RegistryArgs {
 
     /// A connection to `registry` with these flags, reporting progress on stderr.
     pub fn connect(&self, registry: &str) -> anyhow::Result<Registry> {
+        self.connect_with(registry, self.connect.options())
+    }
+
+    /// [`connect`](Self::connect) with options the command adjusted.
+    pub fn connect_with(&self, registry: &str, options: ClientOptions) -> anyhow::Result<Registry> {
         let credentials = self.credentials(registry)?;
         let progress: Arc<dyn Progress> = Arc::new(Lines { quiet: self.quiet });
-        Ok(Registry::new(
-            registry,
-            credentials,
-            &self.connect.options(),
-            progress,
-        )?)
+        Ok(Registry::new(registry, credentials, &options, progress)?)
+    }
+
+    /// The client options the flags give.
+    pub fn options(&self) -> ClientOptions {
+        self.connect.options()
     }
 
     /// Whether progress is silenced.
@@ -122,7 +127,7 @@ impl Progress for Lines {
             return;
         }
         let line = match event {
-            Event::Plan { blobs, bytes } => format!("{blobs} blobs to transfer ({})", size(*bytes)),
+            Event::Plan { blobs, bytes } => format!("{blobs} blobs ({})", size(*bytes)),
             Event::BlobFinished {
                 digest,
                 size: n,
@@ -241,6 +246,11 @@ pub fn pull_to_store(
         .read_manifest(&manifest)
         .and_then(|m| store.read_config(&m))
         .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
+    let pulled_platform =
+        Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+    if pulled_platform != platform {
+        eprintln!("warning: {reference} is a {pulled_platform} image; {platform} was requested");
+    }
     manifest.set_platform(Some(config.platform()));
     let name = reference.to_string();
     store

@@ -7,7 +7,7 @@
 //! an earlier push), so the registry can link them instead of receiving them again.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek as _, SeekFrom};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -26,6 +26,10 @@ use super::pull::{RegistryArgs, runtime, size};
 pub struct PushArgs {
     #[command(flatten)]
     registry: RegistryArgs,
+    /// Upload blobs in chunks of this many bytes instead of whole (for registries or proxies
+    /// that limit request sizes).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_size: Option<u64>,
     /// The local image: NAME[:TAG].
     #[arg(value_name = "NAME")]
     name: String,
@@ -55,7 +59,11 @@ pub fn run(global: &Global, args: PushArgs) -> anyhow::Result<ExitCode> {
         tags: dest.tag().map(str::to_owned).into_iter().collect(),
         mount_from: mount_sources(&store, &dest)?,
     };
-    let registry = args.registry.connect(dest.registry())?;
+    let mut client_options = args.registry.options();
+    client_options.chunk_size = args.chunk_size;
+    let registry = args
+        .registry
+        .connect_with(dest.registry(), client_options)?;
     if !args.registry.quiet() {
         eprintln!("pushing {local} to {dest}");
     }
@@ -129,5 +137,11 @@ struct StoreSource(Store);
 impl BlobSource for StoreSource {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError> {
         Ok(Box::new(self.0.open_blob(digest)?))
+    }
+
+    fn open_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send>, BoxError> {
+        let mut file = self.0.open_blob(digest)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(file))
     }
 }

@@ -108,6 +108,17 @@ enum Scheme {
 struct State {
     scheme: Scheme,
     tokens: HashMap<String, Token>,
+    /// The last token generation handed out.
+    generation: u64,
+}
+
+/// What to send with a request, and which token it was (to refresh it only once).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Authorization {
+    /// The `Authorization` value, if any.
+    pub(crate) header: Option<HeaderValue>,
+    /// The token's generation (0 for none or Basic).
+    pub(crate) generation: u64,
 }
 
 /// One registry's authentication state, shared by every request to it.
@@ -174,10 +185,6 @@ impl Authenticator {
                 realm,
                 service: c.param("service").map(str::to_owned),
             };
-            // Whatever was cached did not satisfy the registry.
-            state
-                .tokens
-                .remove(&token::scope_key(&token::merge_scopes(None, scopes)));
             return Ok(Challenged::Retry(token::merge_scopes(
                 c.param("scope"),
                 scopes,
@@ -193,43 +200,57 @@ impl Authenticator {
         Ok(Challenged::GiveUp)
     }
 
-    /// The `Authorization` value for a request needing `scopes`, fetching a token if needed
-    /// (`refresh` forces a new one).
+    /// What to send with a request needing `scopes`. A bearer token is cached under `scopes`
+    /// and fetched for `fetch` (the same scopes, or more after a challenge). `stale` is the
+    /// generation of a token the registry refused: it is replaced, once, however many
+    /// concurrent requests were refused with it.
     pub(crate) async fn authorization(
         &self,
         http: &reqwest::Client,
         scopes: &[String],
-        refresh: bool,
+        fetch: &[String],
+        stale: Option<u64>,
         retry: &RetryPolicy,
-    ) -> Result<Option<HeaderValue>, Error> {
+    ) -> Result<Authorization, Error> {
         let mut state = self.state.lock().await;
         let (realm, service) = match &state.scheme {
-            Scheme::None => return Ok(None),
+            Scheme::None => return Ok(Authorization::default()),
             Scheme::Basic => {
-                return Ok(match &self.credentials {
+                let header = match &self.credentials {
                     Some(Credentials::Basic { username, password }) => {
                         Some(Credentials::basic_header(username, password))
                     }
                     _ => None,
+                };
+                return Ok(Authorization {
+                    header,
+                    generation: 0,
                 });
             }
             Scheme::Bearer { realm, service } => (realm.clone(), service.clone()),
         };
         let key = token::scope_key(scopes);
-        if !refresh
-            && let Some(t) = state
-                .tokens
-                .get(&key)
-                .filter(|t| t.is_fresh(Instant::now()))
+        if let Some(t) = state
+            .tokens
+            .get(&key)
+            .filter(|t| t.is_fresh(Instant::now()) && stale.is_none_or(|g| g != t.generation))
         {
-            return Ok(Some(sensitive(&format!("Bearer {}", t.value))));
+            return Ok(Authorization {
+                header: Some(sensitive(&format!("Bearer {}", t.value))),
+                generation: t.generation,
+            });
         }
-        let token = self
-            .fetch_token(http, &realm, service.as_deref(), scopes, retry)
+        let mut token = self
+            .fetch_token(http, &realm, service.as_deref(), fetch, retry)
             .await?;
-        let header = sensitive(&format!("Bearer {}", token.value));
+        state.generation += 1;
+        token.generation = state.generation;
+        let authorization = Authorization {
+            header: Some(sensitive(&format!("Bearer {}", token.value))),
+            generation: token.generation,
+        };
         state.tokens.insert(key, token);
-        Ok(Some(header))
+        Ok(authorization)
     }
 
     /// Asks the realm for a token: `GET` with Basic credentials (or anonymously), or the OAuth2
@@ -347,12 +368,11 @@ mod tests {
         let scopes = vec![token::pull_scope("a")];
 
         let anon = Authenticator::new("reg.test", None);
-        assert_eq!(
-            anon.authorization(&http, &scopes, false, &retry)
-                .await
-                .unwrap(),
-            None
-        );
+        let auth = anon
+            .authorization(&http, &scopes, &scopes, None, &retry)
+            .await
+            .unwrap();
+        assert_eq!(auth.header, None);
         let got = anon
             .challenged(&headers(&[r#"Basic realm="r""#]), &url, &scopes)
             .await
@@ -372,9 +392,10 @@ mod tests {
             .unwrap();
         assert_eq!(got, Challenged::Retry(scopes.clone()));
         let h = basic
-            .authorization(&http, &scopes, false, &retry)
+            .authorization(&http, &scopes, &scopes, None, &retry)
             .await
             .unwrap()
+            .header
             .unwrap();
         assert_eq!(h.to_str().unwrap(), "Basic dTpw");
         // A second Basic challenge means the credentials were refused: no retry loop.

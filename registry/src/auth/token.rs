@@ -31,17 +31,36 @@ pub fn push_scope(repository: &str) -> String {
 }
 
 /// Merges a challenge's `scope` parameter (space-separated scopes) into what a request asked
-/// for: the registry's scopes first, since some token servers only read the first, then the
-/// request's own, without duplicates.
+/// for. Scopes naming the same resource become one, with the union of their actions
+/// (distribution says `push,pull` where kiln says `pull,push`); the registry's resources come
+/// first, since some token servers only read the first scope.
 pub fn merge_scopes(challenge_scope: Option<&str>, requested: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+    let mut merged: Vec<(String, Vec<String>)> = Vec::new();
     let from_challenge = challenge_scope.into_iter().flat_map(str::split_whitespace);
     for scope in from_challenge.chain(requested.iter().map(String::as_str)) {
-        if !out.iter().any(|s| s == scope) {
-            out.push(scope.to_owned());
+        // The resource name may hold a port: the actions follow the last colon.
+        let (resource, actions) = scope.rsplit_once(':').unwrap_or((scope, ""));
+        let index = match merged.iter().position(|(r, _)| r == resource) {
+            Some(i) => i,
+            None => {
+                merged.push((resource.to_owned(), Vec::new()));
+                merged.len() - 1
+            }
+        };
+        let known = &mut merged[index].1;
+        for action in actions.split(',').filter(|a| !a.is_empty()) {
+            if !known.iter().any(|k| k == action) {
+                known.push(action.to_owned());
+            }
         }
     }
-    out
+    merged
+        .into_iter()
+        .map(|(resource, mut actions)| {
+            actions.sort();
+            format!("{resource}:{}", actions.join(","))
+        })
+        .collect()
 }
 
 /// The cache key of a set of scopes: order and duplicates do not matter.
@@ -94,6 +113,9 @@ pub struct Token {
     pub value: String,
     /// When it should be renewed.
     pub renew_at: Instant,
+    /// Which fetch it came from: a request refused with generation N asks for a new token only
+    /// if no other request already replaced N.
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for Token {
@@ -127,6 +149,7 @@ impl Token {
         Some(Self {
             value,
             renew_at: now + lifetime - RENEW_BEFORE,
+            generation: 0,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Blob uploads: `HEAD` first, then a cross-repository mount when the blob is known to be in
 //! another repository of the registry, else a monolithic upload (`POST` for a session, then one
-//! streaming `PUT <location>?digest=`).
+//! streaming `PUT <location>?digest=`), or a chunked one ([`chunked`]) when asked, or when the
+//! registry refuses the whole blob as too large (413).
 //!
 //! A mount answered 201 is done; 202 opens an upload session that the upload then uses (it is
 //! not re-requested); any error falls back to a plain upload. The `Location` may be relative
@@ -9,7 +10,9 @@
 //! the same session (the registry may hold part of the body): kiln checks whether the blob
 //! arrived after all (the answer may be what was lost), and otherwise starts a new session. The
 //! body is streamed from the caller's source, reopened for every attempt; the idle watchdog
-//! sees every chunk leave.
+//! sees every chunk leave. A session given up on is cancelled (`DELETE`, best effort).
+
+mod chunked;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use crate::digest::Digest;
 use crate::error::Error;
 use crate::progress::{Event, Outcome};
 use crate::push::BlobSource;
-use crate::transport::Watch;
+use crate::transport::{FALLBACK_CHUNK_SIZE, Watch};
 
 /// The size of the chunks a body is read and sent in.
 const CHUNK: usize = 256 * 1024;
@@ -36,7 +39,31 @@ const MAX_MOUNT_SOURCES: usize = 3;
 /// What a mount request did.
 enum Mount {
     Mounted,
-    Session(Url),
+    Session(Session),
+}
+
+/// An upload session: where to send the blob, and the smallest chunk the registry takes
+/// (`OCI-Chunk-Min-Length`, 0 when it did not say).
+#[derive(Debug, Clone)]
+struct Session {
+    location: Url,
+    min_chunk: u64,
+}
+
+impl Session {
+    /// The session a 202 answer opened.
+    fn from_answer(sent: &crate::client::Sent) -> Result<Self, Error> {
+        Ok(Self {
+            location: location(sent)?,
+            min_chunk: sent
+                .response
+                .headers()
+                .get("oci-chunk-min-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        })
+    }
 }
 
 impl Registry {
@@ -61,8 +88,8 @@ impl Registry {
         {
             match self.mount_blob(repository, digest, from).await {
                 Ok(Mount::Mounted) => return Ok(Outcome::Mounted { from: from.clone() }),
-                Ok(Mount::Session(url)) => {
-                    session = Some(url);
+                Ok(Mount::Session(opened)) => {
+                    session = Some(opened);
                     break;
                 }
                 // Registries differ in how they refuse mounts; a plain upload always works.
@@ -70,21 +97,41 @@ impl Registry {
             }
         }
         let attempts = self.options().retry.attempts;
+        let mut chunk_size = self.options().chunk_size;
         let mut attempt = 1;
         loop {
-            let location = match session.take() {
-                Some(url) => url,
+            let Session {
+                location,
+                min_chunk,
+            } = match session.take() {
+                Some(opened) => opened,
                 None => self.start_upload(repository).await?,
             };
-            let err = match self
-                .put_blob(location, repository, digest, size, source)
-                .await
-            {
+            let result = match chunk_size {
+                Some(chunk) => {
+                    let chunk = chunk.max(min_chunk).max(1);
+                    self.put_chunked(location.clone(), repository, digest, size, source, chunk)
+                        .await
+                }
+                None => {
+                    self.put_blob(location.clone(), repository, digest, size, source)
+                        .await
+                }
+            };
+            let err = match result {
                 Ok(()) => return Ok(Outcome::Uploaded),
                 Err(e) => e,
             };
-            let restartable =
-                err.is_transient() || err.errors().is_some_and(|e| e.has("BLOB_UPLOAD_UNKNOWN"));
+            self.cancel_upload(&location, repository).await;
+            if chunk_size.is_none() && err.status() == Some(StatusCode::PAYLOAD_TOO_LARGE) {
+                // The registry, or a proxy in front of it, caps request bodies: go in chunks.
+                chunk_size = Some(FALLBACK_CHUNK_SIZE);
+                continue;
+            }
+            let restartable = err.is_transient()
+                || err
+                    .errors()
+                    .is_some_and(|e| e.has("BLOB_UPLOAD_UNKNOWN") || e.has("BLOB_UPLOAD_INVALID"));
             if !restartable || attempt >= attempts {
                 return Err(err);
             }
@@ -121,20 +168,29 @@ impl Registry {
         let sent = self.send(empty_post(url, &scopes)).await?;
         match sent.response.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
-            StatusCode::ACCEPTED => Ok(Mount::Session(location(&sent)?)),
+            StatusCode::ACCEPTED => Ok(Mount::Session(Session::from_answer(&sent)?)),
             _ => Err(self.fail(sent).await),
         }
     }
 
-    /// `POST .../blobs/uploads/`: a new upload session's location.
-    async fn start_upload(&self, repository: &str) -> Result<Url, Error> {
+    /// `POST .../blobs/uploads/`: a new upload session.
+    async fn start_upload(&self, repository: &str) -> Result<Session, Error> {
         let url = self.url(&format!("{repository}/blobs/uploads/")).await?;
         let scopes = [push_scope(repository)];
         let sent = self.send(empty_post(url, &scopes)).await?;
         if sent.response.status() != StatusCode::ACCEPTED {
             return Err(self.fail(sent).await);
         }
-        location(&sent)
+        Session::from_answer(&sent)
+    }
+
+    /// `DELETE <location>`: tells the registry a session is abandoned. Failures are ignored
+    /// (the spec says so; registries expire sessions anyway).
+    async fn cancel_upload(&self, location: &Url, repository: &str) {
+        let scopes = [push_scope(repository)];
+        let mut req = Req::new(Method::DELETE, location.clone(), &scopes);
+        req.retry = false;
+        let _ = self.send(req).await;
     }
 
     /// `PUT <location>&digest=<digest>` with the whole blob; not replayed on failure.
@@ -159,7 +215,7 @@ impl Registry {
                 reader.take(size),
                 self.clone(),
                 digest.clone(),
-                size,
+                (0, size),
                 watch.clone(),
             ))
         };
@@ -177,6 +233,12 @@ impl Registry {
             size,
         });
         let sent = self.send(req).await?;
+        self.committed(sent, digest).await
+    }
+
+    /// Checks the answer to the request that completed an upload: 201 (or 204), and a
+    /// `Docker-Content-Digest`, if any, that is ours.
+    async fn committed(&self, sent: crate::client::Sent, digest: &Digest) -> Result<(), Error> {
         if !matches!(
             sent.response.status(),
             StatusCode::CREATED | StatusCode::NO_CONTENT
@@ -199,14 +261,20 @@ impl Registry {
 
 /// A `POST` with an explicit empty body (some registries answer 411 without `Content-Length`).
 fn empty_post(url: Url, scopes: &[String]) -> Req<'_> {
+    empty(Method::POST, url, scopes)
+}
+
+/// A request with an explicit empty body.
+fn empty(method: Method, url: Url, scopes: &[String]) -> Req<'_> {
     let mut req =
-        Req::new(Method::POST, url, scopes).header(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+        Req::new(method, url, scopes).header(header::CONTENT_LENGTH, HeaderValue::from(0u64));
     req.body = ReqBody::Bytes(Bytes::new());
     req
 }
 
 /// Streams `reader` as a request body in chunks, touching `watch` and reporting progress as
-/// each chunk is handed to the connection.
+/// each chunk is handed to the connection. `(start, size)`: where in the blob the body starts,
+/// and the blob's size, for progress.
 ///
 /// The reader is a local file, read inline: a read from the page cache or a local disk is
 /// shorter than the network write it feeds.
@@ -214,10 +282,10 @@ fn body_stream(
     reader: impl Read + Send + 'static,
     registry: Registry,
     digest: Digest,
-    size: u64,
+    (start, size): (u64, u64),
     watch: Arc<Watch>,
 ) -> reqwest::Body {
-    let stream = futures_util::stream::unfold((reader, 0u64), move |(mut reader, done)| {
+    let stream = futures_util::stream::unfold((reader, start), move |(mut reader, done)| {
         let registry = registry.clone();
         let digest = digest.clone();
         let watch = watch.clone();
