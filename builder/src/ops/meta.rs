@@ -231,7 +231,10 @@ impl ImageState {
             }
             Instruction::OnBuild(expression) => {
                 cfg.on_build.push(expression.clone());
-                return Ok(Change { created_by: None, workdir: None });
+                return Ok(Change {
+                    created_by: None,
+                    workdir: None,
+                });
             }
             Instruction::Workdir(path) => {
                 if path.is_empty() {
@@ -246,7 +249,10 @@ impl ImageState {
                 cfg.working_dir = dir.clone();
                 // BuildKit creates the directory (a layer) unless it is the root; the entry has
                 // no ` # buildkit` suffix because it is committed without a state.
-                return Ok(Change { created_by: Some(format!("WORKDIR {dir}")), workdir: (dir != "/").then_some(dir) });
+                return Ok(Change {
+                    created_by: Some(format!("WORKDIR {dir}")),
+                    workdir: (dir != "/").then_some(dir),
+                });
             }
             other @ (Instruction::From(_)
             | Instruction::Run(_)
@@ -254,7 +260,10 @@ impl ImageState {
             | Instruction::Add(_)
             | Instruction::Arg(_)) => return Err(MetaError::NotMetadata(other.keyword())),
         };
-        Ok(Change { created_by: Some(created_by), workdir: None })
+        Ok(Change {
+            created_by: Some(created_by),
+            workdir: None,
+        })
     }
 }
 

@@ -248,7 +248,7 @@ pub fn pull_to_store(
         .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
     let pulled_platform =
         Platform::new(&config.os, &config.architecture, config.variant.as_deref());
-    if pulled_platform != platform {
+    if pulled_platform != *platform {
         eprintln!("warning: {reference} is a {pulled_platform} image; {platform} was requested");
     }
     manifest.set_platform(Some(config.platform()));
