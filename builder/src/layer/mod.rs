@@ -40,6 +40,7 @@ pub use writer::{diff_id_of, layer_from_tar, write_layer};
 
 pub(crate) use apply_fs::{Root, proc_path};
 pub(crate) use header::{EntryHeader, Kind as EntryKind};
+pub(crate) use walk::read_xattrs;
 pub(crate) use writer::TarBuilder;
 
 /// Media type of an uncompressed OCI layer.

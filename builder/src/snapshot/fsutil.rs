@@ -50,56 +50,7 @@ pub(crate) fn is_whiteout(st: &Stat) -> bool {
     type_bits(st) == S_IFCHR && st.st_rdev == 0
 }
 
-/// All extended attributes of `path` itself (not following a symlink). A filesystem without
-/// xattr support has none.
-pub(crate) fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut out = BTreeMap::new();
-    let names = loop {
-        let size = match rustix::fs::llistxattr_query(path) {
-            Ok(0) => return Ok(out),
-            Ok(size) => size,
-            Err(e) if e == Errno::NOTSUP || e == Errno::OPNOTSUPP => return Ok(out),
-            Err(e) => return Err(e.into()),
-        };
-        let mut buf = vec![0u8; size];
-        match rustix::fs::llistxattr(path, &mut buf[..]) {
-            Ok(n) => {
-                buf.truncate(n);
-                break buf;
-            }
-            // The list grew between the two calls: ask again.
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let name_os = OsStr::from_bytes(name);
-        let value = loop {
-            let size = match rustix::fs::lgetxattr_query(path, name_os) {
-                Ok(size) => size,
-                Err(Errno::NODATA) => break None,
-                Err(e) => return Err(e.into()),
-            };
-            let mut buf = vec![0u8; size];
-            if size == 0 {
-                break Some(buf);
-            }
-            match rustix::fs::lgetxattr(path, name_os, &mut buf[..]) {
-                Ok(n) => {
-                    buf.truncate(n);
-                    break Some(buf);
-                }
-                Err(Errno::RANGE) => continue,
-                Err(Errno::NODATA) => break None,
-                Err(e) => return Err(e.into()),
-            }
-        };
-        if let Some(value) = value {
-            out.insert(name.to_vec(), value);
-        }
-    }
-    Ok(out)
-}
+pub(crate) use crate::layer::read_xattrs;
 
 /// The extended attributes that describe content (overlayfs's own removed).
 pub(crate) fn content_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
