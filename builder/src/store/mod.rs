@@ -31,6 +31,7 @@ mod gc;
 mod images;
 mod index;
 mod prune;
+pub mod registry;
 mod remove;
 
 #[cfg(test)]

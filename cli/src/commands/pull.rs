@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_builder::store::{BlobWriter, Store};
-use kiln_registry::error::BoxError;
+use kiln_builder::store::Store;
 use kiln_registry::{
-    BlobSink, BlobStore, ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome,
-    Platform, Progress, Reference, Registry,
+    ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome, Platform, Progress,
+    Reference, Registry,
 };
 
 use super::Global;
@@ -235,7 +234,7 @@ pub fn pull_to_store(
     if !registry_args.quiet() {
         eprintln!("pulling {reference} ({platform})");
     }
-    let target = StoreTarget(store.clone());
+    let target = kiln_builder::store::registry::StoreTarget(store.clone());
     let pulled = runtime()?
         .block_on(kiln_registry::pull(&registry, reference, platform, &target))
         .with_context(|| format!("pulling {reference}"))?;
@@ -265,40 +264,6 @@ pub fn pull_to_store(
         );
     }
     Ok((manifest, pulled.digest))
-}
-
-/// The store as a pull destination.
-#[derive(Debug)]
-struct StoreTarget(Store);
-
-impl BlobStore for StoreTarget {
-    fn has_blob(&self, digest: &Digest) -> bool {
-        self.0.has_blob(digest)
-    }
-
-    fn writer(&self) -> Result<Box<dyn BlobSink>, BoxError> {
-        Ok(Box::new(StoreSink(self.0.blob_writer()?)))
-    }
-}
-
-/// A store blob writer as a pull sink: it commits only verified content.
-#[derive(Debug)]
-struct StoreSink(BlobWriter);
-
-impl Write for StoreSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
-}
-
-impl BlobSink for StoreSink {
-    fn commit(self: Box<Self>, digest: &Digest, size: u64) -> Result<(), BoxError> {
-        Ok(self.0.commit_verified(digest, size)?)
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! The store as the registry client's source and destination: pushing an image from the store
+//! and pulling blobs into it (the registry crate knows nothing of stores; this is the glue).
+//!
+//! Pulled blobs go through store blob writers, which commit only verified content. A push
+//! offers the registry cross-repository mounts for blobs that other local tags of the same
+//! registry contain: those tags record where the blobs came from (a pull or an earlier push).
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek as _, SeekFrom, Write};
+
+use kiln_registry::error::BoxError;
+use kiln_registry::{
+    BlobSink, BlobSource, BlobStore, Digest, PushOptions, Pushed, Reference, Registry,
+};
+use oci_spec::image::Descriptor;
+
+use super::{BlobWriter, Store, StoreError};
+use crate::image;
+
+/// Pushes the image `root` (a manifest or index descriptor from this store) to `dest`, tagging
+/// it with `dest`'s tag; blobs the registry has in other repositories are mounted.
+pub async fn push_image(
+    store: &Store,
+    registry: &Registry,
+    root: &Descriptor,
+    dest: &Reference,
+) -> Result<Pushed, kiln_registry::Error> {
+    let options = PushOptions {
+        tags: dest.tag().map(str::to_owned).into_iter().collect(),
+        mount_from: mount_sources(store, dest),
+    };
+    kiln_registry::push(
+        registry,
+        dest.repository(),
+        root,
+        &StoreSource(store.clone()),
+        &options,
+    )
+    .await
+}
+
+/// For every blob of the store's images tagged in `dest`'s registry (other repositories), the
+/// repositories that have it.
+fn mount_sources(store: &Store, dest: &Reference) -> BTreeMap<Digest, Vec<String>> {
+    let mut sources: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for (name, desc) in store.list().unwrap_or_default() {
+        let Ok(reference) = Reference::parse(&name) else {
+            continue;
+        };
+        if reference.registry() != dest.registry() || reference.repository() == dest.repository() {
+            continue;
+        }
+        // An image that cannot be read offers no mounts; pushing it would fail on its own.
+        for digest in blobs_of(store, &desc).unwrap_or_default() {
+            let repos = sources.entry(digest).or_default();
+            if !repos.iter().any(|r| r == reference.repository()) {
+                repos.push(reference.repository().to_owned());
+            }
+        }
+    }
+    sources
+}
+
+/// The config and layer digests of an image (every platform of an index).
+fn blobs_of(store: &Store, desc: &Descriptor) -> Result<Vec<Digest>, BoxError> {
+    let manifests = if image::is_index_media_type(desc.media_type()) {
+        store.read_index_blob(desc)?.manifests().clone()
+    } else {
+        vec![desc.clone()]
+    };
+    let mut out = Vec::new();
+    for m in &manifests {
+        let manifest = store.read_manifest(m)?;
+        out.push(image::from_oci_digest(manifest.config().digest())?);
+        for layer in manifest.layers() {
+            out.push(image::from_oci_digest(layer.digest())?);
+        }
+    }
+    Ok(out)
+}
+
+/// The store as a push source.
+#[derive(Debug)]
+pub struct StoreSource(pub Store);
+
+impl BlobSource for StoreSource {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, BoxError> {
+        Ok(Box::new(self.0.open_blob(digest)?))
+    }
+
+    fn open_at(&self, digest: &Digest, offset: u64) -> Result<Box<dyn Read + Send>, BoxError> {
+        let mut file = self.0.open_blob(digest)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(file))
+    }
+}
+
+/// The store as a pull destination.
+#[derive(Debug)]
+pub struct StoreTarget(pub Store);
+
+impl BlobStore for StoreTarget {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        self.0.has_blob(digest)
+    }
+
+    fn writer(&self) -> Result<Box<dyn BlobSink>, BoxError> {
+        Ok(Box::new(StoreSink(self.0.blob_writer()?)))
+    }
+}
+
+/// A store blob writer as a pull sink: it commits only verified content.
+#[derive(Debug)]
+struct StoreSink(BlobWriter);
+
+impl Write for StoreSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl BlobSink for StoreSink {
+    fn commit(self: Box<Self>, digest: &Digest, size: u64) -> Result<(), BoxError> {
+        Ok(self
+            .0
+            .commit_verified(digest, size)
+            .map_err(Box::<StoreError>::new)?)
+    }
+}
