@@ -1,21 +1,40 @@
 //! File operations: COPY and ADD onto a root filesystem, with BuildKit's semantics.
 //!
-//! Sources are resolved inside their own root (the build context, or a stage's or image's root
-//! filesystem): leading `/` and `..` are clamped, a top-level symlink is followed inside that root
-//! only, wildcards match one path component each (Go's `filepath.Match`), and a wildcard that
-//! matches nothing is not an error (BuildKit's `AllowEmptyWildcard`). A directory source copies
-//! its contents; `--parents` keeps the path. Context files become 0:0 unless `--chown` says
-//! otherwise; files from a stage keep their owners. `ADD` extracts a local tar archive (plain,
-//! gzip, bzip2, xz or zstd, detected by content) into the destination directory.
+//! Local sources are resolved inside their own root (see `sources.rs`): a directory source
+//! copies its contents, wildcards match one component each, a wildcard that matches nothing is
+//! not an error, and `--parents` keeps each path below the source's pivot (`a/./b`), with `**`
+//! spanning directories. Context files become 0:0 unless `--chown` says otherwise; files from a
+//! stage keep their owners. Modes, setuid bits, fifos, symlinks (as links, never followed) and
+//! hard links within one copied directory are kept. `ADD` extracts local tar archives (plain,
+//! gzip, bzip2, xz or zstd, detected by content; see `unpack.rs`) into the destination
+//! directory, and downloads `http(s)://` sources (see `fetch.rs`) as files of mode 0600 (unless
+//! `--chmod`) named after the URL, timed by `Last-Modified`, never extracted unless
+//! `--unpack=true`, and checked against `--checksum`. Every source is resolved and every URL
+//! downloaded and verified before anything is written, so a missing source, an HTTP error or a
+//! checksum mismatch leaves the destination as it was.
+//!
+//! The destination is relative to WORKDIR unless absolute; it is a directory when it ends with
+//! `/` (or is `.`), already is one, or receives several sources. Symlinks on the way to it are
+//! followed inside the destination root. With `--link` (and no `--chmod`, which makes BuildKit
+//! ignore `--link`) BuildKit copies into an empty directory and merges that on top as its own
+//! layer; kiln writes the same files in place and reproduces what that merge makes visible:
+//! nothing in the destination is read, so every directory on the way is (re)written as a
+//! directory of mode 0755 owned by the `--chown` owner (or 0:0) with the step's time — a
+//! symlink there is replaced, not followed, and an existing directory's mode and owner are
+//! overwritten — and the destination counts as a directory only when written as one, so
+//! `COPY --link f /existing-dir` replaces that directory with the file. What `--link` is
+//! for, the independent cache-reusable layer, is not a difference in the files: kiln's layer
+//! is the diff of this step in either case.
 //!
 //! The selected entries are streamed as a tar into the layer applier, so every write into the
 //! destination goes through the code that is hardened against hostile archives: paths are
 //! resolved inside the destination root, never following a symlink out of it.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use kiln_registry::{Digest, DigestError};
 
 use crate::dockerfile::instructions::InlineSource;
 use crate::ignore::{IgnoreError, PatternMatcher, clean};
@@ -25,11 +44,15 @@ use crate::layer::{
 };
 
 use super::chmod::Chmod;
+use super::fetch::{self, Download, FetchError, FetchOptions};
+use super::sources::{
+    Match, ParentsWalk, has_wildcard, is_visible, join, literal_prefix, not_found, resolve_in,
+    resolve_source, split_pivot,
+};
+use super::unpack::{extract, is_archive};
 
-/// Links followed while resolving a top-level source (Linux's own limit).
-const MAX_SYMLINKS: usize = 40;
-/// How much of a file is read to decide whether ADD extracts it.
-const SNIFF_BYTES: usize = 512;
+#[cfg(test)]
+pub(crate) use super::sources::go_match;
 
 /// Where COPY or ADD takes files from.
 #[derive(Debug, Clone, Copy)]
@@ -43,12 +66,34 @@ pub struct Source<'a> {
     pub keep_owner: bool,
 }
 
+/// Which sources are extracted when they are tar archives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpack {
+    /// Nothing: COPY, and `ADD --unpack=false`.
+    Never,
+    /// Local sources (context, stage or image) but not downloads: ADD's default.
+    Local,
+    /// Downloads too: `ADD --unpack=true` (Dockerfile 1.17).
+    All,
+}
+
+impl Unpack {
+    /// ADD's setting for its `--unpack` flag (`None` when the flag is absent).
+    pub fn for_add(flag: Option<bool>) -> Self {
+        match flag {
+            None => Unpack::Local,
+            Some(true) => Unpack::All,
+            Some(false) => Unpack::Never,
+        }
+    }
+}
+
 /// One COPY or ADD, its values already expanded.
 #[derive(Debug, Clone)]
 pub struct FileOp<'a> {
-    /// `COPY` or `ADD`, for messages.
+    /// `COPY` or `ADD`.
     pub keyword: &'static str,
-    /// Source paths or patterns, relative to the source root.
+    /// Source paths or patterns, relative to the source root, and (ADD) URLs.
     pub sources: &'a [String],
     /// Heredoc sources (`COPY <<EOF /dst`), contents final.
     pub inline: &'a [InlineSource],
@@ -60,14 +105,20 @@ pub struct FileOp<'a> {
     pub owner: Option<(u32, u32)>,
     /// `--chmod`.
     pub chmod: Option<Chmod>,
-    /// `--exclude` patterns, relative to each source.
+    /// `--exclude` patterns, relative to each source (to the pivot with `--parents`).
     pub excludes: &'a [String],
-    /// `--parents`: keep each source's path below the destination.
+    /// `--parents`: keep each source's path (below its `/./` pivot) under the destination.
     pub parents: bool,
-    /// ADD: extract local archives.
-    pub unpack: bool,
-    /// Modification time of entries the operation creates (heredoc files, the destination
-    /// directory), from the build clock.
+    /// Which archives are extracted: [`Unpack::Never`] for COPY, [`Unpack::for_add`] for ADD.
+    pub unpack: Unpack,
+    /// `ADD --checksum=sha256:<hex>`: the digest the (single, URL) source must have.
+    pub checksum: Option<&'a str>,
+    /// `--link` (see the module documentation for what changes).
+    pub link: bool,
+    /// How URLs are downloaded (`None`: defaults, with proxies from the environment).
+    pub fetch: Option<&'a FetchOptions>,
+    /// Modification time of entries the operation creates (heredoc files, directories it
+    /// makes, downloads without `Last-Modified`), from the build clock.
     pub created: i64,
 }
 
@@ -91,6 +142,39 @@ pub enum FileError {
     NotADirectory {
         /// COPY or ADD.
         keyword: &'static str,
+    },
+    /// A URL given to COPY.
+    #[error("source can't be a URL for COPY")]
+    UrlForCopy,
+    /// A git repository given to COPY.
+    #[error("source can't be a git ref for COPY")]
+    GitForCopy,
+    /// `--checksum` on COPY.
+    #[error("checksum can't be specified for COPY")]
+    ChecksumForCopy,
+    /// `--checksum` with more than one source.
+    #[error("checksum can't be specified for multiple sources")]
+    ChecksumForSources,
+    /// `--checksum` on a source that is not a URL.
+    #[error("checksum can't be specified for non-HTTP sources")]
+    ChecksumForLocal,
+    /// A `--checksum` that is not a `sha256:` digest.
+    #[error("invalid checksum {value:?}")]
+    Checksum {
+        /// The value as written.
+        value: String,
+        /// Why it is not a digest.
+        #[source]
+        source: DigestError,
+    },
+    /// Downloading a URL source.
+    #[error("downloading {url}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// Why it failed.
+        #[source]
+        source: FetchError,
     },
     /// Something kiln does not do (yet), named.
     #[error("{0} is not supported by kiln yet")]
@@ -116,6 +200,15 @@ pub enum FileError {
     /// An `--exclude` pattern that is not valid.
     #[error("invalid --exclude pattern")]
     Exclude(#[source] IgnoreError),
+    /// A `--parents` source that is not a valid pattern.
+    #[error("invalid source pattern {pattern:?}")]
+    Pattern {
+        /// The source as written.
+        pattern: String,
+        /// Why it is not valid.
+        #[source]
+        source: IgnoreError,
+    },
     /// Reading a source.
     #[error("reading {}", path.display())]
     Read {
@@ -133,28 +226,52 @@ pub enum FileError {
     Apply(#[source] ApplyError),
 }
 
+/// One source, resolved (and downloaded) before anything is written.
+enum Planned {
+    /// Paths a local source names.
+    Local(Vec<Match>),
+    /// A `--parents` source: its pivot directories and what to take below them.
+    Parents {
+        bases: Vec<Match>,
+        include: Option<PatternMatcher>,
+        literal: Vec<String>,
+    },
+    /// A downloaded URL and the file name it gets in a directory.
+    Url { name: String, file: Download },
+}
+
 /// Runs a COPY or ADD from `source` onto the root filesystem at `dest_root`.
 pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<(), FileError> {
     let keyword = op.keyword;
-    for s in op.sources {
-        if s.starts_with("http://") || s.starts_with("https://") {
-            return Err(match keyword {
-                "ADD" => FileError::Unsupported(format!("ADD from a URL ({s})")),
-                _ => FileError::Unsupported(format!("COPY from a URL ({s}); use ADD")),
-            });
-        }
-        if s.starts_with("git@")
-            || (s.contains("://") && s.split('#').next().is_some_and(|u| u.ends_with(".git")))
-        {
-            return Err(FileError::Unsupported(format!(
-                "{keyword} from a git repository ({s})"
-            )));
-        }
-    }
+    let expected = check_remote(op)?;
     let excludes = PatternMatcher::new(op.excludes).map_err(FileError::Exclude)?;
-    let mut matches = Vec::new();
+    let default_fetch;
+    let fetch_options = match op.fetch {
+        Some(options) => options,
+        None => {
+            default_fetch = FetchOptions::from_env();
+            &default_fetch
+        }
+    };
+    let mut planned = Vec::new();
     for pattern in op.sources {
-        matches.extend(resolve_source(source, pattern, keyword)?);
+        planned.push(if is_url(pattern) {
+            let file =
+                fetch::download(pattern, expected.as_ref(), fetch_options).map_err(|source| {
+                    FileError::Download {
+                        url: pattern.clone(),
+                        source,
+                    }
+                })?;
+            Planned::Url {
+                name: fetch::file_name(pattern),
+                file,
+            }
+        } else if op.parents {
+            plan_parents(source, pattern, keyword)?
+        } else {
+            Planned::Local(resolve_source(source, pattern, keyword)?)
+        });
     }
 
     let dest_abs = clean(&if op.dest.starts_with('/') {
@@ -168,22 +285,43 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
         path: dest_root.to_owned(),
         source,
     })?;
-    // Symlinks on the way to the destination are followed, inside the root: `COPY f /app/` with
-    // `/app -> /etc` writes the image's `/etc/f`.
-    let (resolved, meta) = resolve_in(dest_root, &dest_abs, keyword)?;
-    let dest_exists_as_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-    let dest_rel = if dest_exists_as_dir || dir_syntax {
-        resolved
+    // BuildKit ignores --link when --chmod is given.
+    let link = op.link && op.chmod.is_none();
+    let (dest_rel, dest_exists_as_dir) = if link {
+        // Nothing in the destination is read: the path is taken as written.
+        (dest_abs.trim_start_matches('/').to_owned(), false)
     } else {
-        // A file destination: its directory is resolved, the name itself is replaced.
-        let (parent, name) = dest_abs.rsplit_once('/').unwrap_or(("", &dest_abs));
-        join(&resolve_in(dest_root, parent, keyword)?.0, name)
+        // Symlinks on the way to the destination are followed, inside the root: `COPY f /app/`
+        // with `/app -> /etc` writes the image's `/etc/f`.
+        let (resolved, meta) = resolve_in(dest_root, &dest_abs, keyword)?;
+        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+        if is_dir || dir_syntax {
+            (resolved, is_dir)
+        } else {
+            // A file destination: its directory is resolved, the name itself is replaced.
+            let (parent, name) = dest_abs.rsplit_once('/').unwrap_or(("", &dest_abs));
+            (
+                join(&resolve_in(dest_root, parent, keyword)?.0, name),
+                false,
+            )
+        }
     };
-    let total = matches.len() + op.inline.len();
+    let total = op.inline.len()
+        + planned
+            .iter()
+            .map(|p| match p {
+                Planned::Local(matches) => matches.len(),
+                _ => 1,
+            })
+            .sum::<usize>();
     if total > 1 && !dir_syntax && !dest_exists_as_dir && !op.parents {
         return Err(FileError::NotADirectory { keyword });
     }
     let into_dir = dir_syntax || dest_exists_as_dir || total > 1 || op.parents;
+    let has_dir_source = planned
+        .iter()
+        .any(|p| matches!(p, Planned::Local(m) if m.iter().any(|m| m.is_dir)));
+    let dest_is_dir = into_dir || has_dir_source;
 
     let owner_of = |uid: u32, gid: u32| match op.owner {
         Some(owner) => owner,
@@ -201,80 +339,95 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
         }
     };
 
-    // A destination directory that does not exist yet is created with the operation's owner.
-    if !dest_exists_as_dir && (into_dir || matches.iter().any(|m| m.is_dir)) {
+    // Directories made before anything lands in them, with the operation's owner: the
+    // destination directory when it is missing, and with --link every directory on the way.
+    let fresh_dirs: Vec<String> = if link {
+        let dir = match dest_is_dir {
+            true => dest_rel.as_str(),
+            false => dest_rel.rsplit_once('/').map_or("", |(parent, _)| parent),
+        };
+        let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        (1..=comps.len()).map(|n| comps[..n].join("/")).collect()
+    } else if !dest_exists_as_dir && dest_is_dir && !dest_rel.is_empty() {
+        vec![dest_rel.clone()]
+    } else {
+        Vec::new()
+    };
+    if !fresh_dirs.is_empty() {
         apply_stream(&root, |tar| {
-            let mut h = EntryHeader::new(dest_rel.clone().into_bytes(), EntryKind::Dir);
-            h.mode = 0o755;
-            h.mtime = op.created;
-            adjust(&mut h);
-            tar.append_header(h, &[])
+            for dir in &fresh_dirs {
+                let mut h = EntryHeader::new(dir.clone().into_bytes(), EntryKind::Dir);
+                h.mode = 0o755;
+                h.mtime = op.created;
+                if link {
+                    let (uid, gid) = op.owner.unwrap_or((0, 0));
+                    (h.uid, h.gid) = (u64::from(uid), u64::from(gid));
+                } else {
+                    adjust(&mut h);
+                }
+                tar.append_header(h, &[])?;
+            }
+            Ok(())
         })?;
     }
 
-    for m in &matches {
-        let target = |rel_name: &str| -> String {
-            let place = if op.parents {
-                m.rel.clone()
-            } else {
-                rel_name.to_owned()
-            };
-            join(&dest_rel, &place)
-        };
-        if m.is_dir {
-            let prefix = if op.parents {
-                join(&dest_rel, &m.rel)
-            } else {
-                dest_rel.clone()
-            };
-            check_reserved(keyword, &m.rel)?;
-            apply_stream(&root, |tar| {
-                if op.parents && !m.rel.is_empty() {
-                    tar.append_path(&m.fs_path, prefix.clone().into_bytes(), &mut |h| adjust(h))?;
+    for item in &planned {
+        match item {
+            Planned::Local(matches) => {
+                for m in matches {
+                    copy_match(
+                        m, &root, &dest_rel, into_dir, &excludes, source, op, &adjust,
+                    )?;
                 }
-                let mut reserved = None;
-                let mut include = |rel: &[u8]| {
-                    let rel = String::from_utf8_lossy(rel);
-                    if rel
-                        .rsplit('/')
-                        .next()
-                        .is_some_and(|n| n.starts_with(".wh."))
-                    {
-                        reserved.get_or_insert_with(|| rel.to_string());
-                        return false;
-                    }
-                    let full = join(&m.rel, &rel);
-                    source.visible.is_none_or(|v| v.contains(&full))
-                        && !excludes.matches_or_parent_matches(&rel).unwrap_or(false)
+            }
+            Planned::Parents {
+                bases,
+                include,
+                literal,
+            } => {
+                for base in bases {
+                    let walk = ParentsWalk {
+                        include: include.as_ref(),
+                        literal,
+                        base_rel: &base.rel,
+                        source,
+                        excludes: &excludes,
+                        dest: &dest_rel,
+                    };
+                    apply_stream(&root, |tar| {
+                        walk.run(tar, &base.fs_path, &mut |h| adjust(h)).map(drop)
+                    })
+                    .map_err(|e| reserved_to_file_error(e, keyword))?;
+                }
+            }
+            Planned::Url { name, file } => {
+                check_reserved(keyword, name)?;
+                if op.unpack == Unpack::All && is_archive(file.path())? {
+                    extract(&root, &dest_rel, file.path(), op.owner)?;
+                    continue;
+                }
+                let path = if into_dir {
+                    join(&dest_rel, name)
+                } else {
+                    dest_rel.clone()
                 };
-                tar.append_contents(&m.fs_path, prefix.as_bytes(), &mut include, &mut |h| {
-                    adjust(h)
+                let (uid, gid) = op.owner.unwrap_or((0, 0));
+                apply_stream(&root, |tar| {
+                    tar.append_path(file.path(), path.into_bytes(), &mut |h| {
+                        // BuildKit's HTTP source writes 0600; --chmod replaces it.
+                        h.mode = match &op.chmod {
+                            Some(chmod) => chmod.apply(0o600, false),
+                            None => 0o600,
+                        };
+                        (h.uid, h.gid) = (u64::from(uid), u64::from(gid));
+                        h.mtime = file.last_modified.unwrap_or(op.created);
+                        // Whatever the temporary file picked up (an SELinux label) is not the
+                        // download's.
+                        h.xattrs.clear();
+                    })
                 })?;
-                match reserved {
-                    Some(path) => Err(LayerError::ReservedName { path: path.into() }),
-                    None => Ok(()),
-                }
-            })
-            .map_err(|e| reserved_to_file_error(e, keyword))?;
-            continue;
+            }
         }
-        let name = m.rel.rsplit('/').next().unwrap_or_default();
-        check_reserved(keyword, name)?;
-        if !m.rel.is_empty() && excludes.matches_or_parent_matches(name).unwrap_or(false) {
-            continue;
-        }
-        if op.unpack && m.is_file && is_archive(&m.fs_path)? {
-            extract(&root, &dest_rel, &m.fs_path, op)?;
-            continue;
-        }
-        let path = if into_dir {
-            target(name)
-        } else {
-            dest_rel.clone()
-        };
-        apply_stream(&root, |tar| {
-            tar.append_path(&m.fs_path, path.clone().into_bytes(), &mut |h| adjust(h))
-        })?;
     }
 
     for inline in op.inline {
@@ -296,155 +449,148 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
     Ok(())
 }
 
-/// A source that exists, resolved inside its root.
-#[derive(Debug)]
-struct Match {
-    /// Its path relative to the source root, cleaned (`""` is the root).
-    rel: String,
-    /// Where to read it (top-level symlinks followed inside the root).
-    fs_path: PathBuf,
-    is_dir: bool,
-    is_file: bool,
+/// BuildKit's `http://`/`https://` sources (a git repository URL is not one).
+fn is_url(source: &str) -> bool {
+    (source.starts_with("http://") || source.starts_with("https://")) && !is_git(source)
 }
 
-/// The existing paths a source pattern names, in order.
-fn resolve_source(
+/// The git sources BuildKit recognises by their form: `git@host:…`, `git://…`, and a URL whose
+/// path (before any `#ref`) ends in `.git`.
+fn is_git(source: &str) -> bool {
+    source.starts_with("git@")
+        || source.starts_with("git://")
+        || (source.contains("://")
+            && source
+                .split('#')
+                .next()
+                .is_some_and(|u| u.trim_end_matches('/').ends_with(".git")))
+}
+
+/// BuildKit's frontend rules for remote sources and `--checksum`; returns the checksum.
+fn check_remote(op: &FileOp<'_>) -> Result<Option<Digest>, FileError> {
+    let add = op.keyword == "ADD";
+    for s in op.sources {
+        if is_git(s) {
+            return Err(match add {
+                true => FileError::Unsupported(format!("ADD from a git repository ({s})")),
+                false => FileError::GitForCopy,
+            });
+        }
+        if is_url(s) && !add {
+            return Err(FileError::UrlForCopy);
+        }
+    }
+    let Some(value) = op.checksum else {
+        return Ok(None);
+    };
+    if !add {
+        return Err(FileError::ChecksumForCopy);
+    }
+    if op.sources.len() != 1 {
+        return Err(FileError::ChecksumForSources);
+    }
+    if !is_url(&op.sources[0]) {
+        return Err(FileError::ChecksumForLocal);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|source| FileError::Checksum {
+            value: value.to_owned(),
+            source,
+        })
+}
+
+/// A `--parents` source: the pivot resolved (wildcards allowed), the pattern below it compiled.
+/// A source without wildcards must exist.
+fn plan_parents(
     source: &Source<'_>,
     pattern: &str,
     keyword: &'static str,
-) -> Result<Vec<Match>, FileError> {
-    let rel = clean(&format!("/{pattern}"))
-        .trim_start_matches('/')
-        .to_owned();
-    let comps: Vec<&str> = if rel.is_empty() {
-        Vec::new()
-    } else {
-        rel.split('/').collect()
+) -> Result<Planned, FileError> {
+    let (base, rest) = split_pivot(pattern);
+    if !has_wildcard(&base) && !rest.split('/').any(has_wildcard) {
+        let full = join(&base, &rest);
+        let visible = is_visible(source, &full);
+        let exists = visible && resolve_in(source.root, &full, keyword)?.1.is_some();
+        if !exists {
+            return Err(not_found(keyword, pattern, visible));
+        }
+    }
+    let include = match rest.is_empty() {
+        true => None,
+        false => Some(
+            PatternMatcher::new(&[&rest]).map_err(|source| FileError::Pattern {
+                pattern: pattern.to_owned(),
+                source,
+            })?,
+        ),
     };
-    let wildcard = comps.iter().any(|c| has_wildcard(c));
-    let mut candidates = vec![String::new()];
-    for comp in &comps {
-        let mut next = Vec::new();
-        for parent in &candidates {
-            if has_wildcard(comp) {
-                let dir = source.root.join(parent);
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                let mut names: Vec<String> = entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                    .filter(|n| go_match(comp, n))
-                    .collect();
-                names.sort();
-                next.extend(names.into_iter().map(|n| join(parent, &n)));
-            } else {
-                next.push(join(parent, &unescape(comp)));
-            }
-        }
-        candidates = next;
-    }
-    let mut out = Vec::new();
-    for rel in candidates {
-        let visible = rel.is_empty() || source.visible.is_none_or(|v| v.contains(&rel));
-        match visible
-            .then(|| resolve_in(source.root, &rel, keyword))
-            .transpose()?
-        {
-            Some((resolved, Some(meta))) => {
-                out.push(Match {
-                    rel,
-                    fs_path: source.root.join(resolved),
-                    is_dir: meta.is_dir(),
-                    is_file: meta.is_file(),
-                });
-            }
-            _ if wildcard => {}
-            _ => {
-                let hint = if visible {
-                    ""
-                } else {
-                    " (it is excluded by .dockerignore)"
-                };
-                return Err(FileError::NotFound {
-                    keyword,
-                    path: pattern.to_owned(),
-                    hint,
-                });
-            }
-        }
-    }
-    Ok(out)
+    let mut bases = resolve_source(source, &base, keyword)?;
+    bases.retain(|b| b.is_dir);
+    Ok(Planned::Parents {
+        bases,
+        include,
+        literal: literal_prefix(&rest),
+    })
 }
 
-/// Resolves `rel` inside `root`, following symlinks (also the last one) without leaving the
-/// root: an absolute target is taken from the root, `..` stops at it. Returns the resolved path
-/// relative to the root, and its metadata when it exists. Past a missing component the rest is
-/// taken as written (a destination may not exist yet).
-fn resolve_in(
-    root: &Path,
-    rel: &str,
-    keyword: &'static str,
-) -> Result<(String, Option<std::fs::Metadata>), FileError> {
-    let mut pending: Vec<String> = rel
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_owned)
-        .collect();
-    let mut resolved: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(comp) = pending.pop() {
-        match comp.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let path = root.join(resolved.join("/")).join(&comp);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                resolved.push(comp);
-                resolved.extend(pending.into_iter().rev().filter(|c| c != "." && c != ".."));
-                return Ok((resolved.join("/"), None));
-            }
-            Err(source) => return Err(FileError::Read { path, source }),
-        };
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(FileError::Loop {
-                    keyword,
-                    path: rel.to_owned(),
-                });
-            }
-            let target = std::fs::read_link(&path).map_err(|source| FileError::Read {
-                path: path.clone(),
-                source,
+/// Copies one resolved local source: a directory's contents, an archive's (ADD), or the entry.
+#[allow(clippy::too_many_arguments)]
+fn copy_match(
+    m: &Match,
+    root: &Root,
+    dest_rel: &str,
+    into_dir: bool,
+    excludes: &PatternMatcher,
+    source: &Source<'_>,
+    op: &FileOp<'_>,
+    adjust: &(dyn Fn(&mut EntryHeader) + Sync),
+) -> Result<(), FileError> {
+    let keyword = op.keyword;
+    if m.is_dir {
+        check_reserved(keyword, &m.rel)?;
+        return apply_stream(root, |tar| {
+            let mut reserved = None;
+            let mut include = |rel: &[u8]| {
+                let rel = String::from_utf8_lossy(rel);
+                if rel
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with(".wh."))
+                {
+                    reserved.get_or_insert_with(|| rel.to_string());
+                    return false;
+                }
+                is_visible(source, &join(&m.rel, &rel))
+                    && !excludes.matches_or_parent_matches(&rel).unwrap_or(false)
+            };
+            tar.append_contents(&m.fs_path, dest_rel.as_bytes(), &mut include, &mut |h| {
+                adjust(h)
             })?;
-            let target = target.as_os_str().as_bytes();
-            if target.starts_with(b"/") {
-                resolved.clear();
+            match reserved {
+                Some(path) => Err(LayerError::ReservedName { path: path.into() }),
+                None => Ok(()),
             }
-            let target = String::from_utf8_lossy(target);
-            pending.extend(
-                target
-                    .split('/')
-                    .filter(|c| !c.is_empty())
-                    .rev()
-                    .map(str::to_owned),
-            );
-            continue;
-        }
-        resolved.push(comp);
+        })
+        .map_err(|e| reserved_to_file_error(e, keyword));
     }
-    let path = root.join(resolved.join("/"));
-    let meta =
-        std::fs::symlink_metadata(&path).map_err(|source| FileError::Read { path, source })?;
-    Ok((resolved.join("/"), Some(meta)))
+    let name = m.rel.rsplit('/').next().unwrap_or_default();
+    check_reserved(keyword, name)?;
+    if !m.rel.is_empty() && excludes.matches_or_parent_matches(name).unwrap_or(false) {
+        return Ok(());
+    }
+    if op.unpack != Unpack::Never && m.is_file && is_archive(&m.fs_path)? {
+        return extract(root, dest_rel, &m.fs_path, op.owner);
+    }
+    let path = if into_dir {
+        join(dest_rel, name)
+    } else {
+        dest_rel.to_owned()
+    };
+    apply_stream(root, |tar| {
+        tar.append_path(&m.fs_path, path.into_bytes(), &mut |h| adjust(h))
+    })
 }
 
 /// Streams what `fill` writes as a tar into the applier at `root`.
@@ -497,191 +643,6 @@ fn check_reserved(keyword: &'static str, name: &str) -> Result<(), FileError> {
         });
     }
     Ok(())
-}
-
-fn join(a: &str, b: &str) -> String {
-    match (a.is_empty(), b.is_empty()) {
-        (true, _) => b.to_owned(),
-        (_, true) => a.to_owned(),
-        _ => format!("{a}/{b}"),
-    }
-}
-
-fn components(rel: &str) -> Vec<Vec<u8>> {
-    rel.split('/')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.as_bytes().to_vec())
-        .collect()
-}
-
-/// Whether a path component has an unescaped `*`, `?` or `[`.
-fn has_wildcard(comp: &str) -> bool {
-    let mut escaped = false;
-    for c in comp.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '*' | '?' | '[' => return true,
-            _ => {}
-        }
-    }
-    false
-}
-
-/// A literal component with its escapes removed (`arr\[0\].txt` → `arr[0].txt`).
-fn unescape(comp: &str) -> String {
-    let mut out = String::with_capacity(comp.len());
-    let mut chars = comp.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Go's `filepath.Match` for one path component (no `/` in `name`): `*`, `?`, `[...]` classes
-/// with ranges and `^` negation, `\` escapes. A malformed pattern matches nothing.
-pub(crate) fn go_match(pattern: &str, name: &str) -> bool {
-    fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-        // p starts after '['; returns (matched, length consumed including ']').
-        let mut i = 0;
-        let negate = p.first() == Some(&'^');
-        if negate {
-            i += 1;
-        }
-        let mut matched = false;
-        let mut first = true;
-        loop {
-            let lo = match p.get(i)? {
-                ']' if !first => return Some((matched != negate, i + 1)),
-                '\\' => {
-                    i += 1;
-                    *p.get(i)?
-                }
-                &ch => ch,
-            };
-            i += 1;
-            first = false;
-            let hi = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&ch| ch != ']') {
-                i += 1;
-                let hi = match p[i] {
-                    '\\' => {
-                        i += 1;
-                        *p.get(i)?
-                    }
-                    ch => ch,
-                };
-                i += 1;
-                hi
-            } else {
-                lo
-            };
-            if lo <= c && c <= hi {
-                matched = true;
-            }
-        }
-    }
-    fn at(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|k| at(&p[1..], &n[k..])),
-            Some('?') => !n.is_empty() && at(&p[1..], &n[1..]),
-            Some('[') => match (n.first(), class(&p[1..], *n.first().unwrap_or(&'\0'))) {
-                (Some(_), Some((true, len))) => at(&p[1 + len..], &n[1..]),
-                _ => false,
-            },
-            Some('\\') => p.len() > 1 && n.first() == Some(&p[1]) && at(&p[2..], &n[1..]),
-            Some(&c) => n.first() == Some(&c) && at(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    at(&p, &n)
-}
-
-/// BuildKit's archive detection: the file decompresses (none, gzip, bzip2, xz, zstd) and a tar
-/// header parses at its start.
-fn is_archive(path: &Path) -> Result<bool, FileError> {
-    let read = |source| FileError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read)?;
-    let mut reader = decompressing(BufReader::new(file)).map_err(read)?;
-    let mut block = [0u8; SNIFF_BYTES];
-    let mut filled = 0;
-    while filled < block.len() {
-        match reader.read(&mut block[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            // Not decompressible: a plain file, copied as it is.
-            Err(_) => return Ok(false),
-        }
-    }
-    Ok(filled == SNIFF_BYTES && tar_header_ok(&block))
-}
-
-/// A ustar/GNU/v7 header whose checksum is right (what Go's `tar.Reader.Next` checks first).
-fn tar_header_ok(block: &[u8; SNIFF_BYTES]) -> bool {
-    if block.iter().all(|&b| b == 0) {
-        return false;
-    }
-    let field = &block[148..156];
-    let text: String = field
-        .iter()
-        .take_while(|&&b| b != 0 && b != b' ')
-        .map(|&b| b as char)
-        .collect();
-    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    stored == sum
-}
-
-/// A reader that decompresses gzip, bzip2, xz or zstd by their magic bytes, or passes through.
-fn decompressing<R: BufRead + Send + 'static>(mut reader: R) -> io::Result<Box<dyn Read + Send>> {
-    let head = reader.fill_buf()?;
-    Ok(if head.starts_with(b"BZh") {
-        Box::new(bzip2::bufread::MultiBzDecoder::new(reader))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader))
-    } else {
-        Box::new(crate::layer::decompress(reader)?)
-    })
-}
-
-/// Extracts a local archive into the destination directory, which is created if missing. The
-/// archive's paths (symlinks included) resolve inside that directory, as docker's `Untar` does.
-fn extract(root: &Root, dest_rel: &str, archive: &Path, op: &FileOp<'_>) -> Result<(), FileError> {
-    let read = |source| FileError::Read {
-        path: archive.to_owned(),
-        source,
-    };
-    let dest = root.dir_creating(&components(dest_rel)).map_err(read)?;
-    let dest_path = crate::layer::proc_path(std::os::fd::AsFd::as_fd(&dest));
-    let file = std::fs::File::open(archive).map_err(read)?;
-    let reader = decompressing(BufReader::new(file)).map_err(read)?;
-    let mut options = ApplyOptions::new(ApplyMode::Merge);
-    options.owner = op.owner;
-    apply_layer(&dest_path, reader, &options)
-        .map(drop)
-        .map_err(FileError::Apply)
 }
 
 #[cfg(test)]

@@ -53,7 +53,10 @@ fn op<'a>(sources: &'a [String], dest: &'a str) -> FileOp<'a> {
         chmod: None,
         excludes: &[],
         parents: false,
-        unpack: false,
+        unpack: Unpack::Never,
+        checksum: None,
+        link: false,
+        fetch: None,
         created: 0,
     }
 }
@@ -170,7 +173,7 @@ fn errors() {
             context(&f),
             strings(&["http://example.invalid/a"]),
             "/x",
-            "COPY from a URL (http://example.invalid/a); use ADD is not supported by kiln yet",
+            "source can't be a URL for COPY",
         ),
     ];
     for (source, sources, dest, want) in cases {
@@ -315,7 +318,7 @@ fn add_extracts_local_archives_by_content() {
         let dest = format!("/out-{name}/");
         let mut o = op(&sources, &dest);
         o.keyword = "ADD";
-        o.unpack = true;
+        o.unpack = Unpack::Local;
         copy(&context(&f), &f.dest, &o).unwrap_or_else(|e| panic!("{name}: {e}"));
         let extracted = f.dest.join(format!("out-{name}/inside/file.txt"));
         assert_eq!(
@@ -355,7 +358,7 @@ fn kaniko_context_archives_extract() {
         let target = format!("/{}/", archive.replace('/', "_"));
         let mut o = op(&sources, &target);
         o.keyword = "ADD";
-        o.unpack = true;
+        o.unpack = Unpack::Local;
         copy(&source, dest.path(), &o).unwrap_or_else(|e| panic!("{archive}: {e}"));
         let listing = tree(&dest.path().join(target.trim_matches('/')));
         assert!(!listing.is_empty(), "{archive}");

@@ -2,11 +2,18 @@
 //!
 //! BuildKit's ops are source (resolve, pull and unpack a base), exec (RUN), file (COPY, ADD,
 //! WORKDIR's mkdir) and meta (everything that only changes the config). [`meta`] applies the
-//! metadata instructions and writes every step's history entry; [`file`] runs COPY and ADD.
+//! metadata instructions and writes every step's history entry; [`file`] runs COPY and ADD,
+//! with [`fetch`] downloading ADD's URLs through the proxies [`proxy`] picks.
 
 pub mod chmod;
+pub mod fetch;
 pub mod file;
 pub mod meta;
+pub mod proxy;
+mod sources;
+#[cfg(test)]
+mod test_http;
+mod unpack;
 pub mod user;
 
 pub use meta::{ImageState, MetaError};
