@@ -27,7 +27,7 @@ use crate::exec::{
 };
 use crate::image::{ImageConfig, MediaTypes, descriptor, from_oci_digest};
 use crate::layer::Compression;
-use crate::ops::file::{FileOp, Source as FileSource, copy};
+use crate::ops::file::{FileOp, Source as FileSource, Unpack, copy};
 use crate::ops::meta::ImageState;
 use crate::ops::user::UserDb;
 use crate::plan::{Base, PROXY_ARGS, Plan, Scope, Step, onbuild_steps};
@@ -438,7 +438,10 @@ impl Solver<'_> {
             chmod: None,
             excludes: &[],
             parents: false,
-            unpack: false,
+            unpack: Unpack::Never,
+            checksum: None,
+            link: false,
+            fetch: None,
             created: self.options.source_date_epoch.unwrap_or(0),
         };
         if !path.is_dir() {
@@ -654,32 +657,25 @@ impl Solver<'_> {
         kind: CopyKind<'_>,
         location: Location,
     ) -> Result<(), BuildError> {
-        let (keyword, files, flags, from, parents, unpack) = match kind {
+        let (keyword, files, flags, from, parents, unpack, checksum) = match kind {
             CopyKind::Copy(c) => (
                 "COPY",
                 &c.files,
                 &c.flags,
                 c.from.as_deref(),
                 c.parents,
-                false,
+                Unpack::Never,
+                None,
             ),
-            CopyKind::Add(a) => {
-                if a.checksum.is_some() {
-                    return Err(BuildError::Step {
-                        location,
-                        message: "ADD --checksum is not supported by kiln yet".into(),
-                        source: None,
-                    });
-                }
-                (
-                    "ADD",
-                    &a.files,
-                    &a.flags,
-                    None,
-                    false,
-                    a.unpack.unwrap_or(true),
-                )
-            }
+            CopyKind::Add(a) => (
+                "ADD",
+                &a.files,
+                &a.flags,
+                None,
+                false,
+                Unpack::for_add(a.unpack),
+                a.checksum.as_deref(),
+            ),
         };
         let root = self.mutable(state, location)?;
         let view = from.map(|f| self.view_of(f, location)).transpose()?;
@@ -725,6 +721,9 @@ impl Solver<'_> {
             excludes: &flags.excludes,
             parents,
             unpack,
+            checksum,
+            link: flags.link,
+            fetch: None,
             created: self.options.source_date_epoch.unwrap_or(0),
         };
         copy(&source, root.root(), &op).map_err(|e| BuildError::Step {
