@@ -374,10 +374,14 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
     for item in &planned {
         match item {
             Planned::Local(matches) => {
+                let target = Target {
+                    root: &root,
+                    dest_rel: &dest_rel,
+                    into_dir,
+                    excludes: &excludes,
+                };
                 for m in matches {
-                    copy_match(
-                        m, &root, &dest_rel, into_dir, &excludes, source, op, &adjust,
-                    )?;
+                    copy_match(m, &target, source, op, &adjust)?;
                 }
             }
             Planned::Parents {
@@ -535,18 +539,30 @@ fn plan_parents(
     })
 }
 
+/// Where one operation's sources go, and how.
+struct Target<'a> {
+    root: &'a Root,
+    /// The destination, relative to the root, symlinks resolved (unless `--link`).
+    dest_rel: &'a str,
+    /// Whether each source lands inside `dest_rel` rather than at it.
+    into_dir: bool,
+    excludes: &'a PatternMatcher,
+}
+
 /// Copies one resolved local source: a directory's contents, an archive's (ADD), or the entry.
-#[allow(clippy::too_many_arguments)]
 fn copy_match(
     m: &Match,
-    root: &Root,
-    dest_rel: &str,
-    into_dir: bool,
-    excludes: &PatternMatcher,
+    target: &Target<'_>,
     source: &Source<'_>,
     op: &FileOp<'_>,
     adjust: &(dyn Fn(&mut EntryHeader) + Sync),
 ) -> Result<(), FileError> {
+    let Target {
+        root,
+        dest_rel,
+        into_dir,
+        excludes,
+    } = *target;
     let keyword = op.keyword;
     if m.is_dir {
         check_reserved(keyword, &m.rel)?;
@@ -648,3 +664,7 @@ fn check_reserved(keyword: &'static str, name: &str) -> Result<(), FileError> {
 #[cfg(test)]
 #[path = "file_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "file_add_tests.rs"]
+mod add_tests;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use super::*;
@@ -389,4 +389,310 @@ fn go_match_table() {
     for (p, n, want) in cases {
         assert_eq!(go_match(p, n), want, "{p} {n}");
     }
+}
+
+/// A context for `--parents`: nested text and Go files, and the reference's pivot examples.
+fn parents_fixture() -> Fixture {
+    let f = fixture();
+    for (path, body) in [
+        ("src/a.txt", "a"),
+        ("src/x/b.txt", "b"),
+        ("src/x/y/c.txt", "c"),
+        ("src/x/y/d.go", "d"),
+        ("src/z.go", "z"),
+        ("x/y/a.txt", "xa"),
+        ("x/y/b.txt", "xb"),
+        ("x/y/c.md", "xc"),
+        ("a/b/c.txt", "abc"),
+    ] {
+        let path = f.ctx.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+    f
+}
+
+#[test]
+fn parents_with_double_star_and_pivots() {
+    let cases: &[(&[&str], &[&str], &[&str])] = &[
+        // `**` spans any number of directories, none included.
+        (
+            &["./src/**/*.txt"],
+            &[],
+            &[
+                "src",
+                "src/a.txt",
+                "src/x",
+                "src/x/b.txt",
+                "src/x/y",
+                "src/x/y/c.txt",
+            ],
+        ),
+        // The reference's pivot examples: only what follows `/./` is kept.
+        (&["./x/./y/*.txt"], &[], &["y", "y/a.txt", "y/b.txt"]),
+        (&["./a/./b/c.txt"], &[], &["b", "b/c.txt"]),
+        (&["src/./**/*.go"], &[], &["x", "x/y", "x/y/d.go", "z.go"]),
+        // A wildcard pivot: every directory it matches is one.
+        (&["*/./y/*.md"], &[], &["y", "y/c.md"]),
+        // A matched directory comes with everything in it.
+        (
+            &["src/x"],
+            &[],
+            &[
+                "src",
+                "src/x",
+                "src/x/b.txt",
+                "src/x/y",
+                "src/x/y/c.txt",
+                "src/x/y/d.go",
+            ],
+        ),
+        // --exclude applies below the pivot.
+        (
+            &["./src/**/*.txt"],
+            &["**/b.txt"],
+            &["src", "src/a.txt", "src/x", "src/x/y", "src/x/y/c.txt"],
+        ),
+        (&["./x/./y/*"], &["y/c.*"], &["y", "y/a.txt", "y/b.txt"]),
+        // Patterns are anchored there, as in .dockerignore.
+        (
+            &["./x/./y/*"],
+            &["c.*"],
+            &["y", "y/a.txt", "y/b.txt", "y/c.md"],
+        ),
+        // A wildcard that matches nothing is not an error.
+        (&["nothing/**/*.txt"], &[], &[]),
+        // Several sources, each keeping its own path.
+        (
+            &["dir/sub/b.txt", "bar/bat"],
+            &[],
+            &["bar", "bar/bat", "dir", "dir/sub", "dir/sub/b.txt"],
+        ),
+    ];
+    for (sources, excludes, want) in cases {
+        let f = parents_fixture();
+        let sources = strings(sources);
+        let excludes = strings(excludes);
+        let mut o = op(&sources, "/p/");
+        o.parents = true;
+        o.excludes = &excludes;
+        copy(&context(&f), &f.dest, &o).unwrap_or_else(|e| panic!("{sources:?}: {e}"));
+        assert_eq!(tree(&f.dest.join("p")), *want, "{sources:?} {excludes:?}");
+    }
+
+    // Without --parents `**` is `*`: one component, contents flattened.
+    let f = parents_fixture();
+    copy(
+        &context(&f),
+        &f.dest,
+        &op(&strings(&["src/**/*.txt"]), "/flat/"),
+    )
+    .unwrap();
+    assert_eq!(tree(&f.dest.join("flat")), ["b.txt"]);
+
+    // A literal --parents source must exist; a pivot does not change that.
+    let f = parents_fixture();
+    let sources = strings(&["./a/./b/missing.txt"]);
+    let mut o = op(&sources, "/p/");
+    o.parents = true;
+    let err = copy(&context(&f), &f.dest, &o).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "COPY failed: \"./a/./b/missing.txt\" not found"
+    );
+}
+
+#[test]
+fn parents_keep_the_source_directories_metadata() {
+    let f = parents_fixture();
+    fs::set_permissions(f.ctx.join("src/x"), fs::Permissions::from_mode(0o700)).unwrap();
+    set_mtime(&f.ctx.join("src/x"), 1_000_000_000);
+    let sources = strings(&["./src/**/c.txt"]);
+    let mut o = op(&sources, "/p/");
+    o.parents = true;
+    copy(&context(&f), &f.dest, &o).unwrap();
+    let m = fs::metadata(f.dest.join("p/src/x")).unwrap();
+    assert_eq!(
+        (m.permissions().mode() & 0o7777, m.mtime()),
+        (0o700, 1_000_000_000)
+    );
+    assert_eq!(
+        fs::read_to_string(f.dest.join("p/src/x/y/c.txt")).unwrap(),
+        "c"
+    );
+}
+
+fn set_mtime(path: &Path, secs: i64) {
+    let t = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &t,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// A destination with `app -> /etc`, a sticky `/tmp` and a populated `/exists`.
+fn link_fixture() -> Fixture {
+    let f = fixture();
+    fs::create_dir_all(f.dest.join("etc")).unwrap();
+    fs::create_dir_all(f.dest.join("tmp")).unwrap();
+    fs::set_permissions(f.dest.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::write(f.dest.join("exists/inside"), "old").unwrap();
+    symlink("/etc", f.dest.join("app")).unwrap();
+    f
+}
+
+#[test]
+fn link_writes_the_destination_path_as_directories() {
+    let run = |f: &Fixture, dest: &str, link: bool, chmod: Option<&str>| {
+        let sources = strings(&["foo"]);
+        let mut o = op(&sources, dest);
+        o.link = link;
+        o.chmod = chmod.map(|c| c.parse().unwrap());
+        o.created = 1_234_567_890;
+        copy(&context(f), &f.dest, &o).unwrap();
+    };
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+
+    // Without --link the symlink is followed and existing directories keep their modes.
+    let f = link_fixture();
+    run(&f, "/app/", false, None);
+    run(&f, "/tmp/sub/", false, None);
+    run(&f, "/exists", false, None);
+    assert!(f.dest.join("app").is_symlink());
+    assert_eq!(fs::read_to_string(f.dest.join("etc/foo")).unwrap(), "foo\n");
+    assert_eq!(mode(&f.dest.join("tmp")), 0o1777);
+    assert_eq!(
+        fs::read_to_string(f.dest.join("exists/foo")).unwrap(),
+        "foo\n"
+    );
+
+    // With --link nothing in the destination is read: the symlink becomes a directory, the
+    // parents are rewritten 0755 with the step's time, and a file replaces the directory.
+    let f = link_fixture();
+    run(&f, "/app/", true, None);
+    run(&f, "/tmp/sub/", true, None);
+    run(&f, "/exists", true, None);
+    let app = fs::symlink_metadata(f.dest.join("app")).unwrap();
+    assert!(app.is_dir(), "app is a directory now");
+    assert_eq!(fs::read_to_string(f.dest.join("app/foo")).unwrap(), "foo\n");
+    assert!(!f.dest.join("etc/foo").exists());
+    let tmp = fs::metadata(f.dest.join("tmp")).unwrap();
+    assert_eq!(
+        (tmp.permissions().mode() & 0o7777, tmp.mtime()),
+        (0o755, 1_234_567_890)
+    );
+    assert_eq!(
+        fs::read_to_string(f.dest.join("tmp/sub/foo")).unwrap(),
+        "foo\n"
+    );
+    assert_eq!(fs::read_to_string(f.dest.join("exists")).unwrap(), "foo\n");
+
+    // BuildKit ignores --link when --chmod is given.
+    let f = link_fixture();
+    run(&f, "/app/", true, Some("600"));
+    assert!(f.dest.join("app").is_symlink());
+    assert_eq!(mode(&f.dest.join("etc/foo")), 0o600);
+}
+
+#[test]
+fn metadata_hardlinks_setuid_and_fifos_are_kept() {
+    let f = fixture();
+    let src = f.ctx.join("meta");
+    fs::create_dir_all(src.join("private")).unwrap();
+    for (name, mode) in [("suid", 0o4755), ("plain", 0o640), ("h1", 0o644)] {
+        fs::write(src.join(name), name).unwrap();
+        fs::set_permissions(src.join(name), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fs::hard_link(src.join("h1"), src.join("private/h2")).unwrap();
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o620),
+        0,
+    )
+    .unwrap();
+    // mknod's mode is masked by the umask.
+    fs::set_permissions(src.join("pipe"), fs::Permissions::from_mode(0o620)).unwrap();
+
+    copy(&context(&f), &f.dest, &op(&strings(&["meta"]), "/m/")).unwrap();
+    let meta = |p: &str| fs::symlink_metadata(f.dest.join(p)).unwrap();
+    for (path, want) in [
+        ("m/suid", 0o4755),
+        ("m/plain", 0o640),
+        ("m/private", 0o700),
+        ("m/pipe", 0o620),
+    ] {
+        assert_eq!(meta(path).permissions().mode() & 0o7777, want, "{path}");
+    }
+    assert!(meta("m/pipe").file_type().is_fifo());
+    let (h1, h2) = (meta("m/h1"), meta("m/private/h2"));
+    assert_eq!(
+        (h1.ino(), h1.nlink()),
+        (h2.ino(), 2),
+        "one inode, two names"
+    );
+
+    // A single file keeps its mode too.
+    copy(
+        &context(&f),
+        &f.dest,
+        &op(&strings(&["meta/plain"]), "/single"),
+    )
+    .unwrap();
+    assert_eq!(meta("single").permissions().mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn context_symlinks_are_copied_as_links_and_never_read_from_the_host() {
+    // T-CTX-04 (BuildKit's testLocalSymlinkEscape).
+    let f = fixture();
+    let ctx = f.ctx.join("links");
+    fs::create_dir_all(ctx.join("sub")).unwrap();
+    symlink("/etc/passwd", ctx.join("foo")).unwrap();
+    symlink("../../../etc/group", ctx.join("sub/bar")).unwrap();
+    symlink("bay", ctx.join("bax")).unwrap();
+    let source = Source {
+        root: &ctx,
+        visible: None,
+        keep_owner: false,
+    };
+    copy(&source, &f.dest, &op(&strings(&["."]), "/c")).unwrap();
+    for (link, target) in [
+        ("c/foo", "/etc/passwd"),
+        ("c/sub/bar", "../../../etc/group"),
+        ("c/bax", "bay"),
+    ] {
+        assert_eq!(
+            fs::read_link(f.dest.join(link)).unwrap(),
+            Path::new(target),
+            "{link}"
+        );
+    }
+    assert!(!f.dest.join("c/etc").exists());
+
+    // A top-level link is followed inside the context only: nothing there, nothing copied.
+    let err = copy(&source, &f.dest, &op(&strings(&["foo"]), "/x")).unwrap_err();
+    assert_eq!(err.to_string(), "COPY failed: \"foo\" not found");
+    // With the target present in the context it is that file, not the host's, that is copied.
+    fs::create_dir_all(ctx.join("etc")).unwrap();
+    fs::write(ctx.join("etc/passwd"), "context passwd\n").unwrap();
+    copy(&source, &f.dest, &op(&strings(&["foo"]), "/x")).unwrap();
+    assert_eq!(
+        fs::read_to_string(f.dest.join("x")).unwrap(),
+        "context passwd\n"
+    );
 }
