@@ -171,6 +171,22 @@ fn file_names() {
 }
 
 #[test]
+fn passwords_are_redacted() {
+    let cases = [
+        (
+            "https://user:secret@example.com/f",
+            "https://user:xxxxx@example.com/f",
+        ),
+        ("https://user@example.com/f", "https://user@example.com/f"),
+        ("https://example.com/f", "https://example.com/f"),
+        ("not a url", "not a url"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(redacted(url), want);
+    }
+}
+
+#[test]
 fn http_dates() {
     let cases = [
         ("Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),

@@ -170,7 +170,7 @@ pub enum FileError {
     /// Downloading a URL source.
     #[error("downloading {url}")]
     Download {
-        /// The URL.
+        /// The URL, its password redacted.
         url: String,
         /// Why it failed.
         #[source]
@@ -259,7 +259,7 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
             let file =
                 fetch::download(pattern, expected.as_ref(), fetch_options).map_err(|source| {
                     FileError::Download {
-                        url: pattern.clone(),
+                        url: fetch::redacted(pattern),
                         source,
                     }
                 })?;
