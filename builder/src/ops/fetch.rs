@@ -223,6 +223,18 @@ pub fn file_name(url: &str) -> String {
     base.to_owned()
 }
 
+/// `url` with any password replaced by `xxxxx` (Go's `URL.Redacted`), for messages.
+pub fn redacted(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only URLs that cannot have credentials refuse them, and this one has some.
+            let _ = parsed.set_password(Some("xxxxx"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// `%xx` escapes decoded (invalid ones kept as written), as Go's `url.URL.Path` holds the path.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -126,6 +126,43 @@ fn statuses_redirects_and_checksums() {
 }
 
 #[test]
+fn a_stalled_transfer_fails_after_the_idle_timeout() {
+    let server = Server::start(routes(&[(
+        "/slow",
+        Reply {
+            short_by: 10,
+            stall: Duration::from_secs(3),
+            ..Reply::ok(b"partial")
+        },
+    )]));
+    let temp = tempfile::tempdir().unwrap();
+    let mut opts = options(temp.path());
+    opts.idle_timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let err = download(&server.url("/slow"), None, &opts).unwrap_err();
+    assert!(matches!(err, FetchError::Transport(_)), "{}", chain(&err));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn downloads_work_from_inside_an_async_runtime() {
+    // The builder may be driven from async code; blocking on a second runtime there panics.
+    let server = Server::start(routes(&[("/x", Reply::ok(b"x"))]));
+    let temp = tempfile::tempdir().unwrap();
+    let opts = options(temp.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = runtime.block_on(async { download(&server.url("/x"), None, &opts) });
+    assert_eq!(got.unwrap().size, 1);
+}
+
+#[test]
 fn proxies_come_from_the_configuration() {
     // The loopback server plays the proxy: a proxied request names the whole URL.
     let proxy = Server::start(routes(&[(
@@ -167,6 +204,22 @@ fn file_names() {
     ];
     for (url, want) in cases {
         assert_eq!(file_name(url), want, "{url}");
+    }
+}
+
+#[test]
+fn passwords_are_redacted() {
+    let cases = [
+        (
+            "https://user:secret@example.com/f",
+            "https://user:xxxxx@example.com/f",
+        ),
+        ("https://user@example.com/f", "https://user@example.com/f"),
+        ("https://example.com/f", "https://example.com/f"),
+        ("not a url", "not a url"),
+    ];
+    for (url, want) in cases {
+        assert_eq!(redacted(url), want);
     }
 }
 

@@ -170,7 +170,7 @@ pub enum FileError {
     /// Downloading a URL source.
     #[error("downloading {url}")]
     Download {
-        /// The URL.
+        /// The URL, its password redacted.
         url: String,
         /// Why it failed.
         #[source]
@@ -243,69 +243,17 @@ enum Planned {
 /// Runs a COPY or ADD from `source` onto the root filesystem at `dest_root`.
 pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<(), FileError> {
     let keyword = op.keyword;
-    let expected = check_remote(op)?;
     let excludes = PatternMatcher::new(op.excludes).map_err(FileError::Exclude)?;
-    let default_fetch;
-    let fetch_options = match op.fetch {
-        Some(options) => options,
-        None => {
-            default_fetch = FetchOptions::from_env();
-            &default_fetch
-        }
-    };
-    let mut planned = Vec::new();
-    for pattern in op.sources {
-        planned.push(if is_url(pattern) {
-            let file =
-                fetch::download(pattern, expected.as_ref(), fetch_options).map_err(|source| {
-                    FileError::Download {
-                        url: pattern.clone(),
-                        source,
-                    }
-                })?;
-            Planned::Url {
-                name: fetch::file_name(pattern),
-                file,
-            }
-        } else if op.parents {
-            plan_parents(source, pattern, keyword)?
-        } else {
-            Planned::Local(resolve_source(source, pattern, keyword)?)
-        });
-    }
-
-    let dest_abs = clean(&if op.dest.starts_with('/') {
-        op.dest.to_owned()
-    } else {
-        format!("/{}/{}", op.workdir, op.dest)
-    });
-    let dir_syntax =
-        op.dest.is_empty() || op.dest == "." || op.dest.ends_with('/') || op.dest.ends_with("/.");
+    let planned = plan(source, op)?;
     let root = Root::open(dest_root).map_err(|source| FileError::Read {
         path: dest_root.to_owned(),
         source,
     })?;
+    let dir_syntax =
+        op.dest.is_empty() || op.dest == "." || op.dest.ends_with('/') || op.dest.ends_with("/.");
     // BuildKit ignores --link when --chmod is given.
     let link = op.link && op.chmod.is_none();
-    let (dest_rel, dest_exists_as_dir) = if link {
-        // Nothing in the destination is read: the path is taken as written.
-        (dest_abs.trim_start_matches('/').to_owned(), false)
-    } else {
-        // Symlinks on the way to the destination are followed, inside the root: `COPY f /app/`
-        // with `/app -> /etc` writes the image's `/etc/f`.
-        let (resolved, meta) = resolve_in(dest_root, &dest_abs, keyword)?;
-        let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
-        if is_dir || dir_syntax {
-            (resolved, is_dir)
-        } else {
-            // A file destination: its directory is resolved, the name itself is replaced.
-            let (parent, name) = dest_abs.rsplit_once('/').unwrap_or(("", &dest_abs));
-            (
-                join(&resolve_in(dest_root, parent, keyword)?.0, name),
-                false,
-            )
-        }
-    };
+    let (dest_rel, dest_exists_as_dir) = destination(dest_root, op, link, dir_syntax)?;
     let total = op.inline.len()
         + planned
             .iter()
@@ -405,7 +353,6 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
                 }
             }
             Planned::Url { name, file } => {
-                check_reserved(keyword, name)?;
                 if op.unpack == Unpack::All && is_archive(file.path())? {
                     extract(&root, &dest_rel, file.path(), op.owner)?;
                     continue;
@@ -451,6 +398,69 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
         })?;
     }
     Ok(())
+}
+
+/// Every source resolved, and every URL downloaded and verified, before anything is written.
+fn plan(source: &Source<'_>, op: &FileOp<'_>) -> Result<Vec<Planned>, FileError> {
+    let expected = check_remote(op)?;
+    let default_fetch;
+    let fetch_options = match op.fetch {
+        Some(options) => options,
+        None => {
+            default_fetch = FetchOptions::from_env();
+            &default_fetch
+        }
+    };
+    let mut planned = Vec::new();
+    for pattern in op.sources {
+        planned.push(if is_url(pattern) {
+            let name = fetch::file_name(pattern);
+            check_reserved(op.keyword, &name)?;
+            let file =
+                fetch::download(pattern, expected.as_ref(), fetch_options).map_err(|source| {
+                    FileError::Download {
+                        url: fetch::redacted(pattern),
+                        source,
+                    }
+                })?;
+            Planned::Url { name, file }
+        } else if op.parents {
+            plan_parents(source, pattern, op.keyword)?
+        } else {
+            Planned::Local(resolve_source(source, pattern, op.keyword)?)
+        });
+    }
+    Ok(planned)
+}
+
+/// The destination relative to the root, and whether it already is a directory.
+///
+/// Symlinks on the way are followed inside the root (`COPY f /app/` with `/app -> /etc` writes
+/// the image's `/etc/f`), except with `--link`, where nothing in the destination is read and the
+/// path is taken as written.
+fn destination(
+    dest_root: &Path,
+    op: &FileOp<'_>,
+    link: bool,
+    dir_syntax: bool,
+) -> Result<(String, bool), FileError> {
+    let dest_abs = clean(&if op.dest.starts_with('/') {
+        op.dest.to_owned()
+    } else {
+        format!("/{}/{}", op.workdir, op.dest)
+    });
+    if link {
+        return Ok((dest_abs.trim_start_matches('/').to_owned(), false));
+    }
+    let (resolved, meta) = resolve_in(dest_root, &dest_abs, op.keyword)?;
+    let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
+    if is_dir || dir_syntax {
+        return Ok((resolved, is_dir));
+    }
+    // A file destination: its directory is resolved, the name itself is replaced.
+    let (parent, name) = dest_abs.rsplit_once('/').unwrap_or(("", &dest_abs));
+    let parent = resolve_in(dest_root, parent, op.keyword)?.0;
+    Ok((join(&parent, name), false))
 }
 
 /// BuildKit's `http://`/`https://` sources (a git repository URL is not one).

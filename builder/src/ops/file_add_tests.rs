@@ -427,3 +427,20 @@ fn add_archives_cannot_reach_the_host() {
     }
     assert_eq!(applied, 2);
 }
+
+#[test]
+fn local_zstd_archives_extract_unless_unpack_is_false() {
+    let s = setup();
+    let tar = raw_tar(&[("inside/z.txt", b'0', "", b"zstd\n")]);
+    fs::write(s.ctx.join("a.tzst"), zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+    let sources = vec!["a.tzst".to_owned()];
+    run(&s, &add(&s, &sources, "/z/")).unwrap();
+    assert_eq!(
+        fs::read_to_string(s.dest.join("z/inside/z.txt")).unwrap(),
+        "zstd\n"
+    );
+    let mut o = add(&s, &sources, "/kept/");
+    o.unpack = Unpack::for_add(Some(false));
+    run(&s, &o).unwrap();
+    assert_eq!(tree(&s.dest.join("kept")), ["a.tzst"]);
+}

@@ -480,6 +480,41 @@ fn parents_with_double_star_and_pivots() {
         assert_eq!(tree(&f.dest.join("p")), *want, "{sources:?} {excludes:?}");
     }
 
+    // .dockerignore hides paths from the walk, and a hidden literal source is not found.
+    let f = parents_fixture();
+    let visible: BTreeSet<String> = ["src", "src/a.txt", "src/x", "src/x/y", "src/x/y/c.txt"]
+        .map(String::from)
+        .into();
+    let ignoring = Source {
+        visible: Some(&visible),
+        ..context(&f)
+    };
+    for (pattern, want) in [
+        (
+            "./src/**/*.txt",
+            Ok(vec![
+                "src",
+                "src/a.txt",
+                "src/x",
+                "src/x/y",
+                "src/x/y/c.txt",
+            ]),
+        ),
+        (
+            "src/x/b.txt",
+            Err("COPY failed: \"src/x/b.txt\" not found (it is excluded by .dockerignore)"),
+        ),
+    ] {
+        let sources = strings(&[pattern]);
+        let mut o = op(&sources, "/ign/");
+        o.parents = true;
+        match (copy(&ignoring, &f.dest, &o), want) {
+            (Ok(()), Ok(want)) => assert_eq!(tree(&f.dest.join("ign")), want),
+            (Err(e), Err(want)) => assert_eq!(e.to_string(), want),
+            (got, want) => panic!("{pattern}: {got:?}, want {want:?}"),
+        }
+    }
+
     // Without --parents `**` is `*`: one component, contents flattened.
     let f = parents_fixture();
     copy(
@@ -519,6 +554,23 @@ fn parents_keep_the_source_directories_metadata() {
     assert_eq!(
         fs::read_to_string(f.dest.join("p/src/x/y/c.txt")).unwrap(),
         "c"
+    );
+}
+
+#[test]
+fn parents_write_names_that_are_not_utf8_exactly() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let f = parents_fixture();
+    let odd = OsStr::from_bytes(b"\xff-odd.txt");
+    fs::write(f.ctx.join("src/x").join(odd), "odd").unwrap();
+    let sources = strings(&["./src/**/*.txt"]);
+    let mut o = op(&sources, "/p/");
+    o.parents = true;
+    copy(&context(&f), &f.dest, &o).unwrap();
+    assert_eq!(
+        fs::read_to_string(f.dest.join("p/src/x").join(odd)).unwrap(),
+        "odd"
     );
 }
 

@@ -9,6 +9,8 @@
 //! subdomains and `.example.com` (or `*.example.com`) only the subdomains. `localhost` and
 //! loopback addresses are never proxied, whatever the variables say. Go's refusal to use
 //! `HTTP_PROXY` under CGI (`REQUEST_METHOD` set) is not copied: kiln is never a CGI program.
+//! Proxies are `http://` or `https://` URLs (credentials in the URL are sent as Basic auth);
+//! kiln's HTTP client is built without SOCKS, so a `socks5://` proxy makes the download fail.
 //!
 //! Everything here is pure: [`ProxyConfig::from_vars`] takes the variables from a lookup
 //! function, so tests never touch the process environment.

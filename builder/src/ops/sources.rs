@@ -237,7 +237,7 @@ impl ParentsWalk<'_> {
             matched: 0,
             adjust,
         };
-        self.dir(&mut state, base, "", 0)?;
+        self.dir(&mut state, base, b"", 0)?;
         Ok(state.matched)
     }
 
@@ -245,7 +245,7 @@ impl ParentsWalk<'_> {
         &self,
         st: &mut WalkState<'_, W>,
         fs_dir: &Path,
-        rel: &str,
+        rel: &[u8],
         depth: usize,
     ) -> Result<(), LayerError> {
         let read = |e| LayerError::Read {
@@ -259,12 +259,15 @@ impl ParentsWalk<'_> {
             .map_err(read)?;
         names.sort();
         for name in names {
-            let name = name.to_string_lossy().into_owned();
+            // Paths are matched as text (lossily for names that are not UTF-8) but written
+            // with their exact bytes.
+            let text = name.to_string_lossy();
             // Components before the first wildcard prune the walk: no other path can match.
-            if self.literal.get(depth).is_some_and(|want| *want != name) {
+            if self.literal.get(depth).is_some_and(|want| *want != text) {
                 continue;
             }
-            let child = join(rel, &name);
+            let child = join_bytes(rel, name.as_bytes());
+            let child_text = String::from_utf8_lossy(&child).into_owned();
             let fs_path = fs_dir.join(&name);
             let meta = std::fs::symlink_metadata(&fs_path).map_err(|e| LayerError::Read {
                 path: fs_path.clone(),
@@ -272,14 +275,16 @@ impl ParentsWalk<'_> {
             })?;
             let excluded = self
                 .excludes
-                .matches_or_parent_matches(&child)
+                .matches_or_parent_matches(&child_text)
                 .unwrap_or(false);
             if excluded && !self.excludes.exclusions() {
                 continue;
             }
             let included = !excluded
                 && self.include.is_none_or(|include| {
-                    include.matches_or_parent_matches(&child).unwrap_or(false)
+                    include
+                        .matches_or_parent_matches(&child_text)
+                        .unwrap_or(false)
                 });
             if !included {
                 if meta.is_dir() {
@@ -289,13 +294,15 @@ impl ParentsWalk<'_> {
                 }
                 continue;
             }
-            if name.starts_with(".wh.") {
-                return Err(LayerError::ReservedName { path: child.into() });
+            if text.starts_with(".wh.") {
+                return Err(LayerError::ReservedName {
+                    path: child_text.into(),
+                });
             }
             st.matched += 1;
             self.write_parents(st)?;
-            if is_visible(self.source, &join(self.base_rel, &child)) {
-                let place = join(self.dest, &child).into_bytes();
+            if is_visible(self.source, &join(self.base_rel, &child_text)) {
+                let place = join_bytes(self.dest.as_bytes(), &child);
                 st.tar.append_path(&fs_path, place, st.adjust)?;
             }
             if meta.is_dir() {
@@ -310,13 +317,12 @@ impl ParentsWalk<'_> {
         &self,
         st: &mut WalkState<'_, W>,
         fs_dir: &Path,
-        rel: &str,
+        rel: &[u8],
     ) -> Result<(), LayerError> {
         let mut reserved = None;
         let mut include = |sub: &[u8]| {
-            let sub = String::from_utf8_lossy(sub);
-            let path = join(rel, &sub);
-            if sub
+            let path = String::from_utf8_lossy(&join_bytes(rel, sub)).into_owned();
+            if path
                 .rsplit('/')
                 .next()
                 .is_some_and(|n| n.starts_with(".wh."))
@@ -330,9 +336,9 @@ impl ParentsWalk<'_> {
                     .matches_or_parent_matches(&path)
                     .unwrap_or(false)
         };
-        let prefix = join(self.dest, rel);
+        let prefix = join_bytes(self.dest.as_bytes(), rel);
         st.tar
-            .append_contents(fs_dir, prefix.as_bytes(), &mut include, st.adjust)?;
+            .append_contents(fs_dir, &prefix, &mut include, st.adjust)?;
         match reserved {
             Some(path) => Err(LayerError::ReservedName { path: path.into() }),
             None => Ok(()),
@@ -343,7 +349,7 @@ impl ParentsWalk<'_> {
     fn write_parents<W: Write>(&self, st: &mut WalkState<'_, W>) -> Result<(), LayerError> {
         for (rel, fs_path, written) in st.parents.iter_mut() {
             if !*written {
-                let place = join(self.dest, rel).into_bytes();
+                let place = join_bytes(self.dest.as_bytes(), rel);
                 st.tar.append_path(fs_path, place, st.adjust)?;
                 *written = true;
             }
@@ -355,9 +361,17 @@ impl ParentsWalk<'_> {
 struct WalkState<'t, W: Write> {
     tar: &'t mut TarBuilder<W>,
     /// Directories above the current one: path below the pivot, source path, written yet.
-    parents: Vec<(String, PathBuf, bool)>,
+    parents: Vec<(Vec<u8>, PathBuf, bool)>,
     matched: usize,
     adjust: &'t mut dyn FnMut(&mut EntryHeader),
+}
+
+fn join_bytes(a: &[u8], b: &[u8]) -> Vec<u8> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_vec(),
+        (_, true) => a.to_vec(),
+        _ => [a, b"/", b].concat(),
+    }
 }
 
 pub(crate) fn join(a: &str, b: &str) -> String {

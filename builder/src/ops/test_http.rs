@@ -16,6 +16,8 @@ pub(crate) struct Reply {
     pub body: Vec<u8>,
     /// Send this many more bytes in `Content-Length` than the body has (a cut-off transfer).
     pub short_by: usize,
+    /// Keep the connection open this long after the body (a stalled transfer).
+    pub stall: std::time::Duration,
 }
 
 impl Reply {
@@ -25,6 +27,7 @@ impl Reply {
             headers: Vec::new(),
             body: body.to_vec(),
             short_by: 0,
+            stall: std::time::Duration::ZERO,
         }
     }
 
@@ -136,4 +139,5 @@ fn answer(stream: TcpStream, routes: &[(String, Reply)], log: &Mutex<Vec<String>
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&reply.body);
     let _ = stream.flush();
+    std::thread::sleep(reply.stall);
 }
