@@ -729,7 +729,7 @@ impl Solver<'_> {
         copy(&source, root.root(), &op).map_err(|e| BuildError::Step {
             location,
             message: e.to_string(),
-            source: None,
+            source: causes(&e),
         })?;
         drop(view);
         self.commit(state, root, location)?;
@@ -753,6 +753,18 @@ impl Solver<'_> {
         state.image.commit(created_by, true, true);
         Ok(())
     }
+}
+
+/// The causes of `e` (its source chain) as one error, so a report keeps them all: a failed
+/// download says why (`404 Not Found`, a checksum mismatch), not just which URL.
+fn causes(e: &dyn std::error::Error) -> Option<BoxError> {
+    let mut parts = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    (!parts.is_empty()).then(|| parts.join(": ").into())
 }
 
 enum CopyKind<'a> {
