@@ -126,6 +126,18 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Days from 1970-01-01 to a proleptic Gregorian date, negative before it (Howard Hinnant's
+/// `days_from_civil`, the inverse of `civil_from_days` below); HTTP dates and docker ages use it.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Parses a `SOURCE_DATE_EPOCH` value: ASCII digits only, no sign, no fraction, no spaces.
 pub fn parse_source_date_epoch(value: &str) -> Result<Timestamp, ClockError> {
     let invalid = || ClockError::InvalidSourceDateEpoch {
@@ -222,6 +234,8 @@ mod tests {
             let got = civil_from_days(days);
             assert_eq!(got, expected, "day {days}");
             assert_eq!(days_from_civil_naive(got.0, got.1, got.2), days);
+            let (y, m, d) = (got.0 as i64, got.1 as i64, got.2 as i64);
+            assert_eq!(days_from_civil(y, m, d), days as i64);
             // Advance `expected` by one day by hand.
             let next = civil_from_days(days + 1);
             expected = if next.2 == expected.2 + 1 {

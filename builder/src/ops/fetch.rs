@@ -316,7 +316,7 @@ pub fn parse_http_date(value: &str) -> Option<i64> {
         return None;
     }
     let (h, m, s) = (number(h, 23)?, number(m, 59)?, number(s, 59)?);
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
+    Some(crate::image::clock::days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -326,17 +326,6 @@ fn days_in_month(year: i64, month: i64) -> i64 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
