@@ -367,11 +367,6 @@ impl Plan {
             warnings,
         })
     }
-
-    /// The global ARG values as an environment, for FROM lines and inherited stage ARGs.
-    pub fn meta_env(&self) -> BTreeMap<String, String> {
-        meta_env(&self.meta_args)
-    }
 }
 
 /// A base image's `ONBUILD` triggers as steps that run first in a stage built FROM it
