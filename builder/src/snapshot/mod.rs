@@ -147,6 +147,23 @@ pub enum SnapshotError {
         #[source]
         source: LayerError,
     },
+    /// A layer blob could not be read from the store.
+    #[error("reading layer {digest}")]
+    Blob {
+        /// The layer's digest.
+        digest: String,
+        /// The cause.
+        #[source]
+        source: Box<crate::store::StoreError>,
+    },
+    /// An image's manifest and config disagree on how many layers it has.
+    #[error("the manifest lists {layers} layers but the config {diff_ids} diff_ids")]
+    LayerCount {
+        /// Layers in the manifest.
+        layers: usize,
+        /// diff_ids in the config.
+        diff_ids: usize,
+    },
     /// A chain names a snapshot that has not been unpacked.
     #[error("snapshot {chain_id} is not unpacked")]
     Missing {
@@ -282,6 +299,38 @@ impl Snapshots {
         })?;
         publish(&root, &dest)?;
         Ok(dest)
+    }
+
+    /// Unpacks every layer of `manifest` from `store` whose snapshot is missing (`diff_ids` are
+    /// the config's, in the same order); returns the image's chain, bottom first, ready for
+    /// [`Snapshots::mutable`].
+    pub fn unpack_image(
+        &self,
+        store: &Store,
+        manifest: &oci_spec::image::ImageManifest,
+        diff_ids: &[Digest],
+    ) -> Result<Vec<Digest>, SnapshotError> {
+        if manifest.layers().len() != diff_ids.len() {
+            return Err(SnapshotError::LayerCount {
+                layers: manifest.layers().len(),
+                diff_ids: diff_ids.len(),
+            });
+        }
+        let chain = chain_ids(diff_ids);
+        for (layer, chain_id) in manifest.layers().iter().zip(&chain) {
+            if self.contains(chain_id) {
+                continue;
+            }
+            let blob_err = |source: crate::store::StoreError| SnapshotError::Blob {
+                digest: layer.digest().to_string(),
+                source: Box::new(source),
+            };
+            let digest = crate::image::from_oci_digest(layer.digest())
+                .map_err(|e| blob_err(crate::store::StoreError::from(e)))?;
+            let blob = store.open_blob(&digest).map_err(blob_err)?;
+            self.prepare_layer(chain_id, io::BufReader::new(blob))?;
+        }
+        Ok(chain)
     }
 
     /// A writable root holding the stack of snapshots `chain` (chainIDs, bottom first; empty

@@ -12,7 +12,6 @@
 //! Not yet here (issue 6): the build cache and parallel stages.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufReader;
 use std::path::Path;
 
 use kiln_registry::{Digest, Reference};
@@ -25,13 +24,13 @@ use crate::exec::{
     CacheDir, CacheMounts, CacheOwner, Canceller, ExecOptions, ExitStatus, Mount, MountKind,
     RunSpec, Stream,
 };
-use crate::image::{ImageConfig, MediaTypes, descriptor, from_oci_digest};
+use crate::image::{ImageConfig, MediaTypes, descriptor};
 use crate::layer::Compression;
 use crate::ops::file::{FileOp, Source as FileSource, Unpack, copy};
 use crate::ops::meta::ImageState;
 use crate::ops::user::UserDb;
 use crate::plan::{Base, PROXY_ARGS, Plan, Scope, Step, onbuild_steps};
-use crate::snapshot::{CommitOptions, Mutable, Snapshots, chain_ids};
+use crate::snapshot::{CommitOptions, Mutable, Snapshots};
 use crate::store::Store;
 
 /// An error from outside the builder (a pull, say), boxed.
@@ -328,21 +327,10 @@ impl Solver<'_> {
             .store
             .read_config(&manifest)
             .map_err(|e| err("reading the config of")(e.into()))?;
-        let chain = chain_ids(&config.rootfs.diff_ids);
-        for (layer, chain_id) in manifest.layers().iter().zip(&chain) {
-            if self.snapshots.contains(chain_id) {
-                continue;
-            }
-            let digest =
-                from_oci_digest(layer.digest()).map_err(|e| err("reading a layer of")(e.into()))?;
-            let blob = self
-                .store
-                .open_blob(&digest)
-                .map_err(|e| err("opening a layer of")(e.into()))?;
-            self.snapshots
-                .prepare_layer(chain_id, BufReader::new(blob))
-                .map_err(|e| err("unpacking a layer of")(e.into()))?;
-        }
+        let chain = self
+            .snapshots
+            .unpack_image(self.store, &manifest, &config.rootfs.diff_ids)
+            .map_err(|e| err("unpacking")(e.into()))?;
         let env = config
             .config
             .env
