@@ -5,6 +5,7 @@
 
 mod commands;
 mod diagnostics;
+mod interrupt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

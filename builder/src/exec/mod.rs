@@ -30,12 +30,13 @@ mod mount_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::dockerfile::instructions::{Command, Network, Run};
@@ -328,7 +329,8 @@ impl ExecOptions {
     }
 }
 
-/// Cancels a running [`run`] from another thread: the process tree is killed at once.
+/// Cancels running [`run`]s from another thread: their process trees are killed at once. One
+/// handle may serve several runs at the same time (a build's parallel stages share one).
 #[derive(Debug, Clone, Default)]
 pub struct Canceller {
     inner: Arc<CancelState>,
@@ -337,8 +339,9 @@ pub struct Canceller {
 #[derive(Debug, Default)]
 struct CancelState {
     cancelled: AtomicBool,
-    /// A pidfd of the running helper: signalling it can never hit a recycled pid.
-    helper: Mutex<Option<OwnedFd>>,
+    /// Pidfds of the running helpers, by run: signalling one can never hit a recycled pid.
+    helpers: Mutex<BTreeMap<u64, OwnedFd>>,
+    next: AtomicU64,
 }
 
 impl Canceller {
@@ -347,26 +350,17 @@ impl Canceller {
         Self::default()
     }
 
-    /// Kills the running command and everything it started; a later [`run`] with this handle
-    /// does not start.
+    /// Kills the running commands and everything they started; a later [`run`] with this
+    /// handle does not start.
     pub fn cancel(&self) {
         self.inner.cancelled.store(true, Ordering::SeqCst);
-        if let Ok(guard) = self.inner.helper.lock()
-            && let Some(fd) = guard.as_ref()
-        {
-            // It may have ended already; then there is nothing to kill.
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
-        }
+        self.signal(rustix::process::Signal::KILL);
     }
 
-    /// Asks the command to stop: SIGTERM, passed on by the helper and the sandbox's init to the
-    /// command, which may handle it (unlike [`Canceller::cancel`], the run then ends normally).
+    /// Asks the commands to stop: SIGTERM, passed on by the helper and the sandbox's init to the
+    /// command, which may handle it (unlike [`Canceller::cancel`], a run then ends normally).
     pub fn terminate(&self) {
-        if let Ok(guard) = self.inner.helper.lock()
-            && let Some(fd) = guard.as_ref()
-        {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::TERM);
-        }
+        self.signal(rustix::process::Signal::TERM);
     }
 
     /// Whether [`Canceller::cancel`] was called.
@@ -374,12 +368,30 @@ impl Canceller {
         self.inner.cancelled.load(Ordering::SeqCst)
     }
 
-    fn set_helper(&self, fd: Option<OwnedFd>) {
-        if let Ok(mut guard) = self.inner.helper.lock() {
-            *guard = fd;
+    fn signal(&self, signal: rustix::process::Signal) {
+        if let Ok(helpers) = self.inner.helpers.lock() {
+            for fd in helpers.values() {
+                // It may have ended already; then there is nothing to kill.
+                let _ = rustix::process::pidfd_send_signal(fd, signal);
+            }
+        }
+    }
+
+    /// Registers a run's helper; the returned id unregisters it.
+    fn add_helper(&self, fd: Option<OwnedFd>) -> u64 {
+        let id = self.inner.next.fetch_add(1, Ordering::SeqCst);
+        if let (Ok(mut helpers), Some(fd)) = (self.inner.helpers.lock(), fd) {
+            helpers.insert(id, fd);
         }
         if self.is_cancelled() {
             self.cancel();
+        }
+        id
+    }
+
+    fn remove_helper(&self, id: u64) {
+        if let Ok(mut helpers) = self.inner.helpers.lock() {
+            helpers.remove(&id);
         }
     }
 }
@@ -645,7 +657,8 @@ fn run_prepared(
         .spawn()
         .map_err(ExecError::Spawn)?;
     let pid = rustix::process::Pid::from_child(&child);
-    cancel.set_helper(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok());
+    let helper_id = cancel
+        .add_helper(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok());
     // A helper that died early closes its end: the write fails and the report says why.
     let _ = ours
         .write_all(&config)
@@ -668,7 +681,7 @@ fn run_prepared(
         }
     });
     let status = child.wait().map_err(ExecError::Spawn);
-    cancel.set_helper(None);
+    cancel.remove_helper(helper_id);
     let status = status?;
     let mut report = Vec::new();
     // Every writer (helper, init) has exited: this reads to EOF.

@@ -83,6 +83,8 @@ pub struct BuildOptions<'a> {
     pub created: String,
     /// Layer compression.
     pub compression: Compression,
+    /// Cancels the build: running commands are killed and the build stops before its next step.
+    pub cancel: Canceller,
 }
 
 /// The built image, written to the store but not tagged.
@@ -120,13 +122,21 @@ pub enum BuildError {
         /// Its last lines of output.
         output: Vec<String>,
     },
+    /// The build was cancelled ([`BuildOptions::cancel`]).
+    #[error("cancelled")]
+    Cancelled {
+        /// The step that was running or about to run.
+        location: Location,
+    },
 }
 
 impl BuildError {
     /// Where in the Dockerfile the failure is.
     pub fn location(&self) -> Location {
         match self {
-            BuildError::Step { location, .. } | BuildError::RunFailed { location, .. } => *location,
+            BuildError::Step { location, .. }
+            | BuildError::RunFailed { location, .. }
+            | BuildError::Cancelled { location } => *location,
         }
     }
 }
@@ -269,6 +279,11 @@ impl Solver<'_> {
             })?;
         let total = expanded.len();
         for (n, step) in expanded.iter().enumerate() {
+            if self.options.cancel.is_cancelled() {
+                return Err(BuildError::Cancelled {
+                    location: step.step.location,
+                });
+            }
             progress(Event::Step {
                 stage: &name,
                 n: n + 1,
@@ -594,9 +609,12 @@ impl Solver<'_> {
                 tail.push_back(String::from_utf8_lossy(line).into_owned());
                 progress(Event::Output { stream, line });
             },
-            &Canceller::new(),
+            &self.options.cancel,
         )
-        .map_err(|e| Self::err(location, "running RUN")(e.into()))?;
+        .map_err(|e| match e {
+            crate::exec::ExecError::Cancelled => BuildError::Cancelled { location },
+            e => Self::err(location, "running RUN")(e.into()),
+        })?;
         drop(views);
         drop(holds);
         if !status.success() {

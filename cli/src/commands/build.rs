@@ -13,6 +13,7 @@ use clap::Args;
 use kiln_builder::context::load_ignore;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::dockerfile::{Location, parse};
+use kiln_builder::exec::Canceller;
 use kiln_builder::ignore::PatternMatcher;
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
@@ -132,7 +133,9 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         source_date_epoch: clock::source_date_epoch()?.map(|t| t.unix_secs() as i64),
         created: clock::now()?.to_rfc3339(),
         compression: Compression::Gzip,
+        cancel: Canceller::new(),
     };
+    crate::interrupt::cancel_on_signals(&options.cancel)?;
     let bases = Bases {
         store: &store,
         pull: &args.pull,
@@ -155,6 +158,10 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let built = match solve::build(&plan, &store, &bases, &options, &mut progress) {
         Ok(built) => built,
+        Err(BuildError::Cancelled { .. }) => {
+            eprintln!("error: the build was cancelled; nothing was tagged");
+            return Ok(ExitCode::from(crate::interrupt::INTERRUPTED));
+        }
         Err(e) => {
             eprintln!("error: {}", located(&build_error_message(&e), e.location()));
             if let BuildError::RunFailed { output, .. } = &e
