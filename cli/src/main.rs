@@ -6,6 +6,7 @@
 mod commands;
 mod diagnostics;
 mod interrupt;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// Import a rootfs tarball as a one-layer image.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let global = commands::Global { root: cli.root };
     let result = match cli.command {
-        Command::Build(args) => commands::build::run(&global, args),
+        Command::Build(args) => commands::build::run(&global, *args),
         Command::Import(args) => commands::import::run(&global, args),
         Command::Images(args) => commands::images::run(&global, args),
         Command::Tag(args) => commands::tag::run(&global, args),

@@ -463,6 +463,11 @@ fn destination(
     Ok((join(&parent, name), false))
 }
 
+/// Whether an ADD source is fetched (a URL or a git repository) rather than read from its root.
+pub(crate) fn is_remote(source: &str) -> bool {
+    is_url(source) || is_git(source)
+}
+
 /// BuildKit's `http://`/`https://` sources (a git repository URL is not one).
 fn is_url(source: &str) -> bool {
     (source.starts_with("http://") || source.starts_with("https://")) && !is_git(source)

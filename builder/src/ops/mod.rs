@@ -10,7 +10,7 @@ pub mod fetch;
 pub mod file;
 pub mod meta;
 pub mod proxy;
-mod sources;
+pub(crate) mod sources;
 #[cfg(test)]
 mod test_http;
 mod unpack;

@@ -17,10 +17,11 @@ use crate::dockerfile::instructions::{Instruction, InstructionError, RunMount};
 use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Dockerfile, Location};
 
+pub use kiln_registry::Platform;
 pub use scope::{Scope, ScopeExpander};
 
 /// What the caller chooses for a build.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     /// `--build-arg` values (a name with no value takes it from the environment in the CLI).
     pub build_args: BTreeMap<String, String>,
@@ -30,42 +31,14 @@ pub struct PlanOptions {
     pub platform: Platform,
 }
 
-/// An OS/architecture pair in OCI terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `linux`.
-    pub os: String,
-    /// `amd64`, `arm64` …
-    pub architecture: String,
-    /// `v7`, `v8` … when the architecture has variants.
-    pub variant: Option<String>,
-}
-
-impl Default for Platform {
-    /// The host's platform, in OCI's names.
+impl Default for PlanOptions {
+    /// No build-args, the last stage, the host's platform.
     fn default() -> Self {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
+        Self {
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: Platform::host(),
         }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
     }
 }
 

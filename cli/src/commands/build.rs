@@ -13,18 +13,19 @@ use clap::Args;
 use kiln_builder::context::load_ignore;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::dockerfile::{Location, parse};
-use kiln_builder::exec::Canceller;
+use kiln_builder::exec::{Canceller, NetworkMode};
 use kiln_builder::ignore::PatternMatcher;
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
 use kiln_builder::oci_spec::image::Descriptor;
-use kiln_builder::plan::{Base, Plan, PlanOptions, Scope};
-use kiln_builder::solve::{self, BaseImages, BuildError, BuildOptions, Event};
+use kiln_builder::plan::{Base, Plan, PlanOptions, Platform, Scope};
+use kiln_builder::solve::{self, BaseImages, BuildError, BuildOptions};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
 use super::Global;
 use crate::diagnostics::Diagnostic;
+use crate::progress::{self, Reporter};
 
 /// `kiln build` arguments (docker build's names).
 #[derive(Debug, Args)]
@@ -53,9 +54,26 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR` (repeatable).
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     secrets: Vec<String>,
+    /// Run every step, ignoring the build cache (results are still cached for later builds).
+    #[arg(long)]
+    no_cache: bool,
+    /// How to show progress: `auto` (a live view on a terminal, else plain), `tty`, `plain`,
+    /// `json`.
+    #[arg(long, value_name = "TYPE", value_enum, default_value = "auto")]
+    progress: progress::Mode,
+    /// The network RUN steps get unless they say `RUN --network=…`: `host` (default) or `none`.
+    #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
+    network: String,
+    /// The platform to build for, `os/arch[/variant]` (default: the host's). Steps that run
+    /// commands need the host's platform: kiln does not emulate other CPUs.
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build's result as JSON to this file (`containerimage.digest`, …).
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     #[command(flatten)]
     registry: super::pull::RegistryArgs,
     /// The build context directory.
@@ -95,10 +113,14 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     for w in &file.warnings {
         eprintln!("warning: {}", located(&w.message, w.location));
     }
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>().context("--platform")?,
+        None => Platform::host(),
+    };
     let options = PlanOptions {
         build_args: build_args(&args.build_args),
         target: args.target.clone(),
-        ..Default::default()
+        platform: platform.clone(),
     };
     let plan = match Plan::new(&file, options) {
         Ok(plan) => plan,
@@ -117,6 +139,16 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return print_plan(&plan, &file_name, &located);
     }
+    if platform != Platform::host()
+        && let Some(location) = first_run(&plan)
+    {
+        let message = format!(
+            "cannot RUN for {platform} on a {} host: kiln does not emulate other CPUs",
+            Platform::host()
+        );
+        eprintln!("error: {}", located(&message, location));
+        return Ok(ExitCode::FAILURE);
+    }
     let store = global.store()?;
     let options = BuildOptions {
         context: &args.context,
@@ -133,6 +165,12 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         source_date_epoch: clock::source_date_epoch()?.map(|t| t.unix_secs() as i64),
         created: clock::now()?.to_rfc3339(),
         compression: Compression::Gzip,
+        no_cache: args.no_cache,
+        network: if args.network == "none" {
+            NetworkMode::None
+        } else {
+            NetworkMode::Host
+        },
         cancel: Canceller::new(),
     };
     crate::interrupt::cancel_on_signals(&options.cancel)?;
@@ -140,30 +178,39 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         store: &store,
         pull: &args.pull,
         registry: &args.registry,
+        platform: &platform,
     };
-    let quiet = args.registry.quiet();
-    let mut progress = |event: Event<'_>| {
-        if quiet {
-            return;
-        }
-        match event {
-            Event::Step {
-                stage,
-                n,
-                total,
-                text,
-            } => eprintln!("[{stage} {n}/{total}] {text}"),
-            Event::Output { line, .. } => eprintln!("  {}", String::from_utf8_lossy(line)),
-        }
+    let mode = if args.registry.quiet() {
+        progress::Mode::Quiet
+    } else {
+        args.progress
     };
-    let built = match solve::build(&plan, &store, &bases, &options, &mut progress) {
+    let reporter = Reporter::new(mode, plan.order.len());
+    let built = solve::build(&plan, &store, &bases, &options, &|e| reporter.event(e));
+    reporter.finish();
+    let built = match built {
         Ok(built) => built,
-        Err(BuildError::Cancelled { .. }) => {
-            eprintln!("error: the build was cancelled; nothing was tagged");
-            return Ok(ExitCode::from(crate::interrupt::INTERRUPTED));
-        }
         Err(e) => {
-            eprintln!("error: {}", located(&build_error_message(&e), e.location()));
+            let message = match &e {
+                BuildError::Cancelled { .. } => {
+                    "the build was cancelled; nothing was tagged".into()
+                }
+                e => build_error_message(e),
+            };
+            if reporter.is_json() {
+                let location = e.location();
+                let error = serde_json::json!({
+                    "type": "error", "file": file_name, "line": location.start_line,
+                    "message": message,
+                    "output": match &e { BuildError::RunFailed { output, .. } => output.clone(), _ => Vec::new() },
+                });
+                eprintln!("{error}");
+            }
+            if let BuildError::Cancelled { .. } = e {
+                eprintln!("error: {message}");
+                return Ok(ExitCode::from(crate::interrupt::INTERRUPTED));
+            }
+            eprintln!("error: {}", located(&message, e.location()));
             if let BuildError::RunFailed { output, .. } = &e
                 && !output.is_empty()
             {
@@ -181,19 +228,41 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         store
             .tag(&tag.to_string(), &built.manifest)
             .with_context(|| format!("tagging {tag}"))?;
-        if !quiet {
-            eprintln!("naming to {tag}");
-        }
+        reporter.line(&format!("naming to {tag}"));
     }
     if let Some(file) = &args.iidfile {
         std::fs::write(file, config_digest.to_string())
             .with_context(|| format!("writing {}", file.display()))?;
     }
-    if !quiet {
-        eprintln!("writing image {config_digest} (manifest {id})");
+    if let Some(file) = &args.metadata_file {
+        let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+        let metadata = serde_json::json!({
+            "containerimage.digest": id.to_string(),
+            "containerimage.config.digest": config_digest.to_string(),
+            "containerimage.descriptor": &built.manifest,
+            "image.name": names.join(","),
+        });
+        std::fs::write(file, serde_json::to_vec_pretty(&metadata)?)
+            .with_context(|| format!("writing {}", file.display()))?;
+    }
+    reporter.line(&format!("writing image {config_digest} (manifest {id})"));
+    if reporter.is_json() {
+        let done = serde_json::json!({
+            "type": "done", "image": config_digest.to_string(), "manifest": id.to_string(),
+        });
+        eprintln!("{done}");
     }
     println!("{config_digest}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the first RUN of the stages the target needs is, if there is one.
+fn first_run(plan: &Plan) -> Option<Location> {
+    plan.order
+        .iter()
+        .flat_map(|&i| &plan.stages[i].steps)
+        .find(|step| matches!(step.instruction, Instruction::Run(_)))
+        .map(|step| step.location)
 }
 
 /// The error's message with its causes (the first line of the report).
@@ -238,6 +307,7 @@ struct Bases<'a> {
     store: &'a Store,
     pull: &'a str,
     registry: &'a super::pull::RegistryArgs,
+    platform: &'a Platform,
 }
 
 impl BaseImages for Bases<'_> {
@@ -248,12 +318,9 @@ impl BaseImages for Bases<'_> {
             (None, "never") => {
                 Err(format!("{reference} is not in the store and --pull=never").into())
             }
-            _ => {
-                let platform = kiln_registry::Platform::host();
-                super::pull::pull_to_store(self.store, self.registry, reference, &platform)
-                    .map(|(manifest, _)| manifest)
-                    .map_err(|e| format!("{e:#}").into())
-            }
+            _ => super::pull::pull_to_store(self.store, self.registry, reference, self.platform)
+                .map(|(manifest, _)| manifest)
+                .map_err(|e| format!("{e:#}").into()),
         }
     }
 }

@@ -72,7 +72,7 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("importing {}", path.display()))?
     };
 
-    let platform = Platform::default();
+    let platform = Platform::host();
     let mut config = ImageConfig::new(&platform.architecture, &platform.os);
     config.variant = platform.variant;
     let created = clock::now().context("reading the clock")?.to_rfc3339();

@@ -116,7 +116,7 @@ pub fn tags(store: &Store) -> anyhow::Result<Vec<Tagged>> {
 /// Reads the image a tag points at, choosing the host's platform in an index (or its first
 /// manifest when none matches).
 pub fn describe(store: &Store, descriptor: &Descriptor) -> anyhow::Result<Image> {
-    let host = Platform::default();
+    let host = Platform::host();
     let mut desc = descriptor.clone();
     for _ in 0..MAX_INDEX_DEPTH {
         if image::is_manifest_media_type(desc.media_type()) {

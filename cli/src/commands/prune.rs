@@ -1,21 +1,35 @@
-//! `kiln prune`: remove the blobs and snapshots no tag reaches, and stale temporary files,
-//! then say what was freed (in `docker image prune`'s words). Nothing a tag needs is touched,
-//! so it asks no confirmation. While a build runs (holding a lease) it refuses.
+//! `kiln prune`: remove the blobs and snapshots no tag or build-cache entry reaches, and stale
+//! temporary files, then say what was freed (in `docker image prune`'s words); `--all` first
+//! forgets the build cache (like `docker builder prune --all`), so only what tags need stays.
+//! Nothing a tag needs is touched, so it asks no confirmation. While a build runs (holding a
+//! lease) it refuses.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
+use kiln_builder::solve::cache::BuildCache;
 
 use super::{Global, human};
 
-/// `kiln prune` arguments (none yet).
+/// `kiln prune` arguments.
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Also clear the build cache (every later build runs every step once).
+    #[arg(short, long)]
+    all: bool,
+}
 
 /// Runs `kiln prune`.
-pub fn run(global: &Global, _args: PruneArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = global.store()?;
-    let report = store.prune(&[])?;
+    let cache = BuildCache::open(&store);
+    if args.all {
+        let forgotten = cache.clear().context("clearing the build cache")?;
+        println!("Forgot {forgotten} build cache entries");
+    }
+    let roots = cache.blob_roots().context("reading the build cache")?;
+    let report = store.prune(&roots)?;
     if !report.gc.removed_blobs.is_empty() {
         println!("Deleted blobs:");
         for digest in &report.gc.removed_blobs {

@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 use clap::Args;
 use kiln_builder::store::{Store, StoreError};
 
@@ -65,7 +65,11 @@ fn remove_one(store: &Store, arg: &str, force: bool) -> anyhow::Result<()> {
         .ok()
         .map(|i| i.id);
     let names: Vec<&str> = tags.iter().map(|t| t.name.as_str()).collect();
-    match store.remove(&names, &[]) {
+    // Layers the build cache holds stay, as `docker rmi` leaves the builder's cache alone.
+    let roots = kiln_builder::solve::cache::BuildCache::open(store)
+        .blob_roots()
+        .context("reading the build cache")?;
+    match store.remove(&names, &roots) {
         Ok(removal) => {
             for name in &removal.untagged {
                 if let Some(t) = tags.iter().find(|t| &t.name == name) {

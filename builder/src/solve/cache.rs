@@ -1,0 +1,235 @@
+//! The build cache: which layer a filesystem step produced, by cache key (DESIGN decision 7).
+//!
+//! A key is the sha256 of the step's inputs written out in order: the key of the filesystem it
+//! runs on (a chain of keys back to the base image's manifest digest, or `scratch`), the
+//! expanded instruction, and whatever else reaches it — RUN's environment, user, working
+//! directory and shell, the content of the context files a COPY reads (never their mtimes), the
+//! key of a stage it copies from, `SOURCE_DATE_EPOCH` and the compression. Metadata steps
+//! (ENV, LABEL, USER, …) have no key of their own: they reach the filesystem steps only through
+//! those inputs, which is BuildKit's rule, so changing a build-arg re-runs exactly the steps
+//! that see its value.
+//!
+//! Records live in `cache/build/<key hex>` as small JSON documents, written to `tmp/` and
+//! renamed into place, so a crash leaves no half record. A record is only trusted while its
+//! layer blob is in the store; [`BuildCache::blob_roots`] lets gc keep those blobs, and
+//! [`BuildCache::clear`] (`kiln prune --all`) forgets everything.
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use kiln_registry::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// Changes whenever what a key covers changes, so old records stop matching.
+const KEY_VERSION: &str = concat!("kiln build cache 1 (", env!("CARGO_PKG_VERSION"), ")");
+
+/// The layer a cached step produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// The compressed blob's media type.
+    pub media_type: String,
+    /// The compressed blob's digest.
+    pub digest: Digest,
+    /// The compressed blob's size.
+    pub size: u64,
+    /// The sha256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// When the step ran (RFC 3339): a rebuild from the cache keeps the image's times, so it
+    /// gives the same image.
+    pub created: String,
+}
+
+/// The inputs of one step, in order, hashed into its key.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyBuilder {
+    parts: Vec<(&'static str, String)>,
+}
+
+impl KeyBuilder {
+    /// A key computed on top of the filesystem whose key is `parent`.
+    pub fn on(parent: &Digest) -> Self {
+        Self {
+            parts: vec![
+                ("version", KEY_VERSION.to_owned()),
+                ("parent", parent.to_string()),
+            ],
+        }
+    }
+
+    /// Adds a named input.
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.parts.push((name, value.into()));
+        self
+    }
+
+    /// The key: the sha256 of the inputs as a JSON array of `[name, value]` pairs.
+    pub fn finish(self) -> Digest {
+        let json = serde_json::to_vec(&self.parts).unwrap_or_default();
+        Digest::of(&json)
+    }
+}
+
+/// The key of a root filesystem no step has touched yet.
+pub(crate) fn base_key(what: &str) -> Digest {
+    Digest::of(format!("{KEY_VERSION}\nbase {what}").as_bytes())
+}
+
+/// The build cache of a store.
+#[derive(Debug, Clone)]
+pub struct BuildCache {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BuildCache {
+    /// The build cache of `store` (its directory is created on the first write).
+    pub fn open(store: &Store) -> Self {
+        Self {
+            dir: store.cache_dir().join("build"),
+            tmp: store.tmp_dir(),
+        }
+    }
+
+    fn path(&self, key: &Digest) -> PathBuf {
+        self.dir.join(key.hex())
+    }
+
+    /// The record of `key`, if there is a readable one. A damaged record reads as a miss.
+    pub fn get(&self, key: &Digest) -> Option<CacheRecord> {
+        let bytes = fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records `record` under `key`, atomically.
+    pub fn put(&self, key: &Digest, record: &CacheRecord) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let mut file = tempfile::Builder::new()
+            .prefix("replace-cache-")
+            .tempfile_in(&self.tmp)?;
+        file.write_all(&serde_json::to_vec(record).map_err(io::Error::other)?)?;
+        file.as_file().sync_all()?;
+        file.persist(self.path(key)).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// The layer blobs the records name, for gc to keep.
+    pub fn blob_roots(&self) -> io::Result<Vec<Digest>> {
+        let mut roots: Vec<Digest> = self
+            .records()?
+            .into_iter()
+            .filter_map(|path| fs::read(path).ok())
+            .filter_map(|bytes| serde_json::from_slice::<CacheRecord>(&bytes).ok())
+            .map(|record| record.digest)
+            .collect();
+        roots.sort();
+        roots.dedup();
+        Ok(roots)
+    }
+
+    /// Forgets every record; returns how many there were.
+    pub fn clear(&self) -> io::Result<usize> {
+        let records = self.records()?;
+        for path in &records {
+            match fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(records.len())
+    }
+
+    fn records(&self) -> io::Result<Vec<PathBuf>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut paths = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            if is_record_name(&path) {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        Ok(paths)
+    }
+}
+
+/// Record files are named by 64 lowercase hex digits; anything else is not ours.
+fn is_record_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u8) -> CacheRecord {
+        CacheRecord {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+            digest: Digest::of(&[n]),
+            size: u64::from(n),
+            diff_id: Digest::of(&[n, n]),
+            created: "2024-01-01T00:00:00Z".to_owned(),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = BuildCache::open(&store);
+        let (a, b) = (base_key("a"), base_key("b"));
+        assert_eq!(cache.get(&a), None);
+        cache.put(&a, &record(1)).unwrap();
+        cache.put(&b, &record(2)).unwrap();
+        cache.put(&b, &record(1)).unwrap();
+        assert_eq!(cache.get(&a), Some(record(1)));
+        assert_eq!(cache.get(&b), Some(record(1)));
+        assert_eq!(cache.blob_roots().unwrap(), vec![record(1).digest]);
+        fs::write(cache.dir.join("README"), "not a record").unwrap();
+        assert_eq!(cache.clear().unwrap(), 2);
+        assert_eq!(cache.get(&a), None);
+        assert!(cache.dir.join("README").exists());
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = BuildCache::open(&store);
+        let key = base_key("x");
+        fs::create_dir_all(&cache.dir).unwrap();
+        fs::write(cache.path(&key), b"{\"digest\":").unwrap();
+        assert_eq!(cache.get(&key), None);
+    }
+
+    #[test]
+    fn keys_depend_on_every_input_and_its_name() {
+        let parent = base_key("scratch");
+        let key = |parts: &[(&'static str, &str)]| {
+            parts
+                .iter()
+                .fold(KeyBuilder::on(&parent), |k, (n, v)| k.with(n, *v))
+                .finish()
+        };
+        let one = key(&[("instruction", "RUN a"), ("env", "A=1")]);
+        assert_eq!(one, key(&[("instruction", "RUN a"), ("env", "A=1")]));
+        assert_ne!(one, key(&[("instruction", "RUN a"), ("env", "A=2")]));
+        assert_ne!(one, key(&[("instruction", "RUN a"), ("user", "A=1")]));
+        assert_ne!(one, key(&[("instruction", "RUN a")]));
+        assert_ne!(
+            one,
+            KeyBuilder::on(&base_key("other"))
+                .with("instruction", "RUN a")
+                .with("env", "A=1")
+                .finish()
+        );
+    }
+}

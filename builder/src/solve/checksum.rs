@@ -1,0 +1,325 @@
+//! Content checksums of the build context, for the cache keys of COPY, ADD and bind mounts.
+//!
+//! The checksum of a context path covers every visible entry at or below it (after
+//! `.dockerignore`): its relative path, its type, its permission bits, and its content (the
+//! sha256 of a file, the target of a symlink) — never its mtime, owner or inode, which a fresh
+//! checkout changes without changing what COPY produces (context files land as 0:0).
+//!
+//! Hashing a large context on every build would cost as much as copying it, so file digests are
+//! remembered in `cache/contexts/<sha256 of the context's path>.json`, keyed by what `lstat`
+//! says (device, inode, size, mtime and ctime, to the nanosecond). A file changed within the
+//! same clock tick as its `lstat` could keep those values, so a digest is only remembered when
+//! the file's ctime is well before the moment it was looked at; such fresh files are hashed
+//! again next time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kiln_registry::{Digest, DigestWriter};
+use serde::{Deserialize, Serialize};
+
+use crate::ops::sources::{clamp, literal_prefix};
+use crate::store::Store;
+
+/// How long before the `lstat` a file's ctime must be for its digest to be remembered.
+const SETTLED_NANOS: i128 = 2_000_000_000;
+
+/// What `lstat` said about a file whose digest is remembered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i128,
+    ctime: i128,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Remembered {
+    stamp: Stamp,
+    digest: Digest,
+}
+
+/// The checksums of one build's context.
+#[derive(Debug)]
+pub(crate) struct ContextSums {
+    root: PathBuf,
+    /// Context paths `.dockerignore` lets through, sorted.
+    visible: BTreeSet<String>,
+    record: PathBuf,
+    tmp: PathBuf,
+    /// File digests by relative path: loaded from the record, refreshed as files are hashed.
+    files: Mutex<BTreeMap<String, Remembered>>,
+    /// Whether `files` changed since it was loaded.
+    dirty: Mutex<bool>,
+}
+
+impl ContextSums {
+    /// The checksums of the context at `root`, remembering digests in `store`'s cache.
+    pub fn new(store: &Store, root: &Path, visible: BTreeSet<String>) -> Self {
+        let absolute = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+        let name = Digest::of(absolute.as_os_str().as_encoded_bytes());
+        let record = store
+            .cache_dir()
+            .join("contexts")
+            .join(format!("{}.json", name.hex()));
+        let files = fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        Self {
+            root: root.to_owned(),
+            visible,
+            record,
+            tmp: store.tmp_dir(),
+            files: Mutex::new(files),
+            dirty: Mutex::new(false),
+        }
+    }
+
+    /// The visible context paths.
+    pub fn visible(&self) -> &BTreeSet<String> {
+        &self.visible
+    }
+
+    /// The checksum of what a source pattern can read: everything below its part before the
+    /// first wildcard, or the whole context when a symlink is on the way there (the source
+    /// then follows it to wherever it points).
+    pub fn of_source(&self, pattern: &str) -> io::Result<Digest> {
+        let mut prefix = String::new();
+        for component in literal_prefix(&clamp(pattern)) {
+            let next = if prefix.is_empty() {
+                component
+            } else {
+                format!("{prefix}/{component}")
+            };
+            match fs::symlink_metadata(self.root.join(&next)) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    prefix.clear();
+                    break;
+                }
+                Ok(_) => prefix = next,
+                // A missing source is the copy's error to report; its checksum is of nothing.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    prefix = next;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.of_tree(&prefix)
+    }
+
+    /// The checksum of the visible entries at or below `prefix` (`""`: the whole context).
+    fn of_tree(&self, prefix: &str) -> io::Result<Digest> {
+        let mut out = DigestWriter::new(io::sink());
+        let below = format!("{prefix}/");
+        let entries = self
+            .visible
+            .range(prefix.to_owned()..)
+            // `web-x` sorts between `web` and `web/…`: stop only past every `web…`.
+            .take_while(|p| p.starts_with(prefix))
+            .filter(|p| prefix.is_empty() || *p == prefix || p.starts_with(&below));
+        for rel in entries {
+            let path = self.root.join(rel);
+            let meta = fs::symlink_metadata(&path)?;
+            let kind = meta.file_type();
+            let content = if kind.is_file() {
+                self.file_digest(rel, &path, &meta)?.to_string()
+            } else if kind.is_symlink() {
+                fs::read_link(&path)?.to_string_lossy().into_owned()
+            } else {
+                String::new()
+            };
+            let type_bits = meta.mode() & 0o170000;
+            let perm = meta.mode() & 0o7777;
+            writeln!(out, "{rel}\0{type_bits:o}\0{perm:o}\0{content}")?;
+        }
+        Ok(out.finish().1)
+    }
+
+    fn file_digest(&self, rel: &str, path: &Path, meta: &fs::Metadata) -> io::Result<Digest> {
+        let looked = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
+        let stamp = Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+        };
+        if let Ok(files) = self.files.lock()
+            && let Some(known) = files.get(rel)
+            && known.stamp == stamp
+        {
+            return Ok(known.digest.clone());
+        }
+        let mut writer = DigestWriter::new(io::sink());
+        io::copy(&mut File::open(path)?, &mut writer)?;
+        let digest = writer.finish().1;
+        if stamp.ctime + SETTLED_NANOS < looked
+            && let (Ok(mut files), Ok(mut dirty)) = (self.files.lock(), self.dirty.lock())
+        {
+            files.insert(
+                rel.to_owned(),
+                Remembered {
+                    stamp,
+                    digest: digest.clone(),
+                },
+            );
+            *dirty = true;
+        }
+        Ok(digest)
+    }
+
+    /// Writes the remembered digests back (atomically), keeping only visible paths.
+    pub fn save(&self) -> io::Result<()> {
+        if !self.dirty.lock().map(|d| *d).unwrap_or(false) {
+            return Ok(());
+        }
+        let files = self
+            .files
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        let kept: BTreeMap<&String, &Remembered> = files
+            .iter()
+            .filter(|(rel, _)| self.visible.contains(*rel))
+            .collect();
+        if let Some(dir) = self.record.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut file = tempfile::Builder::new()
+            .prefix("replace-context-")
+            .tempfile_in(&self.tmp)?;
+        file.write_all(&serde_json::to_vec(&kept).map_err(io::Error::other)?)?;
+        file.persist(&self.record).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn sums(store: &Store, ctx: &Path) -> ContextSums {
+        let visible = crate::context::walk(ctx, &crate::context::WalkFilter::excluding(vec![]))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        ContextSums::new(store, ctx, visible)
+    }
+
+    #[test]
+    fn a_checksum_follows_content_and_mode_but_not_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("web/css")).unwrap();
+        fs::write(ctx.join("web/index.html"), "hi").unwrap();
+        fs::write(ctx.join("web/css/site.css"), "body{}").unwrap();
+        fs::write(ctx.join("web-other"), "x").unwrap();
+        fs::write(ctx.join("other"), "x").unwrap();
+        let first = sums(&store, &ctx);
+        let web = first.of_source("web/").unwrap();
+        let all = first.of_source("*.txt").unwrap();
+        first.save().unwrap();
+
+        // An unrelated file, and the mtime of a read one, change nothing below web/.
+        fs::write(ctx.join("other"), "y").unwrap();
+        fs::write(ctx.join("web-other"), "y").unwrap();
+        let f = File::options()
+            .write(true)
+            .open(ctx.join("web/index.html"))
+            .unwrap();
+        f.set_modified(UNIX_EPOCH).unwrap();
+        let again = sums(&store, &ctx);
+        assert_eq!(again.of_source("/web").unwrap(), web);
+        assert_eq!(again.of_source("./web/../web/").unwrap(), web);
+        assert_ne!(again.of_source("*.txt").unwrap(), all);
+
+        fs::set_permissions(ctx.join("web/css"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_ne!(sums(&store, &ctx).of_source("web").unwrap(), web);
+        fs::set_permissions(ctx.join("web/css"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(ctx.join("web/css/site.css"), "body{ }").unwrap();
+        assert_ne!(sums(&store, &ctx).of_source("web").unwrap(), web);
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_widens_the_checksum_to_the_whole_context() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("real")).unwrap();
+        fs::write(ctx.join("real/f"), "1").unwrap();
+        symlink("real", ctx.join("link")).unwrap();
+        let before = sums(&store, &ctx).of_source("link/f").unwrap();
+        fs::write(ctx.join("real/f"), "2").unwrap();
+        assert_ne!(sums(&store, &ctx).of_source("link/f").unwrap(), before);
+    }
+
+    #[test]
+    fn remembered_digests_are_used_only_while_the_stamp_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(&ctx).unwrap();
+        fs::write(ctx.join("old"), "content").unwrap();
+        fs::write(ctx.join("fresh"), "content").unwrap();
+        let first = sums(&store, &ctx);
+        let old_stamp = {
+            // Pretend `old` was hashed long ago: its ctime is then well in the past.
+            let meta = fs::symlink_metadata(ctx.join("old")).unwrap();
+            let mut files = first.files.lock().unwrap();
+            let digest = Digest::of(b"remembered");
+            let stamp = Stamp {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.size(),
+                mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            };
+            files.insert(
+                "old".to_owned(),
+                Remembered {
+                    stamp: stamp.clone(),
+                    digest,
+                },
+            );
+            *first.dirty.lock().unwrap() = true;
+            stamp
+        };
+        first.of_source("fresh").unwrap();
+        first.save().unwrap();
+        let loaded = sums(&store, &ctx);
+        let files = loaded.files.lock().unwrap().clone();
+        // Just written: too fresh to remember.
+        assert!(!files.contains_key("fresh"));
+        assert_eq!(files["old"].stamp, old_stamp);
+        assert_eq!(
+            loaded
+                .file_digest(
+                    "old",
+                    &ctx.join("old"),
+                    &fs::symlink_metadata(ctx.join("old")).unwrap()
+                )
+                .unwrap(),
+            Digest::of(b"remembered")
+        );
+        // Any change to the file changes its stamp, and the digest is computed again.
+        fs::write(ctx.join("old"), "changed").unwrap();
+        let meta = fs::symlink_metadata(ctx.join("old")).unwrap();
+        assert_eq!(
+            loaded.file_digest("old", &ctx.join("old"), &meta).unwrap(),
+            Digest::of(b"changed")
+        );
+    }
+}

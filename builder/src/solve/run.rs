@@ -1,0 +1,264 @@
+//! RUN: its cache key, its `--mount`s resolved into what the sandbox mounts, and the command
+//! run on a writable root whose change becomes the layer.
+//!
+//! The key covers what decides the command's effect: the expanded instruction (command,
+//! mounts as written, network), the environment it sees (ENV and the ARGs declared so far with
+//! their values — but not the proxy build-args, which BuildKit keeps out of the cache too),
+//! the working directory, user and shell, and the content behind bind mounts (context files,
+//! or the key of the stage or image mounted). Secrets and cache mounts are not in it: their
+//! content must not decide whether a step runs again, as in BuildKit.
+
+use std::collections::VecDeque;
+
+use super::stage::Announce;
+use super::{BuildError, Event, Solver, StageState, step_err};
+use crate::dockerfile::Location;
+use crate::dockerfile::instructions::{MountType, Network, Run, RunMount, Sharing};
+use crate::exec::{CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, RunSpec};
+use crate::plan::{PROXY_ARGS, Scope};
+use crate::snapshot::Mutable;
+
+/// How many output lines a failed RUN's error keeps.
+const TAIL_LINES: usize = 10;
+
+impl Solver<'_> {
+    pub(super) fn run(
+        &self,
+        state: &mut StageState,
+        run: &Run,
+        location: Location,
+        stage: &str,
+        announce: Announce<'_>,
+    ) -> Result<(), BuildError> {
+        let mounts = run
+            .mounts
+            .iter()
+            .map(|spec| {
+                RunMount::parse(spec, &mut |v| Ok(v.to_owned()))
+                    .map_err(|e| BuildError::at(location, e.message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut bare = run.clone();
+        bare.mounts.clear();
+        let shell = state.image.shell();
+        let config = &state.image.config.config;
+        let mut spec = RunSpec::for_run(
+            &bare,
+            &state.scope,
+            &shell,
+            &config.working_dir,
+            &config.user,
+            Vec::new(),
+        )
+        .map_err(step_err(location, "preparing RUN"))?;
+        if run.network == Network::Default {
+            spec.network = self.options.network;
+        }
+        let created_by = format!("RUN {}", run_command_string(&spec.args, &state.scope));
+
+        let mut key = self
+            .key_on(state)
+            .with("instruction", format!("{run:?}"))
+            .with("args", json(&spec.args))
+            .with("env", json(&spec.env))
+            .with("declared", json(state.scope.args()))
+            .with("cwd", spec.cwd.as_str())
+            .with("user", spec.user.as_str())
+            .with("shell", json(&shell))
+            .with("network", format!("{:?}", spec.network));
+        for m in mounts.iter().filter(|m| m.kind == MountType::Bind) {
+            let source = m.source.clone().unwrap_or_default();
+            let content = match &m.from {
+                None => self
+                    .sums
+                    .of_source(&source)
+                    .map_err(step_err(
+                        location,
+                        format!("reading {source} in the context"),
+                    ))?
+                    .to_string(),
+                Some(from) => self.key_of_from(from, location)?,
+            };
+            key = key.with("bind", content);
+        }
+
+        // Proxy build args reach RUN without being declared (and stay out of history and the
+        // cache key).
+        for name in PROXY_ARGS {
+            if let Some(v) = self.plan.options.build_args.get(name)
+                && !spec.env.iter().any(|(k, _)| k == name)
+            {
+                spec.env.push((name.to_owned(), v.clone()));
+            }
+        }
+        self.layer_step(state, Some(key.finish()), location, announce, |root| {
+            self.execute(root, spec, &mounts, location, stage)
+        })?;
+        state.image.commit(created_by, true, true);
+        Ok(())
+    }
+
+    /// Runs the command on `root` with its mounts; a non-zero exit is an error.
+    fn execute(
+        &self,
+        root: &Mutable,
+        mut spec: RunSpec,
+        mounts: &[RunMount],
+        location: Location,
+        stage: &str,
+    ) -> Result<(), BuildError> {
+        let mut holds: Vec<CacheDir> = Vec::new();
+        let mut views: Vec<Mutable> = Vec::new();
+        for m in mounts {
+            let target = m.target.clone().unwrap_or_default();
+            let kind = match m.kind {
+                MountType::Tmpfs => MountKind::Tmpfs { size: m.size },
+                MountType::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let owner = CacheOwner {
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        mode: m.mode.unwrap_or(0o755),
+                    };
+                    let dir = self
+                        .caches
+                        .acquire(&id, m.sharing.unwrap_or(Sharing::Shared), owner)
+                        .map_err(step_err(location, format!("opening cache {id:?}")))?;
+                    let kind = MountKind::Bind {
+                        source: dir.path().to_owned(),
+                        read_only: m.read_only,
+                    };
+                    holds.push(dir);
+                    kind
+                }
+                MountType::Secret => {
+                    let id =
+                        m.id.clone()
+                            .or_else(|| target.rsplit('/').next().map(str::to_owned))
+                            .unwrap_or_default();
+                    let Some(data) = self.options.secrets.get(&id) else {
+                        if m.required {
+                            return Err(BuildError::at(location, format!("secret {id} not found")));
+                        }
+                        continue;
+                    };
+                    if let Some(var) = &m.env {
+                        spec.secret_env
+                            .push((var.clone(), String::from_utf8_lossy(data).into_owned()));
+                        if m.target.is_none() {
+                            continue;
+                        }
+                    }
+                    let target = if target.is_empty() {
+                        format!("/run/secrets/{id}")
+                    } else {
+                        target.clone()
+                    };
+                    spec.mounts.push(Mount {
+                        target,
+                        kind: MountKind::Secret {
+                            data: data.clone(),
+                            uid: m.uid.unwrap_or(0),
+                            gid: m.gid.unwrap_or(0),
+                            mode: m.mode.unwrap_or(0o400),
+                        },
+                    });
+                    continue;
+                }
+                MountType::Bind => {
+                    let source_root = match &m.from {
+                        None => self.options.context.to_owned(),
+                        Some(from) => {
+                            let view = self.view_of(from, location)?;
+                            let path = view.root().to_owned();
+                            views.push(view);
+                            path
+                        }
+                    };
+                    let rel =
+                        crate::ignore::clean(&format!("/{}", m.source.clone().unwrap_or_default()));
+                    let source = source_root.join(rel.trim_start_matches('/'));
+                    if m.read_only {
+                        MountKind::Bind {
+                            source,
+                            read_only: true,
+                        }
+                    } else {
+                        MountKind::Discarded { source }
+                    }
+                }
+                MountType::Ssh => {
+                    return Err(BuildError::at(
+                        location,
+                        "RUN --mount=type=ssh is not supported by kiln yet",
+                    ));
+                }
+            };
+            spec.mounts.push(Mount { target, kind });
+        }
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let options = ExecOptions::new(self.store.tmp_dir());
+        let status = crate::exec::run(
+            root.root(),
+            &spec,
+            &options,
+            &mut |stream, line| {
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(String::from_utf8_lossy(line).into_owned());
+                (self.progress)(Event::Output {
+                    stage,
+                    stream,
+                    line,
+                });
+            },
+            &self.options.cancel,
+        )
+        .map_err(|e| match e {
+            ExecError::Cancelled => BuildError::Cancelled { location },
+            e => step_err(location, "running RUN")(e),
+        })?;
+        drop(views);
+        drop(holds);
+        if !status.success() {
+            return Err(BuildError::RunFailed {
+                location,
+                command: spec.args.join(" "),
+                status,
+                output: tail.into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// BuildKit's `runCommandString`: the declared ARGs with their values (`|2 A=1 B=2`), then
+/// the command line.
+fn run_command_string(args: &[String], scope: &Scope) -> String {
+    let env = scope.env_map();
+    let declared: Vec<String> = scope
+        .args()
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                env.get(k)
+                    .cloned()
+                    .or_else(|| v.clone())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let mut parts = Vec::new();
+    if !declared.is_empty() {
+        parts.push(format!("|{}", declared.len()));
+        parts.extend(declared);
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}

@@ -1,0 +1,553 @@
+//! One stage of a build: its starting state, then its steps in order, each filesystem step
+//! through the build cache ([`Solver::layer_step`]).
+
+use std::io::BufReader;
+
+use kiln_registry::{Digest, Reference};
+use oci_spec::image::MediaType;
+
+use super::cache::{CacheRecord, KeyBuilder, base_key};
+use super::{BuildError, Event, Solver, StageState, step_err};
+use crate::dockerfile::Location;
+use crate::dockerfile::instructions::{Add, Copy, Instruction};
+use crate::image::{ImageConfig, descriptor};
+use crate::ops::file::{FileOp, Source as FileSource, Unpack, copy, is_remote};
+use crate::ops::meta::ImageState;
+use crate::ops::user::UserDb;
+use crate::plan::{Base, Scope, Step, onbuild_steps};
+use crate::snapshot::{CommitOptions, Mutable, chain_id};
+
+/// COPY or ADD, which share the file op.
+pub(super) enum CopyKind<'a> {
+    Copy(&'a Copy),
+    Add(&'a Add),
+}
+
+/// Tells the progress reader a step starts, once it is known whether it comes from the cache.
+pub(super) type Announce<'a> = &'a dyn Fn(bool);
+
+impl Solver<'_> {
+    pub(super) fn run_stage(&self, index: usize) -> Result<StageState, BuildError> {
+        let stage = &self.plan.stages[index];
+        let name = stage.display_name();
+        let mut state = match &stage.base {
+            Base::Scratch => {
+                let platform = &self.plan.options.platform;
+                StageState {
+                    image: ImageState::new(
+                        ImageConfig::new(&platform.architecture, &platform.os),
+                        Some(self.options.created.clone()),
+                    ),
+                    layers: Vec::new(),
+                    chain: Vec::new(),
+                    key: base_key(&format!(
+                        "scratch {}/{}",
+                        platform.os, platform.architecture
+                    )),
+                    scope: Scope::default(),
+                    own_history: 0,
+                    newest: None,
+                }
+            }
+            Base::Stage(parent) => {
+                let mut state = self.stage_result(*parent, stage.location)?.ok_or_else(|| {
+                    BuildError::at(stage.location, "the parent stage has not run")
+                })?;
+                state.image =
+                    ImageState::new(state.image.config, Some(self.options.created.clone()));
+                state
+            }
+            Base::Image(reference) => self.image_state(reference, stage.location)?,
+        };
+        let mut steps: Vec<Step> = onbuild_steps(
+            &state.image.config.config.on_build,
+            self.plan.escape,
+            stage.location,
+        )
+        .map_err(|e| BuildError::at(e.location, e.message))?;
+        // Triggers run once: the child's image does not carry them on.
+        state.image.config.config.on_build.clear();
+        steps.extend(stage.steps.iter().cloned());
+        let (expanded, _) = self
+            .plan
+            .expand_steps(&steps, state.scope.clone())
+            .map_err(|e| BuildError::at(e.location, e.message))?;
+        let total = expanded.len();
+        for (n, step) in expanded.iter().enumerate() {
+            let location = step.step.location;
+            if self.options.cancel.is_cancelled() {
+                return Err(BuildError::Cancelled { location });
+            }
+            let announce = |cached: bool| {
+                (self.progress)(Event::Step {
+                    stage: &name,
+                    n: n + 1,
+                    total,
+                    text: step.step.original.trim(),
+                    cached,
+                })
+            };
+            state.scope = step.scope.clone();
+            match &step.step.instruction {
+                Instruction::Arg(decls) => {
+                    announce(false);
+                    let resolved: Vec<_> = decls
+                        .iter()
+                        .map(|d| {
+                            let value = state
+                                .scope
+                                .args()
+                                .iter()
+                                .find(|(n, _)| *n == d.name)
+                                .and_then(|(_, v)| v.clone());
+                            (d.name.clone(), value)
+                        })
+                        .collect();
+                    state.image.commit_arg(&resolved);
+                }
+                Instruction::Run(run) => self.run(&mut state, run, location, &name, &announce)?,
+                Instruction::Copy(c) => {
+                    self.copy(&mut state, CopyKind::Copy(c), location, &announce)?
+                }
+                Instruction::Add(a) => {
+                    self.copy(&mut state, CopyKind::Add(a), location, &announce)?
+                }
+                other => {
+                    let workdir = state
+                        .image
+                        .apply(other)
+                        .map_err(|e| BuildError::at(location, e.to_string()))?;
+                    match workdir {
+                        Some(dir) => self.make_workdir(&mut state, &dir, location, &announce)?,
+                        None => announce(false),
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// A finished stage's final state.
+    fn stage_result(
+        &self,
+        index: usize,
+        location: Location,
+    ) -> Result<Option<StageState>, BuildError> {
+        let results = self
+            .results
+            .lock()
+            .map_err(|_| BuildError::at(location, "another stage panicked"))?;
+        Ok(results.get(&index).cloned())
+    }
+
+    /// The state of a stage starting from an image: its config, layers and snapshots.
+    fn image_state(
+        &self,
+        reference: &Reference,
+        location: Location,
+    ) -> Result<StageState, BuildError> {
+        let err =
+            |m: &str| step_err::<crate::store::StoreError>(location, format!("{m} {reference}"));
+        let desc = self.resolve(reference, location)?;
+        let manifest = self
+            .store
+            .read_manifest(&desc)
+            .map_err(err("reading the manifest of"))?;
+        let config = self
+            .store
+            .read_config(&manifest)
+            .map_err(err("reading the config of"))?;
+        let chain = self
+            .snapshots
+            .unpack_image(self.store, &manifest, &config.rootfs.diff_ids)
+            .map_err(step_err(location, format!("unpacking {reference}")))?;
+        let env = config
+            .config
+            .env
+            .iter()
+            .map(|e| {
+                e.split_once('=')
+                    .map_or((e.clone(), String::new()), |(k, v)| {
+                        (k.to_owned(), v.to_owned())
+                    })
+            })
+            .collect();
+        Ok(StageState {
+            layers: manifest.layers().clone(),
+            chain,
+            key: base_key(&format!("image {}", desc.digest())),
+            own_history: config.history.len(),
+            newest: None,
+            image: ImageState::new(config, Some(self.options.created.clone())),
+            scope: Scope::new(env),
+        })
+    }
+
+    pub(super) fn mutable(
+        &self,
+        state: &StageState,
+        location: Location,
+    ) -> Result<Mutable, BuildError> {
+        self.snapshots
+            .mutable(&state.chain)
+            .map_err(step_err(location, "preparing a root filesystem"))
+    }
+
+    /// The key inputs every filesystem step shares: what else decides the layer's bytes.
+    pub(super) fn key_on(&self, state: &StageState) -> KeyBuilder {
+        KeyBuilder::on(&state.key)
+            .with(
+                "source_date_epoch",
+                format!("{:?}", self.options.source_date_epoch),
+            )
+            .with("compression", self.options.compression.media_type())
+    }
+
+    /// A filesystem step through the cache: with a record for `key` (and `--no-cache` not
+    /// given), the recorded layer is stacked on the stage; otherwise `work` changes a writable
+    /// root, which becomes the layer, recorded under `key`. Without a key (a step whose inputs
+    /// cannot be known beforehand) the step always runs, and what follows is keyed on the
+    /// content of the layer it made.
+    pub(super) fn layer_step(
+        &self,
+        state: &mut StageState,
+        key: Option<Digest>,
+        location: Location,
+        announce: super::stage::Announce<'_>,
+        work: impl FnOnce(&Mutable) -> Result<(), BuildError>,
+    ) -> Result<(), BuildError> {
+        if let Some(key) = &key
+            && !self.options.no_cache
+            && let Some(record) = self.cache.get(key)
+            && self.store.has_blob(&record.digest)
+        {
+            announce(true);
+            let chain_id = chain_id(state.chain.last(), &record.diff_id);
+            if !self.snapshots.contains(&chain_id) {
+                let blob = self
+                    .store
+                    .open_blob(&record.digest)
+                    .map_err(step_err(location, "reading a cached layer"))?;
+                self.snapshots
+                    .prepare_layer(&chain_id, BufReader::new(blob))
+                    .map_err(step_err(location, "unpacking a cached layer"))?;
+            }
+            stack(state, chain_id, &record);
+            state.key = key.clone();
+            return Ok(());
+        }
+        announce(false);
+        let root = self.mutable(state, location)?;
+        work(&root)?;
+        let record = self.commit(state, root, location)?;
+        state.key = match key {
+            Some(key) => {
+                self.cache
+                    .put(&key, &record)
+                    .map_err(step_err(location, "recording the step in the build cache"))?;
+                key
+            }
+            None => KeyBuilder::on(&state.key)
+                .with("layer", record.diff_id.to_string())
+                .finish(),
+        };
+        Ok(())
+    }
+
+    /// Writes the change of `root` as a layer into the store and stacks it on the stage.
+    fn commit(
+        &self,
+        state: &mut StageState,
+        root: Mutable,
+        location: Location,
+    ) -> Result<CacheRecord, BuildError> {
+        let mut writer = self
+            .store
+            .blob_writer()
+            .map_err(step_err(location, "writing a layer"))?;
+        let options = CommitOptions {
+            compression: self.options.compression,
+            source_date_epoch: self.options.source_date_epoch,
+        };
+        let committed = root
+            .commit(&options, &mut writer)
+            .map_err(step_err(location, "writing a layer"))?;
+        let layer = committed.layer().clone();
+        writer
+            .commit_verified(&layer.digest, layer.size)
+            .map_err(step_err(location, "storing a layer"))?;
+        let chain_id = committed.chain_id().clone();
+        committed
+            .keep(&self.snapshots)
+            .map_err(step_err(location, "keeping a snapshot"))?;
+        let record = CacheRecord {
+            media_type: layer.media_type.to_owned(),
+            digest: layer.digest,
+            size: layer.size,
+            diff_id: layer.diff_id,
+            created: self.options.created.clone(),
+        };
+        stack(state, chain_id, &record);
+        Ok(record)
+    }
+
+    fn make_workdir(
+        &self,
+        state: &mut StageState,
+        dir: &str,
+        location: Location,
+        announce: Announce<'_>,
+    ) -> Result<(), BuildError> {
+        let user = state.image.config.config.user.clone();
+        let key = self
+            .key_on(state)
+            .with("workdir", dir)
+            .with("user", user.as_str())
+            .finish();
+        let created = self.options.source_date_epoch.unwrap_or(0);
+        self.layer_step(state, Some(key), location, announce, |root| {
+            let users = UserDb::read(root.root())
+                .map_err(step_err(location, "reading the image's users"))?;
+            let owner = if user.is_empty() {
+                (0, 0)
+            } else {
+                users.resolve_chown(&user).unwrap_or((0, 0))
+            };
+            if root.root().join(dir.trim_start_matches('/')).is_dir() {
+                return Ok(());
+            }
+            // The parents are resolved inside the root by the file op; WORKDIR's own directory
+            // is created with the user as owner, as BuildKit does.
+            let op = FileOp {
+                keyword: "WORKDIR",
+                sources: &[],
+                inline: &[],
+                dest: &format!("{dir}/"),
+                workdir: "/",
+                owner: Some(owner),
+                chmod: None,
+                excludes: &[],
+                parents: false,
+                unpack: Unpack::Never,
+                checksum: None,
+                link: false,
+                fetch: None,
+                created,
+            };
+            let empty = tempfile::tempdir().map_err(step_err(location, "creating WORKDIR"))?;
+            let source = FileSource {
+                root: empty.path(),
+                visible: None,
+                keep_owner: false,
+            };
+            copy(&source, root.root(), &op)
+                .map_err(step_err(location, format!("creating WORKDIR {dir}")))
+        })
+    }
+
+    /// What identifies the files a `--from` reads: a stage's key, or an image's manifest.
+    pub(super) fn key_of_from(&self, from: &str, location: Location) -> Result<String, BuildError> {
+        match self.stage_named(from) {
+            Some(i) => Ok(self
+                .stage_result(i, location)?
+                .ok_or_else(|| not_built(from, location))?
+                .key
+                .to_string()),
+            None => {
+                let reference =
+                    Reference::parse(from).map_err(step_err(location, format!("--from={from}")))?;
+                Ok(self.resolve(&reference, location)?.digest().to_string())
+            }
+        }
+    }
+
+    fn stage_named(&self, from: &str) -> Option<usize> {
+        let lower = from.to_ascii_lowercase();
+        let stages = &self.plan.stages;
+        stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| from.parse::<usize>().ok().filter(|&i| i < stages.len()))
+    }
+
+    /// A read-only view of a stage's or an image's filesystem, for `--from`.
+    pub(super) fn view_of(&self, from: &str, location: Location) -> Result<Mutable, BuildError> {
+        let state = match self.stage_named(from) {
+            Some(i) => self
+                .stage_result(i, location)?
+                .ok_or_else(|| not_built(from, location))?,
+            None => {
+                let reference =
+                    Reference::parse(from).map_err(step_err(location, format!("--from={from}")))?;
+                self.image_state(&reference, location)?
+            }
+        };
+        self.mutable(&state, location)
+    }
+
+    fn copy(
+        &self,
+        state: &mut StageState,
+        kind: CopyKind<'_>,
+        location: Location,
+        announce: Announce<'_>,
+    ) -> Result<(), BuildError> {
+        let (keyword, files, flags, from, parents, unpack, checksum, debug) = match kind {
+            CopyKind::Copy(c) => (
+                "COPY",
+                &c.files,
+                &c.flags,
+                c.from.as_deref(),
+                c.parents,
+                Unpack::Never,
+                None,
+                format!("{c:?}"),
+            ),
+            CopyKind::Add(a) => (
+                "ADD",
+                &a.files,
+                &a.flags,
+                None,
+                false,
+                Unpack::for_add(a.unpack),
+                a.checksum.as_deref(),
+                format!("{a:?}"),
+            ),
+        };
+        let workdir = state.image.config.config.working_dir.clone();
+        let mut key = Some(
+            self.key_on(state)
+                .with("instruction", debug)
+                .with("workdir", workdir.as_str()),
+        );
+        if let Some(from) = from {
+            let key_of_from = self.key_of_from(from, location)?;
+            key = key.map(|k| k.with("from", key_of_from));
+        }
+        for source in &files.sources {
+            key = match (from, is_remote(source), checksum) {
+                (Some(_), ..) => key,
+                // A download's content is only known once it is fetched, unless pinned.
+                (None, true, Some(sum)) => key.map(|k| k.with("checksum", sum)),
+                (None, true, None) => None,
+                (None, false, _) => {
+                    let sum = self.sums.of_source(source).map_err(step_err(
+                        location,
+                        format!("reading {source} in the context"),
+                    ))?;
+                    key.map(|k| k.with("source", sum.to_string()))
+                }
+            };
+        }
+        let key = key.map(super::cache::KeyBuilder::finish);
+        let created = self.options.source_date_epoch.unwrap_or(0);
+        self.layer_step(state, key, location, announce, |root| {
+            let view = from.map(|f| self.view_of(f, location)).transpose()?;
+            let source = match &view {
+                Some(view) => FileSource {
+                    root: view.root(),
+                    visible: None,
+                    keep_owner: true,
+                },
+                None => FileSource {
+                    root: self.options.context,
+                    visible: Some(self.sums.visible()),
+                    keep_owner: false,
+                },
+            };
+            let owner = match &flags.chown {
+                None => None,
+                Some(spec) => {
+                    let users = UserDb::read(root.root())
+                        .map_err(step_err(location, "reading the image's users"))?;
+                    Some(
+                        users
+                            .resolve_chown(spec)
+                            .map_err(|e| BuildError::at(location, e.to_string()))?,
+                    )
+                }
+            };
+            let chmod = flags.chmod.as_deref().map(str::parse).transpose().map_err(
+                |e: crate::ops::chmod::ChmodError| BuildError::at(location, e.to_string()),
+            )?;
+            let op = FileOp {
+                keyword,
+                sources: &files.sources,
+                inline: &files.inline,
+                dest: &files.dest,
+                workdir: &workdir,
+                owner,
+                chmod,
+                excludes: &flags.excludes,
+                parents,
+                unpack,
+                checksum,
+                link: flags.link,
+                fetch: None,
+                created,
+            };
+            copy(&source, root.root(), &op).map_err(|e| BuildError::Step {
+                location,
+                message: e.to_string(),
+                source: causes(&e),
+            })
+        })?;
+        let mut created_by = keyword.to_owned();
+        if parents {
+            created_by.push_str(" --parents");
+        }
+        if let Some(chown) = &flags.chown {
+            created_by.push_str(&format!(" --chown={chown}"));
+        }
+        if let Some(chmod) = &flags.chmod {
+            created_by.push_str(&format!(" --chmod={chmod}"));
+        }
+        for s in &files.sources {
+            created_by.push_str(&format!(" {s}"));
+        }
+        for i in &files.inline {
+            created_by.push_str(&format!(" <<{}", i.name));
+        }
+        created_by.push_str(&format!(" {}", files.dest));
+        state.image.commit(created_by, true, true);
+        Ok(())
+    }
+}
+
+/// Stacks a layer on the stage: its snapshot, its diffID, its descriptor and its time.
+fn stack(state: &mut StageState, chain_id: Digest, record: &CacheRecord) {
+    if state.newest.as_ref().is_none_or(|t| *t < record.created) {
+        state.newest = Some(record.created.clone());
+    }
+    state.chain.push(chain_id);
+    state
+        .image
+        .config
+        .rootfs
+        .diff_ids
+        .push(record.diff_id.clone());
+    state.layers.push(descriptor(
+        MediaType::from(record.media_type.as_str()),
+        &record.digest,
+        record.size,
+    ));
+}
+
+fn not_built(from: &str, location: Location) -> BuildError {
+    BuildError::at(
+        location,
+        format!("stage {from:?} has not been built before this step"),
+    )
+}
+
+/// The causes of `e` (its source chain) as one error, so a report keeps them all: a failed
+/// download says why (`404 Not Found`, a checksum mismatch), not just which URL.
+fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
+    let mut parts = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        parts.push(cause.to_string());
+        next = cause.source();
+    }
+    (!parts.is_empty()).then(|| parts.join(": ").into())
+}
