@@ -7,6 +7,7 @@ pub mod registry_image;
 pub mod registry_proxy;
 pub mod registry_token;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -106,7 +107,7 @@ impl Kiln {
 
     /// How many blobs the store holds.
     pub fn blob_count(&self) -> usize {
-        std::fs::read_dir(self.oci_dir().join("blobs/sha256"))
+        fs::read_dir(self.oci_dir().join("blobs/sha256"))
             .map(|d| d.count())
             .unwrap_or(0)
     }
@@ -114,10 +115,57 @@ impl Kiln {
 
 /// The names in a directory, sorted (a failed write must leave no temporary file behind).
 pub fn dir_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut names: Vec<String> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
     names
+}
+
+/// A store with `busybox:latest` imported, or `None` (after saying so) when the fixture or the
+/// privileges are missing outside CI.
+pub fn with_busybox() -> Option<Kiln> {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "build tests need root under CI"
+        );
+        eprintln!("skipping: build tests need root");
+        return None;
+    }
+    let tar = busybox::busybox_rootfs_tar()?;
+    let kiln = Kiln::new();
+    kiln.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+    Some(kiln)
+}
+
+/// Whether the tests run as root (the sandbox and overlay snapshots need it).
+pub fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        == Some("0")
+}
+
+/// Writes a build context `ctx` in the test's directory: the Dockerfile and `files` (path,
+/// content).
+pub fn context(kiln: &Kiln, dockerfile: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = kiln.path("ctx");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (path, body) in files {
+        let path = dir.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+/// `kiln inspect NAME`, parsed: the image's object.
+pub fn inspect(kiln: &Kiln, name: &str) -> serde_json::Value {
+    let out = kiln.ok(&["inspect", name]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
 }
