@@ -2,6 +2,8 @@
 
 // `kiln build` end to end: the sandbox, snapshots, COPY/ADD and the image it writes.
 mod build;
+// The solver: the build cache, reproducibility, parallel stages, Ctrl-C, progress and flags.
+mod build_cache;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.
