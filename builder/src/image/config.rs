@@ -360,3 +360,21 @@ mod set_as_map {
         Ok(map.map(|m| m.into_keys().collect()).unwrap_or_default())
     }
 }
+
+/// The chainID of a layer whose parent chain is `parent` (OCI image spec, "Layer ChainID").
+pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
+    }
+}
+
+/// The chainIDs of every prefix of a stack of layers, given their diffIDs bottom first.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = chain_id(out.last(), diff_id);
+        out.push(next);
+    }
+    out
+}

@@ -19,7 +19,7 @@ mod tests;
 use serde::Serialize;
 
 pub use clock::{ClockError, Timestamp};
-pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
+pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, chain_id, chain_ids};
 pub use manifest::{
     Document, MediaTypes, build_index, build_manifest, descriptor, from_oci_digest, image_id,
     is_index_media_type, is_manifest_media_type, parse_document, parse_index, parse_manifest,

@@ -41,6 +41,7 @@ use crate::layer::{
 };
 use crate::store::Store;
 
+pub use crate::image::{chain_id, chain_ids};
 pub use overlay::MountApi;
 
 /// The mount points at or below a directory, for tests elsewhere in the crate.
@@ -51,24 +52,6 @@ pub(crate) use fsutil::mounts_under as test_mounts_under;
 const SCRATCH_PREFIX: &str = "snapshot-";
 /// Prefix of the directories layers are unpacked into before being renamed into place.
 const UNPACK_PREFIX: &str = "unpack-";
-
-/// The chainID of a layer whose parent chain is `parent` (OCI image spec, "Layer ChainID").
-pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
-    match parent {
-        None => diff_id.clone(),
-        Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
-    }
-}
-
-/// The chainIDs of every prefix of a stack of layers, given their diffIDs bottom first.
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = chain_id(out.last(), diff_id);
-        out.push(next);
-    }
-    out
-}
 
 /// How mutable roots are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,6 +39,19 @@ struct Stamp {
     ctime: i128,
 }
 
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Self {
+        let nanos = |secs: i64, nsec: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: nanos(meta.mtime(), meta.mtime_nsec()),
+            ctime: nanos(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Remembered {
     stamp: Stamp,
@@ -147,13 +160,7 @@ impl ContextSums {
         let looked = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let stamp = Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-        };
+        let stamp = Stamp::of(meta);
         if let Ok(files) = self.files.lock()
             && let Some(known) = files.get(rel)
             && known.stamp == stamp
@@ -277,16 +284,9 @@ mod tests {
         let first = sums(&store, &ctx);
         let old_stamp = {
             // Pretend `old` was hashed long ago: its ctime is then well in the past.
-            let meta = fs::symlink_metadata(ctx.join("old")).unwrap();
+            let stamp = Stamp::of(&fs::symlink_metadata(ctx.join("old")).unwrap());
             let mut files = first.files.lock().unwrap();
             let digest = Digest::of(b"remembered");
-            let stamp = Stamp {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                size: meta.size(),
-                mtime: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-                ctime: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
-            };
             files.insert(
                 "old".to_owned(),
                 Remembered {

@@ -48,7 +48,7 @@ use rustix::fs::FlockOperation;
 pub use blob::BlobWriter;
 pub use error::StoreError;
 pub use gc::{GcReport, Problem, TMP_STALE_AFTER};
-pub use prune::{PruneReport, chain_ids};
+pub use prune::PruneReport;
 pub use remove::Removal;
 
 /// The OCI image-layout version kiln writes and reads.

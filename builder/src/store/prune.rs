@@ -16,7 +16,7 @@ use kiln_registry::Digest;
 use oci_spec::image::Descriptor;
 
 use super::{GcReport, Store, StoreError, sorted_entries};
-use crate::image;
+use crate::image::{self, chain_ids};
 
 /// How deep indexes may nest before kiln stops following them.
 const MAX_INDEX_DEPTH: usize = 8;
@@ -30,20 +30,6 @@ pub struct PruneReport {
     pub removed_snapshots: Vec<PathBuf>,
     /// The bytes of regular files they held.
     pub snapshot_bytes: u64,
-}
-
-/// The chainIDs of a layer stack: the first layer's diffID, then
-/// `sha256(previous chainID + " " + diffID)` for each further layer (OCI image spec).
-pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
-    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = match out.last() {
-            None => diff_id.clone(),
-            Some(parent) => Digest::of(format!("{parent} {diff_id}").as_bytes()),
-        };
-        out.push(next);
-    }
-    out
 }
 
 /// The chainID a snapshot entry is named by, if it is named like one.

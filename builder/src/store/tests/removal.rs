@@ -7,8 +7,9 @@ use kiln_registry::Digest;
 use oci_spec::image::Descriptor;
 
 use super::{blob_count, digest_of, make_layer, new_store};
+use crate::image::chain_ids;
 use crate::image::{History, ImageConfig, MediaTypes};
-use crate::store::{Store, StoreError, chain_ids};
+use crate::store::{Store, StoreError};
 
 /// An image over `layers` whose config differs by `cmd`; returns its manifest descriptor and
 /// config digest.
