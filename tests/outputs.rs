@@ -499,3 +499,30 @@ fn bad_outputs_and_push_without_a_tag_fail_before_the_build() {
     }
     assert!(!kiln.root.join("oci").exists() || kiln.blob_count() == 0);
 }
+
+#[test]
+fn a_tar_is_never_written_to_a_terminal() {
+    // util-linux's `script` runs kiln with a pseudo-terminal as its standard output.
+    let Some(script) = tool("script") else { return };
+    let kiln = Kiln::new();
+    let missing = kiln.path("no-such-context");
+    for spec in ["-", "type=tar,dest=-", "type=docker,dest=-"] {
+        let command = format!(
+            "'{}' build -o '{spec}' '{}'",
+            env!("CARGO_BIN_EXE_kiln"),
+            missing.display()
+        );
+        let out = Command::new(&script)
+            .args(["-qec", &command, "/dev/null"])
+            .env("KILN_ROOT", &kiln.root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {shown}");
+        assert!(
+            shown.contains("refusing to write a tar to a terminal; redirect standard output"),
+            "{spec}: {shown}"
+        );
+    }
+}
