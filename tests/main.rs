@@ -8,6 +8,8 @@ mod build_cache;
 mod check;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.
 mod images;
+// `kiln build --output` of every type and `--push`, read back by skopeo, umoci, tar and podman.
+mod outputs;
 // kiln against the real registry server: push, pull, auth, TLS, faults, interop.
 mod registry;
 // Shared fixtures and harnesses (busybox rootfs, registry server, token issuer, fault proxy).

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tools the tests drive: busybox-static (base images), skopeo and umoci (read what kiln writes),
-# docker-registry (the real registry server the registry tests push to and pull from).
-packages=(busybox-static skopeo umoci docker-registry)
+# docker-registry (the real registry server the registry tests push to and pull from), podman
+# and runc (load and run what kiln builds and pushes).
+packages=(busybox-static skopeo umoci docker-registry podman runc)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -16,6 +16,7 @@
 //!   └─ image       config (a Docker superset), history, manifest, index
 //!   └─ store       OCI image layout on disk with atomic commits
 //!   └─ archive     rootfs tarballs in (import); oci-archive and docker-archive files out and in
+//!   └─ export      an image's flattened root filesystem, as files or one tar
 //! ```
 //!
 //! The library never prints: it returns values and typed errors, and the `kiln` binary renders
@@ -27,6 +28,7 @@ pub mod archive;
 pub mod context;
 pub mod dockerfile;
 pub mod exec;
+pub mod export;
 pub mod ignore;
 pub mod image;
 pub mod layer;

@@ -1,7 +1,8 @@
 //! `kiln build`: docker build's arguments. It parses and plans the Dockerfile, then runs the
-//! plan (the builder's solver) into the store and tags the image with every `-t`; `--check` stops
-//! after planning and prints the stages and steps the target needs. Errors point at their
-//! Dockerfile line; a failed step tags nothing.
+//! plan (the builder's solver) into the store and tags the image with every `-t`; then writes
+//! the `--output`s and, with `--push`, pushes every `-t`. `--check` stops after planning and
+//! prints the stages and steps the target needs. Errors point at their Dockerfile line; a failed
+//! step tags nothing.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -74,6 +75,14 @@ pub struct BuildArgs {
     /// Write the build's result as JSON to this file (`containerimage.digest`, …).
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
+    /// Also write the result: `type=local,dest=DIR` (the root filesystem), `type=tar,dest=FILE`,
+    /// `type=oci,dest=FILE`, `type=docker,dest=FILE[,name=NAME]`; `DIR` alone is local, `-` a tar
+    /// on standard output, as is `dest=-` (repeatable).
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH", value_parser = super::output::parse_spec)]
+    outputs: Vec<super::output::OutputSpec>,
+    /// Push every `-t` name to its registry after the build.
+    #[arg(long)]
+    push: bool,
     #[command(flatten)]
     registry: super::pull::RegistryArgs,
     /// The build context directory.
@@ -88,6 +97,10 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    super::output::check(&args.outputs)?;
+    if args.push && tags.is_empty() {
+        bail!("--push needs a name to push to: give -t NAME[:TAG]");
+    }
     let (file_name, source) = read_dockerfile(&args)?;
     let dockerfile_path = args
         .file
@@ -246,13 +259,28 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", file.display()))?;
     }
     reporter.line(&format!("writing image {config_digest} (manifest {id})"));
+    super::output::write_all(
+        &store,
+        &args.outputs,
+        &built.manifest,
+        &tags,
+        args.registry.quiet(),
+    )?;
+    if args.push {
+        for tag in &tags {
+            super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
+        }
+    }
     if reporter.is_json() {
         let done = serde_json::json!({
             "type": "done", "image": config_digest.to_string(), "manifest": id.to_string(),
         });
         eprintln!("{done}");
     }
-    println!("{config_digest}");
+    // An output on standard output owns it: the ID would corrupt the stream.
+    if !super::output::uses_stdout(&args.outputs) {
+        println!("{config_digest}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,6 +17,7 @@ pub mod tag;
 mod change;
 mod human;
 mod lookup;
+pub(crate) mod output;
 
 use std::path::PathBuf;
 

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kiln_builder::image;
+use kiln_builder::oci_spec::image::Descriptor;
+use kiln_builder::store::Store;
 use kiln_builder::store::registry::push_image;
-use kiln_registry::Reference;
+use kiln_registry::{Pushed, Reference};
 
 use super::Global;
 use super::pull::{RegistryArgs, runtime, size};
@@ -51,18 +53,38 @@ pub fn run(global: &Global, args: PushArgs) -> anyhow::Result<ExitCode> {
     {
         bail!("{dest} names digest {d}, but {local} is {local_digest}");
     }
-    let mut client_options = args.registry.options();
-    client_options.chunk_size = args.chunk_size;
-    let registry = args
-        .registry
-        .connect_with(dest.registry(), client_options)?;
-    if !args.registry.quiet() {
+    let pushed = push_to(
+        &store,
+        &args.registry,
+        args.chunk_size,
+        &local,
+        &root,
+        &dest,
+    )?;
+    println!("{}", pushed.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Pushes the store's image `root` (known locally as `local`) to `dest`, reporting on stderr
+/// unless `--quiet`: what `kiln push` does, and `kiln build --push` for each `-t`.
+pub(crate) fn push_to(
+    store: &Store,
+    registry_args: &RegistryArgs,
+    chunk_size: Option<u64>,
+    local: &Reference,
+    root: &Descriptor,
+    dest: &Reference,
+) -> anyhow::Result<Pushed> {
+    let mut client_options = registry_args.options();
+    client_options.chunk_size = chunk_size;
+    let registry = registry_args.connect_with(dest.registry(), client_options)?;
+    if !registry_args.quiet() {
         eprintln!("pushing {local} to {dest}");
     }
     let pushed = runtime()?
-        .block_on(push_image(&store, &registry, &root, &dest))
+        .block_on(push_image(store, &registry, root, dest))
         .with_context(|| format!("pushing {dest}"))?;
-    if !args.registry.quiet() {
+    if !registry_args.quiet() {
         eprintln!(
             "pushed {dest}: {} uploaded ({}), {} already in the registry, {} mounted",
             pushed.uploaded,
@@ -71,6 +93,5 @@ pub fn run(global: &Global, args: PushArgs) -> anyhow::Result<ExitCode> {
             pushed.mounted
         );
     }
-    println!("{}", pushed.digest);
-    Ok(ExitCode::SUCCESS)
+    Ok(pushed)
 }
