@@ -26,6 +26,7 @@
 //! guards as gc.
 
 mod blob;
+mod compress;
 mod error;
 mod gc;
 mod images;

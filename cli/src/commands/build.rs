@@ -177,7 +177,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .collect(),
         source_date_epoch: clock::source_date_epoch()?.map(|t| t.unix_secs() as i64),
         created: clock::now()?.to_rfc3339(),
-        compression: Compression::Gzip,
+        // Layers stay uncompressed in the store; a push compresses them (store::compress).
+        compression: Compression::None,
         no_cache: args.no_cache,
         network: if args.network == "none" {
             NetworkMode::None
@@ -186,7 +187,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         },
         cancel: Canceller::new(),
     };
-    crate::interrupt::cancel_on_signals(&options.cancel)?;
+    let interrupts = crate::interrupt::cancel_on_signals(&options.cancel)?;
     let bases = Bases {
         store: &store,
         pull: &args.pull,
@@ -221,7 +222,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             }
             if let BuildError::Cancelled { .. } = e {
                 eprintln!("error: {message}");
-                return Ok(ExitCode::from(crate::interrupt::INTERRUPTED));
+                return Ok(ExitCode::from(interrupts.exit_code()));
             }
             eprintln!("error: {}", located(&message, e.location()));
             if let BuildError::RunFailed { output, .. } = &e

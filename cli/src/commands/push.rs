@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kiln_builder::image;
+use kiln_builder::layer::Compression;
 use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::store::Store;
 use kiln_builder::store::registry::push_image;
@@ -81,8 +82,13 @@ pub(crate) fn push_to(
     if !registry_args.quiet() {
         eprintln!("pushing {local} to {dest}");
     }
+    // Layers a build left uncompressed are compressed on the way out (once: later pushes reuse
+    // the compressed blobs).
+    let root = store
+        .for_distribution(root, Compression::Gzip)
+        .with_context(|| format!("compressing the layers of {local}"))?;
     let pushed = runtime()?
-        .block_on(push_image(store, &registry, root, dest))
+        .block_on(push_image(store, &registry, &root, dest))
         .with_context(|| format!("pushing {dest}"))?;
     if !registry_args.quiet() {
         eprintln!(

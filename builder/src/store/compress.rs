@@ -1,0 +1,186 @@
+//! Layers compressed for distribution.
+//!
+//! Builds keep the layers they make uncompressed in the store, as buildah and BuildKit do:
+//! compressing every layer while building would cost more than anything else a build does, and
+//! most layers never leave the machine. What leaves it is compressed on the way out:
+//! [`Store::for_distribution`] gives a manifest whose uncompressed layers are replaced by
+//! compressed blobs (the config, hence the image ID, is the same). Each compressed blob is made
+//! once: `cache/compressed/<uncompressed hex>.<gzip|zstd>` records which blob it became, so a
+//! second push of the same image compresses nothing. Compression is deterministic, so the
+//! pushed manifest's digest is too.
+
+use std::fs;
+use std::io::{self, BufReader, Write as _};
+
+use kiln_registry::Digest;
+use oci_spec::image::{Descriptor, MediaType};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::image::{self, MediaTypes, canonical_json};
+use crate::layer::{CompressWriter, Compression};
+
+/// Where an uncompressed layer's compressed form is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Variant {
+    digest: Digest,
+    size: u64,
+}
+
+impl Store {
+    /// `desc` (a manifest in this store) with its uncompressed layers compressed with
+    /// `compression`: the same descriptor when there are none, else a new manifest blob (not
+    /// tagged) over the same config. Indexes and compressed layers are left as they are.
+    pub fn for_distribution(
+        &self,
+        desc: &Descriptor,
+        compression: Compression,
+    ) -> Result<Descriptor, StoreError> {
+        if !image::is_manifest_media_type(desc.media_type()) || compression == Compression::None {
+            return Ok(desc.clone());
+        }
+        let manifest = self.read_manifest(desc)?;
+        let media = match desc.media_type() {
+            MediaType::ImageManifest => MediaTypes::Oci,
+            _ => MediaTypes::Docker,
+        };
+        let plain = [
+            MediaTypes::Oci.convert_layer(&MediaType::ImageLayer)?,
+            MediaTypes::Docker.convert_layer(&MediaType::ImageLayer)?,
+        ];
+        if !manifest
+            .layers()
+            .iter()
+            .any(|l| plain.contains(l.media_type()))
+        {
+            return Ok(desc.clone());
+        }
+        let mut layers = Vec::with_capacity(manifest.layers().len());
+        for layer in manifest.layers() {
+            if !plain.contains(layer.media_type()) {
+                layers.push(layer.clone());
+                continue;
+            }
+            let digest = image::from_oci_digest(layer.digest())?;
+            let variant = self.compressed_variant(&digest, compression)?;
+            layers.push(image::descriptor(
+                MediaType::from(compression.media_type()),
+                &variant.digest,
+                variant.size,
+            ));
+        }
+        let manifest = image::build_manifest(manifest.config(), &layers, media)?;
+        let (digest, size) = self.put_blob(&canonical_json(&manifest)?)?;
+        let mut out = image::descriptor(desc.media_type().clone(), &digest, size);
+        out.set_platform(desc.platform().clone());
+        Ok(out)
+    }
+
+    /// The compressed blob of the uncompressed blob `digest`, made now unless it exists.
+    fn compressed_variant(
+        &self,
+        digest: &Digest,
+        compression: Compression,
+    ) -> Result<Variant, StoreError> {
+        let suffix = match compression {
+            Compression::Zstd => "zstd",
+            _ => "gzip",
+        };
+        let dir = self.cache_dir().join("compressed");
+        let record = dir.join(format!("{}.{suffix}", digest.hex()));
+        if let Some(known) = fs::read(&record)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Variant>(&bytes).ok())
+            .filter(|v| self.has_blob(&v.digest))
+        {
+            return Ok(known);
+        }
+        let source = self.open_blob(digest)?;
+        let writer = self.blob_writer()?;
+        let mut compressor = CompressWriter::new(writer, compression)
+            .map_err(StoreError::io("compress", &self.blob_path(digest)))?;
+        io::copy(&mut BufReader::new(source), &mut compressor)
+            .map_err(StoreError::io("compress", &self.blob_path(digest)))?;
+        let writer = compressor
+            .finish()
+            .map_err(StoreError::io("compress", &self.blob_path(digest)))?;
+        let (digest, size) = writer.commit()?;
+        let variant = Variant { digest, size };
+        // Only a shortcut for the next push: losing it costs a compression, nothing more.
+        let _ = write_record(self, &dir, &record, &variant);
+        Ok(variant)
+    }
+}
+
+fn write_record(
+    store: &Store,
+    dir: &std::path::Path,
+    record: &std::path::Path,
+    variant: &Variant,
+) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("replace-compressed-")
+        .tempfile_in(store.tmp_dir())?;
+    file.write_all(&serde_json::to_vec(variant).map_err(io::Error::other)?)?;
+    file.persist(record).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ImageConfig;
+    use crate::layer::decompress;
+
+    #[test]
+    fn uncompressed_layers_are_compressed_once_and_the_config_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tar = b"not really a tar, but bytes all the same".repeat(100);
+        let (layer, size) = store.put_blob(&tar).unwrap();
+        let mut config = ImageConfig::new("amd64", "linux");
+        config.rootfs.diff_ids.push(layer.clone());
+        let plain = image::descriptor(MediaType::ImageLayer, &layer, size);
+        let local = store
+            .write_image(&config, &[plain], MediaTypes::Oci)
+            .unwrap();
+
+        let pushed = store.for_distribution(&local, Compression::Gzip).unwrap();
+        assert_ne!(pushed.digest(), local.digest());
+        let manifest = store.read_manifest(&pushed).unwrap();
+        assert_eq!(
+            manifest.config(),
+            store.read_manifest(&local).unwrap().config()
+        );
+        let compressed = &manifest.layers()[0];
+        assert_eq!(compressed.media_type(), &MediaType::ImageLayerGzip);
+        let blob = store
+            .read_blob(
+                &image::from_oci_digest(compressed.digest()).unwrap(),
+                1 << 20,
+            )
+            .unwrap();
+        let mut back = Vec::new();
+        io::copy(&mut decompress(&blob[..]).unwrap(), &mut back).unwrap();
+        assert_eq!(back, tar);
+
+        // The second time, the recorded blob is used and the manifest is the same.
+        let blobs = fs::read_dir(store.oci_dir().join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            store.for_distribution(&local, Compression::Gzip).unwrap(),
+            pushed
+        );
+        let after = fs::read_dir(store.oci_dir().join("blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(after, blobs);
+        // Already compressed: nothing to do.
+        assert_eq!(
+            store.for_distribution(&pushed, Compression::Gzip).unwrap(),
+            pushed
+        );
+    }
+}
