@@ -2,6 +2,8 @@
 
 // `kiln build` end to end: the sandbox, snapshots, COPY/ADD and the image it writes.
 mod build;
+// kiln against buildah on the same Dockerfiles: configs and flattened filesystems compared.
+mod differential;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Tools the tests drive: busybox-static (base images), skopeo and umoci (read what kiln writes),
-# docker-registry (the real registry server the registry tests push to and pull from).
-packages=(busybox-static skopeo umoci docker-registry)
+# docker-registry (the real registry server the registry tests push to and pull from),
+# buildah (the differential suite builds every case with it too and compares).
+packages=(busybox-static skopeo umoci docker-registry buildah)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
