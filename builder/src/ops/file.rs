@@ -4,7 +4,9 @@
 //! copies its contents, wildcards match one component each, a wildcard that matches nothing is
 //! not an error, and `--parents` keeps each path below the source's pivot (`a/./b`), with `**`
 //! spanning directories. Context files become 0:0 unless `--chown` says otherwise; files from a
-//! stage keep their owners. Modes, setuid bits, fifos, symlinks (as links, never followed) and
+//! stage keep their owners. Missing directories on the way to the destination (the
+//! destination directory itself included) are made as BuildKit's `MkdirAll(dest, 0755, chown)`
+//! makes them: mode 0755 whatever `--chmod` says, owned by the `--chown` owner or 0:0. Modes, setuid bits, fifos, symlinks (as links, never followed) and
 //! hard links within one copied directory are kept. `ADD` extracts local tar archives (plain,
 //! gzip, bzip2, xz or zstd, detected by content; see `unpack.rs`) into the destination
 //! directory, and downloads `http(s)://` sources (see `fetch.rs`) as files of mode 0600 (unless
@@ -287,32 +289,29 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
         }
     };
 
-    // Directories made before anything lands in them, with the operation's owner: the
-    // destination directory when it is missing, and with --link every directory on the way.
-    let fresh_dirs: Vec<String> = if link {
-        let dir = match dest_is_dir {
-            true => dest_rel.as_str(),
-            false => dest_rel.rsplit_once('/').map_or("", |(parent, _)| parent),
-        };
-        let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
-        (1..=comps.len()).map(|n| comps[..n].join("/")).collect()
-    } else if !dest_exists_as_dir && dest_is_dir && !dest_rel.is_empty() {
-        vec![dest_rel.clone()]
-    } else {
-        Vec::new()
+    // Directories made before anything lands in them: every missing directory on the way to
+    // the destination (the destination itself when it is a directory), and with --link every
+    // directory on the way. As BuildKit's `MkdirAll(…, 0755, chown)` makes them: mode 0755
+    // whatever --chmod says, owned by the --chown owner (else 0:0), parents included.
+    let dir = match dest_is_dir {
+        true => dest_rel.as_str(),
+        false => dest_rel.rsplit_once('/').map_or("", |(parent, _)| parent),
     };
+    let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+    // `dest_rel` is resolved up to its first missing component, so a prefix that exists is a
+    // real directory (or a file, which the copy then reports) and never a symlink.
+    let fresh_dirs: Vec<String> = (1..=comps.len())
+        .map(|n| comps[..n].join("/"))
+        .filter(|d| link || std::fs::symlink_metadata(dest_root.join(d)).is_err())
+        .collect();
     if !fresh_dirs.is_empty() {
         apply_stream(&root, |tar| {
             for dir in &fresh_dirs {
                 let mut h = EntryHeader::new(dir.clone().into_bytes(), EntryKind::Dir);
                 h.mode = 0o755;
                 h.mtime = op.created;
-                if link {
-                    let (uid, gid) = op.owner.unwrap_or((0, 0));
-                    (h.uid, h.gid) = (u64::from(uid), u64::from(gid));
-                } else {
-                    adjust(&mut h);
-                }
+                let (uid, gid) = op.owner.unwrap_or((0, 0));
+                (h.uid, h.gid) = (u64::from(uid), u64::from(gid));
                 tar.append_header(h, &[])?;
             }
             Ok(())

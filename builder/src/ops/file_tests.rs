@@ -213,13 +213,99 @@ fn ownership_and_modes() {
     o.owner = Some((1001, 1002));
     o.chmod = Some("777".parse().unwrap());
     copy(&context(&f), &f.dest, &o).unwrap();
-    for p in ["owned", "owned/a.txt", "owned/sub", "owned/sub/b.txt"] {
+    for p in ["owned/a.txt", "owned/sub", "owned/sub/b.txt"] {
         let m = fs::metadata(f.dest.join(p)).unwrap();
         assert_eq!(
             (m.uid(), m.gid(), m.permissions().mode() & 0o7777),
             (1001, 1002, 0o777),
             "{p}"
         );
+    }
+}
+
+/// Missing directories on the way to the destination are made as BuildKit's
+/// `MkdirAll(dest, 0755, chown)` makes them: owned by `--chown` (parents included), mode 0755
+/// whatever `--chmod` says; an existing directory keeps its own mode and owner.
+#[test]
+fn missing_directories_are_made_0755_and_owned_by_chown() {
+    // (source, dest, --chown, --chmod, [(path, uid, gid, mode)])
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<(u32, u32)>,
+        Option<&'a str>,
+        &'a [(&'a str, u32, u32, u32)],
+    );
+    let cases: &[Case] = &[
+        // (source, dest, --chown, --chmod, [(path, uid, gid, mode)])
+        (
+            "foo",
+            "/p/q/file",
+            Some((1001, 1002)),
+            None,
+            &[
+                ("p", 1001, 1002, 0o755),
+                ("p/q", 1001, 1002, 0o755),
+                ("p/q/file", 1001, 1002, 0o644),
+            ],
+        ),
+        (
+            "foo",
+            "/p/q/",
+            Some((7, 8)),
+            Some("600"),
+            &[
+                ("p", 7, 8, 0o755),
+                ("p/q", 7, 8, 0o755),
+                ("p/q/foo", 7, 8, 0o600),
+            ],
+        ),
+        (
+            "dir",
+            "/d/e",
+            None,
+            Some("751"),
+            &[
+                ("d", 0, 0, 0o755),
+                ("d/e", 0, 0, 0o755),
+                ("d/e/sub", 0, 0, 0o751),
+                ("d/e/a.txt", 0, 0, 0o751),
+            ],
+        ),
+        (
+            "dir",
+            "/exists/in",
+            Some((5, 6)),
+            None,
+            &[
+                ("exists", 0, 0, 0o700),
+                ("exists/in", 5, 6, 0o755),
+                ("exists/in/sub", 5, 6, 0o755),
+            ],
+        ),
+    ];
+    for (source, dest, owner, chmod, want) in cases {
+        let f = fixture();
+        fs::set_permissions(f.dest.join("exists"), fs::Permissions::from_mode(0o700)).unwrap();
+        for p in ["foo", "dir/a.txt", "dir/sub/b.txt"] {
+            fs::set_permissions(f.ctx.join(p), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        for p in ["dir", "dir/sub"] {
+            fs::set_permissions(f.ctx.join(p), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let sources = strings(&[source]);
+        let mut o = op(&sources, dest);
+        o.owner = *owner;
+        o.chmod = chmod.map(|c| c.parse().unwrap());
+        copy(&context(&f), &f.dest, &o).unwrap();
+        for (p, uid, gid, mode) in *want {
+            let m = fs::symlink_metadata(f.dest.join(p)).unwrap();
+            assert_eq!(
+                (m.uid(), m.gid(), m.permissions().mode() & 0o7777),
+                (*uid, *gid, *mode),
+                "COPY {source} {dest}: {p}"
+            );
+        }
     }
 }
 

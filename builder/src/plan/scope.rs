@@ -57,7 +57,8 @@ impl Scope {
     }
 
     /// Declares ARGs (BuildKit's `dispatchArg`): the `--build-arg` value wins, then the default
-    /// (expanded in this scope), then a global ARG of the same name.
+    /// (expanded in this scope), then a global ARG of the same name. The name is expanded too,
+    /// as BuildKit's `ArgCommand.Expand` does (`ARG ${src}=x` declares the ARG `$src` names).
     pub fn declare_args(
         &mut self,
         decls: &[ArgDecl],
@@ -67,21 +68,22 @@ impl Scope {
         location: Location,
     ) -> Result<(), PlanError> {
         for decl in decls {
-            let value = match (build_args.get(&decl.name), &decl.default) {
+            let name = ScopeExpander::new(lexer, &self.env_map()).word_at(&decl.name, location)?;
+            let value = match (build_args.get(&name), &decl.default) {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(default)) => {
                     Some(ScopeExpander::new(lexer, &self.env_map()).word_at(default, location)?)
                 }
                 (None, None) => meta_args
                     .iter()
-                    .find(|m| m.name == decl.name)
+                    .find(|m| m.name == name)
                     .and_then(|m| m.value.clone()),
             };
             if let Some(v) = &value {
-                self.set(&decl.name, v);
+                self.set(&name, v);
             }
-            self.args.retain(|(n, _)| n != &decl.name);
-            self.args.push((decl.name.clone(), value));
+            self.args.retain(|(n, _)| n != &name);
+            self.args.push((name, value));
         }
         Ok(())
     }

@@ -103,6 +103,20 @@ fn env_and_arg_precedence_is_by_declaration_order() {
 }
 
 #[test]
+fn arg_names_are_expanded() {
+    // kaniko's Dockerfile_test_scratch: `ARG ${src}=…` declares the ARG `$src` names, and a
+    // --build-arg of that name wins over its default.
+    let source =
+        "FROM scratch\nENV baz=baz src=file3\nARG ${src}=context/bar/${baz}\nENV got=$file3";
+    let got = |build_args: &[(&str, &str)]| {
+        let p = plan_with(source, build_args, None).unwrap();
+        envs(&p, 0, vec![]).last().unwrap().1.clone()
+    };
+    assert_eq!(got(&[]), "context/bar/baz");
+    assert_eq!(got(&[("file3", "context/b*")]), "context/b*");
+}
+
+#[test]
 fn stage_args_flow_to_children_built_from_them() {
     let p = plan("FROM scratch AS a\nARG X=1\nFROM a\nENV Y=$X");
     assert_eq!(p.stages[1].base, Base::Stage(0));
