@@ -2,7 +2,8 @@
 //!
 //! Everything here is a thin wrapper over one call that rustix does not offer safely: `fork`
 //! (rustix has none by design), `unshare` (unsafe in rustix because of `CLONE_FILES`), signal
-//! handlers that forward a signal to the sandboxed process, `close_range`, dropping a
+//! handlers that forward a signal to the sandboxed process, handlers that report a signal on
+//! a pipe (how `kiln run` notices Ctrl-C and cleans up), `close_range`, dropping a
 //! capability from the bounding set, and bringing the loopback interface up with an ioctl. All of
 //! it runs in the helper process (`init_entry`), which is single-threaded: it was just exec'd
 //! and dispatches before anything could start a thread, and [`fork`] checks that before forking,
@@ -14,6 +15,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::Pid;
@@ -112,6 +114,51 @@ pub(super) fn reset_forwarders() -> io::Result<()> {
         set_handler(sig, libc::SIG_DFL)?;
     }
     Ok(())
+}
+
+/// The write end of the pipe [`notify`] reports caught signals on (-1: none).
+static NOTIFY_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn notify(sig: libc::c_int) {
+    let fd = NOTIFY_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = u8::try_from(sig).unwrap_or(u8::MAX);
+        // SAFETY: errno is thread-local and saved around write(2), which is async-signal-safe
+        // and reads one byte that lives for the call; a full pipe (non-blocking) just fails.
+        unsafe {
+            let errno = *libc::__errno_location();
+            libc::write(fd, (&raw const byte).cast(), 1);
+            *libc::__errno_location() = errno;
+        }
+    }
+}
+
+/// Makes each of `signals` write its number as one byte to `pipe` (a non-blocking pipe's write
+/// end) instead of taking its default action. One pipe at a time per process: a second call
+/// before [`stop_notifying`] fails with `AlreadyExists`. `pipe` must stay open until then.
+pub(super) fn notify_signals(signals: &[i32], pipe: BorrowedFd<'_>) -> io::Result<()> {
+    NOTIFY_FD
+        .compare_exchange(-1, pipe.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
+        .map_err(|_| io::Error::from(io::ErrorKind::AlreadyExists))?;
+    for &sig in signals {
+        if let Err(e) = set_handler(sig, notify as *const () as libc::sighandler_t) {
+            let _ = stop_notifying(signals);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Gives `signals` their default action back and forgets the pipe of [`notify_signals`].
+pub(super) fn stop_notifying(signals: &[i32]) -> io::Result<()> {
+    let mut result = Ok(());
+    for &sig in signals {
+        if let Err(e) = set_handler(sig, libc::SIG_DFL) {
+            result = Err(e);
+        }
+    }
+    NOTIFY_FD.store(-1, Ordering::SeqCst);
+    result
 }
 
 fn set_handler(sig: i32, handler: libc::sighandler_t) -> io::Result<()> {
