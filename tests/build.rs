@@ -5,55 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
-
-use crate::support::Kiln;
-use crate::support::busybox::busybox_rootfs_tar;
-
-/// A store with `busybox:latest` imported, or `None` (after saying so) when the fixture or the
-/// privileges are missing outside CI.
-fn with_busybox() -> Option<Kiln> {
-    if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "build tests need root under CI"
-        );
-        eprintln!("skipping: build tests need root");
-        return None;
-    }
-    let tar = busybox_rootfs_tar()?;
-    let kiln = Kiln::new();
-    kiln.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
-    Some(kiln)
-}
-
-/// Whether the tests run as root (the sandbox and overlay snapshots need it).
-fn is_root() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next())
-        == Some("0")
-}
-
-/// Writes a build context: the Dockerfile and `files` (path, content).
-fn context(kiln: &Kiln, dockerfile: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = kiln.path("ctx");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
-    for (path, body) in files {
-        let path = dir.join(path);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, body).unwrap();
-    }
-    dir
-}
-
-fn inspect(kiln: &Kiln, name: &str) -> Value {
-    let out = kiln.ok(&["inspect", name]);
-    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
-}
+use crate::support::{Kiln, context, inspect, with_busybox};
 
 fn history(kiln: &Kiln, name: &str) -> Vec<(String, bool)> {
     let store = kiln.store();

@@ -121,3 +121,50 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A store with `busybox:latest` imported (the busybox fixture), or `None` (after saying so)
+/// when the fixture or the privileges are missing outside CI.
+pub fn with_busybox() -> Option<Kiln> {
+    if !is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "build tests need root under CI"
+        );
+        eprintln!("skipping: build tests need root");
+        return None;
+    }
+    let tar = busybox::busybox_rootfs_tar()?;
+    let kiln = Kiln::new();
+    kiln.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+    Some(kiln)
+}
+
+/// Whether the tests run as root (the sandbox and overlay snapshots need it).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        == Some("0")
+}
+
+/// Writes a build context in the test's scratch directory: the Dockerfile and `files` (path,
+/// content).
+pub fn context(kiln: &Kiln, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = kiln.path("ctx");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    for (path, body) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+/// `kiln inspect NAME`'s one object.
+pub fn inspect(kiln: &Kiln, name: &str) -> serde_json::Value {
+    let out = kiln.ok(&["inspect", name]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
