@@ -8,12 +8,16 @@ mod build_cache;
 mod differential;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
+// The examples: the seed's Dockerfiles built and run, multi-stage, busybox-base.sh.
+mod examples;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.
 mod images;
 // `kiln build --output` of every type and `--push`, read back by skopeo, umoci, tar and podman.
 mod outputs;
 // kiln against the real registry server: push, pull, auth, TLS, faults, interop.
 mod registry;
+// `kiln run`: the command, its environment, streams and exit codes, and Ctrl-C.
+mod run;
 // Shared fixtures and harnesses (busybox rootfs, registry server, token issuer, fault proxy).
 mod support;
 

@@ -36,6 +36,8 @@ enum Command {
     Tag(commands::tag::TagArgs),
     /// Remove images.
     Rmi(commands::rmi::RmiArgs),
+    /// Run a command in an image (always removed afterwards: kiln keeps no containers).
+    Run(commands::run::RunArgs),
     /// Show images' details as JSON.
     Inspect(commands::inspect::InspectArgs),
     /// Save images to a tar archive.
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Images(args) => commands::images::run(&global, args),
         Command::Tag(args) => commands::tag::run(&global, args),
         Command::Rmi(args) => commands::rmi::run(&global, args),
+        Command::Run(args) => commands::run::run(&global, args),
         Command::Inspect(args) => commands::inspect::run(&global, args),
         Command::Save(args) => commands::save::run(&global, args),
         Command::Load(args) => commands::load::run(&global, args),

@@ -19,6 +19,7 @@
 //! any thread exists (the `kiln` binary does). [`Canceller::cancel`] kills the whole process tree
 //! at once (the helper, hence its pid namespace), whatever the command does with SIGTERM.
 
+pub mod image;
 mod init;
 mod mounts;
 mod rootfs;

@@ -11,6 +11,7 @@ pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod rmi;
+pub mod run;
 pub mod save;
 pub mod tag;
 
