@@ -342,7 +342,12 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
             break;
         }
     }
-    assert!(!processes_with(&format!("sleep {marker}")).is_empty());
+    // `started` is printed just before the sleep begins.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while processes_with(&format!("sleep {marker}")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the RUN never slept");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

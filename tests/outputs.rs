@@ -438,13 +438,33 @@ fn push_sends_every_tag_and_podman_runs_the_image() {
         &second,
         ctx.to_str().unwrap(),
     ]);
-    let (manifest_digest, _) = stored(&kiln, &first);
+    // The store keeps the layers uncompressed; what was pushed is the same image (same config)
+    // with gzip layers, the manifest `for_distribution` gives.
+    let store = kiln.store();
+    let local = store.resolve(&first).unwrap().unwrap();
+    let pushed = store
+        .for_distribution(&local, kiln_builder::layer::Compression::Gzip)
+        .unwrap();
+    let local_config = store
+        .read_manifest(&local)
+        .unwrap()
+        .config()
+        .digest()
+        .to_string();
     for name in [&first, &second] {
-        let inspected = skopeo_json(
-            &skopeo,
-            &["inspect", "--tls-verify=false", &format!("docker://{name}")],
-        );
-        assert_eq!(inspected["Digest"], manifest_digest.as_str(), "{name}");
+        let url = format!("docker://{name}");
+        let inspected = skopeo_json(&skopeo, &["inspect", "--tls-verify=false", &url]);
+        assert_eq!(inspected["Digest"], pushed.digest().to_string(), "{name}");
+        let raw = skopeo_json(&skopeo, &["inspect", "--raw", "--tls-verify=false", &url]);
+        assert_eq!(raw["config"]["digest"], local_config.as_str(), "{name}");
+        let layers = raw["layers"].as_array().unwrap();
+        assert!(!layers.is_empty());
+        for layer in layers {
+            assert_eq!(
+                layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+                "{name}"
+            );
+        }
     }
     let printed = podman.ok(&[
         "run",

@@ -77,13 +77,6 @@ const fn own(name: &'static str, context: &'static str) -> Case {
     }
 }
 
-/// The default PATH BuildKit puts in the config of a stage whose base has none (`scratch` too);
-/// kiln's solver starts such a stage without it.
-const SCRATCH_PATH: Expect = KnownBug(
-    "config.Env.PATH",
-    "no default PATH in the config of a stage on a base without one (scratch): BuildKit adds it at FROM (solve: the stage's ImageState and Scope)",
-);
-
 /// buildah 1.28 globs again the name a wildcard matched: `arr[0].txt` then matches nothing.
 const BUILDAH_REGLOB: Expect = Differs(
     "build",
@@ -145,30 +138,14 @@ pub const OWN: &[Case] = &[
     own("own/multistage", "own/multistage"),
     Case {
         buildah_dockerfile: Some("heredoc.buildah.Dockerfile"),
-        expect: &[KnownBug(
-            "/copied content",
-            "COPY <<EOF content is not expanded: BuildKit expands an unquoted heredoc's variables (SourcesAndDest.Expand); the fix belongs in dockerfile/instructions",
-        )],
         ..own("own/heredoc", "own/heredoc")
     },
     own("own/dockerignore", "own/dockerignore"),
     own("own/whiteouts", "own/whiteouts"),
     own("own/links", "own/links"),
-    Case {
-        expect: &[SCRATCH_PATH],
-        ..own("own/scratch", "own/scratch")
-    },
+    own("own/scratch", "own/scratch"),
     own("own/path_env", "own/path_env"),
-    Case {
-        expect: &[
-            SCRATCH_PATH,
-            KnownBug(
-                "config.Env.SEEN",
-                "`$PATH` expands empty on a base without PATH: BuildKit's stage scope starts with the default PATH (solve: Scope of the stage)",
-            ),
-        ],
-        ..own("own/no_path", "own/no_path")
-    },
+    own("own/no_path", "own/no_path"),
 ];
 
 /// Whether a kaniko Dockerfile is in the suite.
@@ -192,10 +169,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ("1097", Included(kaniko("1097"))),
     (
         "Dockerfile_dockerignore_relative",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_dockerignore_relative")
-        }),
+        Included(kaniko("Dockerfile_dockerignore_relative")),
     ),
     (
         "Dockerfile_git_buildcontext",
@@ -355,10 +329,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ),
     (
         "Dockerfile_test_copy_symlink",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_test_copy_symlink")
-        }),
+        Included(kaniko("Dockerfile_test_copy_symlink")),
     ),
     (
         "Dockerfile_test_copyadd_chmod",
@@ -380,10 +351,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ),
     (
         "Dockerfile_test_dockerignore",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_test_dockerignore")
-        }),
+        Included(kaniko("Dockerfile_test_dockerignore")),
     ),
     (
         "Dockerfile_test_env",
@@ -423,10 +391,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ),
     (
         "Dockerfile_test_ignore",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_test_ignore")
-        }),
+        Included(kaniko("Dockerfile_test_ignore")),
     ),
     ("Dockerfile_test_issue_1039", Excluded(APT)),
     ("Dockerfile_test_issue_1837", Excluded(APT)),
@@ -451,10 +416,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ),
     (
         "Dockerfile_test_maintainer",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_test_maintainer")
-        }),
+        Included(kaniko("Dockerfile_test_maintainer")),
     ),
     (
         "Dockerfile_test_meta_arg",
@@ -541,7 +503,6 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
                 "file=context/foo",
                 "file3=context/b*",
             ],
-            expect: &[SCRATCH_PATH],
             ..kaniko("Dockerfile_test_scratch")
         }),
     ),
@@ -554,7 +515,6 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
         Included(Case {
             target: Some("second"),
             build_args: &["file=/foo2"],
-            expect: &[SCRATCH_PATH],
             ..kaniko("Dockerfile_test_target")
         }),
     ),
@@ -620,10 +580,7 @@ pub const KANIKO: &[(&str, Kaniko)] = &[
     ),
     (
         "Dockerfile_test_workdir_with_user",
-        Included(Case {
-            expect: &[SCRATCH_PATH],
-            ..kaniko("Dockerfile_test_workdir_with_user")
-        }),
+        Included(kaniko("Dockerfile_test_workdir_with_user")),
     ),
     (
         "TestReplaceFolderWithFile",

@@ -58,7 +58,8 @@ impl Scope {
 
     /// Declares ARGs (BuildKit's `dispatchArg`): the `--build-arg` value wins, then the default
     /// (expanded in this scope), then a global ARG of the same name. The name is expanded too,
-    /// as BuildKit's `ArgCommand.Expand` does (`ARG ${src}=x` declares the ARG `$src` names).
+    /// as BuildKit's `ArgCommand.Expand` does (`ARG ${src}=x` declares the ARG `$src` names);
+    /// the declared names are returned in order.
     pub fn declare_args(
         &mut self,
         decls: &[ArgDecl],
@@ -66,7 +67,8 @@ impl Scope {
         build_args: &BTreeMap<String, String>,
         meta_args: &[MetaArg],
         location: Location,
-    ) -> Result<(), PlanError> {
+    ) -> Result<Vec<String>, PlanError> {
+        let mut names = Vec::with_capacity(decls.len());
         for decl in decls {
             let name = ScopeExpander::new(lexer, &self.env_map()).word_at(&decl.name, location)?;
             let value = match (build_args.get(&name), &decl.default) {
@@ -83,9 +85,10 @@ impl Scope {
                 self.set(&name, v);
             }
             self.args.retain(|(n, _)| n != &name);
-            self.args.push((name, value));
+            self.args.push((name.clone(), value));
+            names.push(name);
         }
-        Ok(())
+        Ok(names)
     }
 }
 
@@ -133,6 +136,15 @@ impl Expander for ScopeExpander<'_> {
             .process_words(word, self.env)
             .map_err(|e| InstructionError::new(e.to_string()))
     }
+
+    fn raw(&mut self, text: &str) -> Result<String, InstructionError> {
+        // BuildKit's heredoc bodies: quotes are plain text, `$` and escapes still work.
+        let mut lexer = self.lexer.clone();
+        lexer.skip_process_quotes = true;
+        lexer
+            .process_word(text, self.env)
+            .map_err(|e| InstructionError::new(e.to_string()))
+    }
 }
 
 /// One step of a stage after expansion, with the scope it ran in.
@@ -168,13 +180,18 @@ impl Plan {
             let mut expanded = step.clone();
             match &step.instruction {
                 Instruction::Arg(decls) => {
-                    scope.declare_args(
+                    let names = scope.declare_args(
                         decls,
                         &lexer,
                         &self.options.build_args,
                         &self.meta_args,
                         step.location,
                     )?;
+                    let mut decls = decls.clone();
+                    for (decl, name) in decls.iter_mut().zip(names) {
+                        decl.name = name;
+                    }
+                    expanded.instruction = Instruction::Arg(decls);
                 }
                 instruction => {
                     let env = scope.env_map();

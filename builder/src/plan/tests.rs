@@ -346,3 +346,33 @@ fn onbuild_triggers_become_steps() {
         assert_eq!(err.location, from);
     }
 }
+
+#[test]
+fn unquoted_copy_heredocs_are_expanded_with_their_quotes_kept() {
+    let plan = plan(
+        "FROM scratch\nARG NAME=kiln\n\
+         COPY <<EOF <<\"RAW\" /d/\nhello \"$NAME\" '${NAME}' \\$NAME\nEOF\nkeep $NAME\nRAW\n",
+    );
+    let (steps, _) = plan.expand_stage(0, Vec::new()).unwrap();
+    let Instruction::Copy(copy) = &steps[1].step.instruction else {
+        panic!("{:?}", steps[1].step.instruction)
+    };
+    assert_eq!(copy.files.inline[0].data, "hello \"kiln\" 'kiln' $NAME\n");
+    assert_eq!(copy.files.inline[1].data, "keep $NAME\n");
+}
+
+#[test]
+fn expanded_arg_steps_carry_the_names_they_declare() {
+    let plan = plan("FROM scratch\nARG src=name\nARG ${src}=v other\n");
+    let (steps, scope) = plan.expand_stage(0, Vec::new()).unwrap();
+    let Instruction::Arg(decls) = &steps[1].step.instruction else {
+        panic!("{:?}", steps[1].step.instruction)
+    };
+    let names: Vec<&str> = decls.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["name", "other"]);
+    assert!(
+        scope
+            .args()
+            .contains(&("name".to_owned(), Some("v".to_owned())))
+    );
+}

@@ -33,18 +33,17 @@ impl Solver<'_> {
         let mut state = match &stage.base {
             Base::Scratch => {
                 let platform = &self.plan.options.platform;
+                let mut config = ImageConfig::new(&platform.architecture, &platform.os);
+                with_default_path(&mut config);
                 StageState {
-                    image: ImageState::new(
-                        ImageConfig::new(&platform.architecture, &platform.os),
-                        Some(self.options.created.clone()),
-                    ),
+                    scope: env_scope(&config),
+                    image: ImageState::new(config, Some(self.options.created.clone())),
                     layers: Vec::new(),
                     chain: Vec::new(),
                     key: base_key(&format!(
                         "scratch {}/{}",
                         platform.os, platform.architecture
                     )),
-                    scope: Scope::default(),
                     own_history: 0,
                     newest: None,
                 }
@@ -161,25 +160,16 @@ impl Solver<'_> {
             .snapshots
             .unpack_image(self.store, &manifest, &config.rootfs.diff_ids)
             .map_err(step_err(location, format!("unpacking {reference}")))?;
-        let env = config
-            .config
-            .env
-            .iter()
-            .map(|e| {
-                e.split_once('=')
-                    .map_or((e.clone(), String::new()), |(k, v)| {
-                        (k.to_owned(), v.to_owned())
-                    })
-            })
-            .collect();
+        let mut config = config;
+        with_default_path(&mut config);
         Ok(StageState {
             layers: manifest.layers().clone(),
             chain,
             key: base_key(&format!("image {}", desc.digest())),
             own_history: config.history.len(),
             newest: None,
+            scope: env_scope(&config),
             image: ImageState::new(config, Some(self.options.created.clone())),
-            scope: Scope::new(env),
         })
     }
 
@@ -531,6 +521,34 @@ fn stack(state: &mut StageState, chain_id: Digest, record: &CacheRecord) {
         &record.digest,
         record.size,
     ));
+}
+
+/// The PATH BuildKit gives a Linux stage whose base sets none (`scratch` included).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Adds [`DEFAULT_PATH`] to a base's environment when it has no PATH, as BuildKit does at FROM.
+fn with_default_path(config: &mut ImageConfig) {
+    let env = &mut config.config.env;
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(DEFAULT_PATH.to_owned());
+    }
+}
+
+/// The variables a stage starts with: its base's environment.
+fn env_scope(config: &ImageConfig) -> Scope {
+    Scope::new(
+        config
+            .config
+            .env
+            .iter()
+            .map(|e| {
+                e.split_once('=')
+                    .map_or((e.clone(), String::new()), |(k, v)| {
+                        (k.to_owned(), v.to_owned())
+                    })
+            })
+            .collect(),
+    )
 }
 
 fn not_built(from: &str, location: Location) -> BuildError {

@@ -264,6 +264,9 @@ pub trait Expander {
     fn word(&mut self, word: &str) -> Result<String, InstructionError>;
     /// Expansion then splitting into words (BuildKit `ProcessWords`), used by EXPOSE.
     fn words(&mut self, word: &str) -> Result<Vec<String>, InstructionError>;
+    /// Text whose quotes are plain characters, with variables and escapes processed, as
+    /// BuildKit expands the content of an unquoted COPY/ADD heredoc.
+    fn raw(&mut self, text: &str) -> Result<String, InstructionError>;
 }
 
 impl Instruction {
@@ -381,6 +384,9 @@ fn expand_files(
         *source = x.word(source)?;
     }
     files.dest = x.word(&files.dest)?;
+    for inline in files.inline.iter_mut().filter(|i| i.expand) {
+        inline.data = x.raw(&inline.data)?;
+    }
     for exclude in &mut flags.excludes {
         *exclude = x.word(exclude)?;
     }

@@ -241,6 +241,9 @@ impl Expander for Upper {
     fn words(&mut self, word: &str) -> Result<Vec<String>, InstructionError> {
         Ok(self.word(word)?.split(' ').map(str::to_owned).collect())
     }
+    fn raw(&mut self, text: &str) -> Result<String, InstructionError> {
+        Ok(text.replace("$X", "raw"))
+    }
 }
 
 #[test]
