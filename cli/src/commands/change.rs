@@ -69,6 +69,14 @@ impl Expander for EnvExpander<'_> {
             .process_words(word, self.env)
             .map_err(|e| instruction_error(e.to_string()))
     }
+
+    fn raw(&mut self, text: &str) -> Result<String, InstructionError> {
+        let mut lexer = self.lexer.clone();
+        lexer.skip_process_quotes = true;
+        lexer
+            .process_word(text, self.env)
+            .map_err(|e| instruction_error(e.to_string()))
+    }
 }
 
 fn instruction_error(message: String) -> InstructionError {
