@@ -7,8 +7,7 @@
 //! kaniko integration Dockerfile that needs no network and whose base busybox can stand in
 //! for. Where BuildKit's rules, which kiln follows, differ from buildah's, the case lists the
 //! expected difference with its reason; any other difference fails the test with a readable
-//! diff, and so does an expected difference that no longer shows. Known kiln bugs in code this
-//! suite may not change are printed, not failed. The results table is printed on every run
+//! diff, and so does an expected difference that no longer shows. The results table is printed on every run
 //! (`cargo test --test integration differential -- --nocapture`).
 //!
 //! The base: the busybox rootfs fixture imported into a kiln store with Docker Hub busybox's
@@ -274,9 +273,6 @@ struct Outcome {
     expected: Vec<(&'static str, &'static str, usize)>,
     /// `Differs` expectations that did not show (stale: the case fails).
     missing: Vec<&'static str>,
-    /// Known bugs seen, and known bugs not seen (fixed?).
-    bugs: Vec<(&'static str, &'static str)>,
-    bugs_not_seen: Vec<&'static str>,
     /// A build that should have failed and did not, or a harness failure.
     error: Option<String>,
 }
@@ -297,8 +293,6 @@ fn run_case(env: &Env, index: usize, case: &Case) -> Outcome {
         unexplained: Vec::new(),
         expected: Vec::new(),
         missing: Vec::new(),
-        bugs: Vec::new(),
-        bugs_not_seen: Vec::new(),
         error: None,
     };
     let differences = match (&kiln, &buildah) {
@@ -327,7 +321,7 @@ fn run_case(env: &Env, index: usize, case: &Case) -> Outcome {
         }],
     };
     let pattern = |e: &Expect| match *e {
-        Expect::Differs(p, _) | Expect::KnownBug(p, _) => p,
+        Expect::Differs(p, _) => p,
     };
     let mut seen = vec![0usize; case.expect.len()];
     for d in differences {
@@ -344,8 +338,6 @@ fn run_case(env: &Env, index: usize, case: &Case) -> Outcome {
         match (*e, n) {
             (Expect::Differs(p, reason), n) if n > 0 => outcome.expected.push((p, reason, n)),
             (Expect::Differs(p, _), _) => outcome.missing.push(p),
-            (Expect::KnownBug(p, bug), n) if n > 0 => outcome.bugs.push((p, bug)),
-            (Expect::KnownBug(p, _), _) => outcome.bugs_not_seen.push(p),
         }
     }
     outcome
@@ -370,17 +362,10 @@ fn report(outcomes: &[Outcome]) -> String {
         let expected: usize = o.expected.iter().map(|(_, _, n)| n).sum();
         let result = if o.failed() {
             "FAIL".to_owned()
-        } else if expected == 0 && o.bugs.is_empty() {
+        } else if expected == 0 {
             "same".to_owned()
         } else {
-            let mut parts = Vec::new();
-            if expected > 0 {
-                parts.push(format!("{expected} expected difference(s)"));
-            }
-            if !o.bugs.is_empty() {
-                parts.push(format!("{} known kiln bug(s)", o.bugs.len()));
-            }
-            parts.join(", ")
+            format!("{expected} expected difference(s)")
         };
         writeln!(out, "{:width$}  {result}", o.name).unwrap();
     }
@@ -391,11 +376,7 @@ fn report(outcomes: &[Outcome]) -> String {
         }
     }
     for o in outcomes {
-        let interesting = o.failed()
-            || !o.expected.is_empty()
-            || !o.bugs.is_empty()
-            || !o.bugs_not_seen.is_empty();
-        if !interesting {
+        if !o.failed() && o.expected.is_empty() {
             continue;
         }
         writeln!(out, "\n{}:", o.name).unwrap();
@@ -415,12 +396,6 @@ fn report(outcomes: &[Outcome]) -> String {
         }
         for (p, reason, n) in &o.expected {
             writeln!(out, "  expected {p} ({n}): {reason}").unwrap();
-        }
-        for (p, bug) in &o.bugs {
-            writeln!(out, "  KNOWN KILN BUG {p}: {bug}").unwrap();
-        }
-        for p in &o.bugs_not_seen {
-            writeln!(out, "  known bug not seen (fixed? then remove it): {p}").unwrap();
         }
     }
     out
@@ -501,8 +476,6 @@ fn kiln_and_buildah_build_the_same_images() {
                                 unexplained: Vec::new(),
                                 expected: Vec::new(),
                                 missing: Vec::new(),
-                                bugs: Vec::new(),
-                                bugs_not_seen: Vec::new(),
                                 error: Some(format!("the harness failed: {message}")),
                             }
                         });

@@ -5,8 +5,7 @@
 //!
 //! Each included case lists the differences expected between kiln and buildah 1.28:
 //! `Differs` where BuildKit's rules (which kiln follows) and buildah's differ, with a one-line
-//! reason; `KnownBug` for a kiln bug that lies outside this suite's reach (reported, not
-//! failed). Patterns name differences as [`super::image::Difference::what`] spells them, `*`
+//! reason. Patterns name differences as [`super::image::Difference::what`] spells them, `*`
 //! matching anything.
 
 /// An expected difference between kiln's image and buildah's.
@@ -14,11 +13,9 @@
 pub enum Expect {
     /// BuildKit (kiln) and buildah disagree by design: (pattern, reason).
     Differs(&'static str, &'static str),
-    /// A kiln bug in code this suite may not change: (pattern, the bug). Printed, not failed.
-    KnownBug(&'static str, &'static str),
 }
 
-pub use Expect::{Differs, KnownBug};
+pub use Expect::Differs;
 
 /// One Dockerfile built by both tools.
 #[derive(Debug, Clone, Copy)]
