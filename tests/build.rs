@@ -62,7 +62,12 @@ fn the_seed_workflow_builds_and_the_image_holds_what_it_should() {
     let config = &image["Config"];
     assert_eq!(
         config["Env"],
-        serde_json::json!(["envir=test", "version=1.0"])
+        // The base sets no PATH, so the stage starts with BuildKit's default one.
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "envir=test",
+            "version=1.0"
+        ])
     );
     assert_eq!(
         config["Cmd"],

@@ -307,7 +307,7 @@ fn mounts_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Processes whose command line contains `needle`.
+/// Processes whose command line (arguments joined by NULs) contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
@@ -344,7 +344,7 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
     }
     // `started` is printed just before the sleep begins.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while processes_with(&format!("sleep {marker}")).is_empty() {
+    while processes_with(&marker).is_empty() {
         assert!(std::time::Instant::now() < deadline, "the RUN never slept");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

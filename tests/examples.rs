@@ -61,7 +61,12 @@ fn env_cmd_prints_what_the_seed_shows() {
     assert_eq!(image["Author"], "dot");
     assert_eq!(
         image["Config"]["Env"],
-        serde_json::json!(["envir=test", "version=1.0"])
+        // The base sets no PATH, so the stage starts with BuildKit's default one.
+        serde_json::json!([
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "envir=test",
+            "version=1.0"
+        ])
     );
 }
 

@@ -6,14 +6,16 @@
 //! store blob writers, which commit only verified content, and the tag moves last, so an
 //! interrupted or failed pull leaves the previous tag and no partial blob behind.
 
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal as _, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_builder::store::Store;
 use kiln_registry::{
     ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome, Platform, Progress,
@@ -90,7 +92,7 @@ impl RegistryArgs {
     /// [`connect`](Self::connect) with options the command adjusted.
     pub fn connect_with(&self, registry: &str, options: ClientOptions) -> anyhow::Result<Registry> {
         let credentials = self.credentials(registry)?;
-        let progress: Arc<dyn Progress> = Arc::new(Lines { quiet: self.quiet });
+        let progress: Arc<dyn Progress> = Arc::new(Lines::new(self.quiet));
         Ok(Registry::new(registry, credentials, &options, progress)?)
     }
 
@@ -114,10 +116,45 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Progress as plain lines on stderr: one per finished blob, retry and resumption.
+/// Progress on stderr: one line per finished blob, retry and resumption, and on a terminal a
+/// bar of the bytes transferred.
 #[derive(Debug)]
 struct Lines {
     quiet: bool,
+    /// The byte bar and each blob's bytes so far (terminal only).
+    bytes: Option<(ProgressBar, Mutex<BTreeMap<Digest, u64>>)>,
+}
+
+impl Lines {
+    fn new(quiet: bool) -> Self {
+        let bytes = (!quiet && io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            (bar, Mutex::default())
+        });
+        Self { quiet, bytes }
+    }
+
+    /// Moves the bar to the bytes done of every blob.
+    fn advance(&self, digest: &Digest, done: u64) {
+        if let Some((bar, blobs)) = &self.bytes
+            && let Ok(mut blobs) = blobs.lock()
+        {
+            blobs.insert(digest.clone(), done);
+            bar.set_position(blobs.values().sum());
+        }
+    }
+}
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        if let Some((bar, _)) = &self.bytes {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Progress for Lines {
@@ -126,6 +163,14 @@ impl Progress for Lines {
             return;
         }
         let line = match event {
+            Event::BlobProgress { digest, done, .. } => return self.advance(digest, *done),
+            Event::Plan { blobs, bytes } if self.bytes.is_some() => {
+                if let Some((bar, _)) = &self.bytes {
+                    bar.set_length(*bytes);
+                    bar.println(format!("{blobs} blobs ({})", size(*bytes)));
+                }
+                return;
+            }
             Event::Plan { blobs, bytes } => format!("{blobs} blobs ({})", size(*bytes)),
             Event::BlobFinished {
                 digest,
@@ -168,9 +213,17 @@ impl Progress for Lines {
                     short(digest)
                 )
             }
-            Event::BlobStarted { .. } | Event::BlobProgress { .. } => return,
+            Event::BlobStarted { .. } => return,
         };
-        let _ = writeln!(io::stderr().lock(), "{line}");
+        if let Event::BlobFinished { digest, size, .. } = event {
+            self.advance(digest, *size);
+        }
+        match &self.bytes {
+            Some((bar, _)) => bar.println(line),
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{line}");
+            }
+        }
     }
 }
 
