@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! cargo run --release --example bench_layers [-- --size-mb 500 --runs 3 --dir DIR]
-//!     [--tree DIR] [--only kiln|tools] [--compression gzip|zstd]
+//!     [--tree DIR | --source DIR] [--only kiln|tools] [--compression gzip|zstd] [-v]
 //! ```
 //!
 //! `--tree DIR` keeps the generated tree in `DIR` and reuses it on later runs (for profiling);
-//! `--only` and `--compression` narrow what runs. The tree is generated deterministically (a fixed xorshift seed): many small text-like files
+//! `--source DIR` measures an existing directory instead (`bench/run.sh` passes a workload's
+//! context and the Debian base); `--only` and `--compression` narrow what runs. The tree is generated deterministically (a fixed xorshift seed): many small text-like files
 //! (about a quarter of the bytes), a few large compressible files (log-like text) and a few
 //! large incompressible ones (random bytes). Every tool writes to a sink (`/dev/null` for the
 //! pipelines, `io::sink()` for kiln), so the numbers compare reading, archiving, hashing and
@@ -30,6 +31,7 @@ struct Options {
     runs: usize,
     dir: Option<PathBuf>,
     tree: Option<PathBuf>,
+    source: Option<PathBuf>,
     kiln: bool,
     tools: bool,
     gzip: bool,
@@ -43,6 +45,7 @@ fn options() -> Result<Options, String> {
         runs: 3,
         dir: None,
         tree: None,
+        source: None,
         kiln: true,
         tools: true,
         gzip: true,
@@ -58,6 +61,7 @@ fn options() -> Result<Options, String> {
             "--dir" => o.dir = Some(PathBuf::from(value()?)),
             "--verbose" | "-v" => o.verbose = true,
             "--tree" => o.tree = Some(PathBuf::from(value()?)),
+            "--source" => o.source = Some(PathBuf::from(value()?)),
             "--only" => match value()?.as_str() {
                 "kiln" => o.tools = false,
                 "tools" => o.kiln = false,
@@ -327,6 +331,9 @@ fn print_line(label: &str, bytes: u64, runs: &[Run], size: u64, extra: &str) {
 /// The tree to measure: `--tree DIR` (generated there once, then reused) or a fresh one in a
 /// temporary directory that lives as long as the returned guard.
 fn tree(o: &Options) -> io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(dir) = &o.source {
+        return Ok((dir.clone(), None));
+    }
     if let Some(dir) = &o.tree {
         let done = dir.join(".generated");
         if !done.exists() {
@@ -360,7 +367,10 @@ fn measure(root: &Path) -> io::Result<(u64, u64)> {
             bytes += b;
             files += f;
         } else {
-            bytes += meta.len();
+            // Other entries count as files; only regular files have bytes worth counting.
+            if meta.is_file() {
+                bytes += meta.len();
+            }
             files += 1;
         }
     }
