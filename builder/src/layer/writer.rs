@@ -41,13 +41,44 @@ const DROPPED_XATTRS: [&[u8]; 1] = [b"security.selinux"];
 
 /// The hashing pipeline: what the tar is written into, and how to close it.
 struct Pipeline<W: Write> {
-    tar: DigestWriter<CompressWriter<DigestWriter<BufWriter<W>>>>,
+    tar: DigestWriter<CompressWriter<Blob<BufWriter<W>>>>,
     compression: Compression,
+}
+
+/// The blob's end of the pipeline. An uncompressed blob is the tar itself, so its digest is the
+/// diffID already computed and hashing it a second time would only cost time: it is counted.
+enum Blob<W: Write> {
+    Hashed(DigestWriter<W>),
+    Counted(W, u64),
+}
+
+impl<W: Write> Write for Blob<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Blob::Hashed(w) => w.write(buf),
+            Blob::Counted(w, size) => {
+                let n = w.write(buf)?;
+                *size += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Blob::Hashed(w) => w.flush(),
+            Blob::Counted(w, _) => w.flush(),
+        }
+    }
 }
 
 impl<W: Write> Pipeline<W> {
     fn new(out: W, compression: Compression) -> Result<Self, LayerError> {
-        let blob = DigestWriter::new(BufWriter::with_capacity(OUT_BUFFER, out));
+        let buffered = BufWriter::with_capacity(OUT_BUFFER, out);
+        let blob = match compression {
+            Compression::None => Blob::Counted(buffered, 0),
+            Compression::Gzip | Compression::Zstd => Blob::Hashed(DigestWriter::new(buffered)),
+        };
         let compressor = CompressWriter::new(blob, compression).map_err(LayerError::Write)?;
         Ok(Self {
             tar: DigestWriter::new(compressor),
@@ -58,7 +89,10 @@ impl<W: Write> Pipeline<W> {
     fn finish(self) -> Result<LayerInfo, LayerError> {
         let (compressor, diff_id, _) = self.tar.finish();
         let blob = compressor.finish().map_err(LayerError::Write)?;
-        let (buffered, digest, size) = blob.finish();
+        let (buffered, digest, size) = match blob {
+            Blob::Hashed(w) => w.finish(),
+            Blob::Counted(w, size) => (w, diff_id.clone(), size),
+        };
         let mut out = buffered
             .into_inner()
             .map_err(|e| LayerError::Write(e.into_error()))?;

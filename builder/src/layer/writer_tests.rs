@@ -221,6 +221,10 @@ fn golden_digests() {
     assert_eq!(plain.diff_id, gz.diff_id);
     assert_eq!(plain.digest, gz.diff_id);
     assert_eq!(plain.size, plain_blob.len() as u64);
+    // An uncompressed blob's digest is not hashed twice but must still be its bytes' digest.
+    assert_eq!(plain.digest, kiln_registry::Digest::of(&plain_blob));
+    assert_eq!(gz.digest, kiln_registry::Digest::of(&gz_blob));
+    assert_eq!(gz.size, gz_blob.len() as u64);
     assert_eq!(untar(&gz_blob), plain_blob);
 
     let listed = list(&plain_blob);
