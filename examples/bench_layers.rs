@@ -3,14 +3,19 @@
 //!
 //! ```text
 //! cargo run --release --example bench_layers [-- --size-mb 500 --runs 3 --dir DIR]
+//!     [--tree DIR | --source DIR] [--only kiln|tools] [--compression gzip|zstd] [-v]
 //! ```
 //!
-//! The tree is generated deterministically (a fixed xorshift seed): many small text-like files
+//! `--tree DIR` keeps the generated tree in `DIR` and reuses it on later runs (for profiling);
+//! `--source DIR` measures an existing directory instead (`bench/run.sh` passes a workload's
+//! context and the Debian base); `--only` and `--compression` narrow what runs. The tree is generated deterministically (a fixed xorshift seed): many small text-like files
 //! (about a quarter of the bytes), a few large compressible files (log-like text) and a few
 //! large incompressible ones (random bytes). Every tool writes to a sink (`/dev/null` for the
 //! pipelines, `io::sink()` for kiln), so the numbers compare reading, archiving, hashing and
-//! compressing. Each measurement is the best of `--runs` (the page cache is warm for all). Peak
-//! memory is the process's `VmHWM`, reset through `/proc/self/clear_refs` before each kiln run.
+//! compressing. kiln and the tool runs alternate, so a shared machine's load falls on both; each
+//! line reports the median of `--runs` and their range, the ratio is of the medians, and the load
+//! average is printed before and after (the page cache is warm for all). Peak memory is the
+//! process's `VmHWM`, reset through `/proc/self/clear_refs` before each kiln run.
 
 use std::fs;
 use std::io::{self, Write};
@@ -25,6 +30,13 @@ struct Options {
     size_mb: u64,
     runs: usize,
     dir: Option<PathBuf>,
+    tree: Option<PathBuf>,
+    source: Option<PathBuf>,
+    kiln: bool,
+    tools: bool,
+    gzip: bool,
+    zstd: bool,
+    verbose: bool,
 }
 
 fn options() -> Result<Options, String> {
@@ -32,6 +44,13 @@ fn options() -> Result<Options, String> {
         size_mb: 500,
         runs: 3,
         dir: None,
+        tree: None,
+        source: None,
+        kiln: true,
+        tools: true,
+        gzip: true,
+        zstd: true,
+        verbose: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +59,19 @@ fn options() -> Result<Options, String> {
             "--size-mb" => o.size_mb = value()?.parse().map_err(|e| format!("--size-mb: {e}"))?,
             "--runs" => o.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--dir" => o.dir = Some(PathBuf::from(value()?)),
+            "--verbose" | "-v" => o.verbose = true,
+            "--tree" => o.tree = Some(PathBuf::from(value()?)),
+            "--source" => o.source = Some(PathBuf::from(value()?)),
+            "--only" => match value()?.as_str() {
+                "kiln" => o.tools = false,
+                "tools" => o.kiln = false,
+                other => return Err(format!("--only: kiln or tools, not {other}")),
+            },
+            "--compression" => match value()?.as_str() {
+                "gzip" => o.zstd = false,
+                "zstd" => o.gzip = false,
+                other => return Err(format!("--compression: gzip or zstd, not {other}")),
+            },
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -164,9 +196,37 @@ fn reset_peak_rss() {
     let _ = fs::write("/proc/self/clear_refs", "5");
 }
 
+/// CPU time used so far by this process (`self`) and by its waited-for children, from
+/// `/proc/self/stat` (utime + stime, cutime + cstime; clock ticks of 10 ms).
+fn cpu_times() -> Option<(Duration, Duration)> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let tick = |t: u64| Duration::from_millis(t * 10);
+    match fields[..] {
+        [utime, stime, cutime, cstime] => Some((tick(utime + stime), tick(cutime + cstime))),
+        _ => None,
+    }
+}
+
+/// A measured run: wall time and the CPU time it used.
+#[derive(Clone, Copy)]
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+}
+
 /// One kiln run: (time, compressed size, peak RSS in KiB).
-fn kiln(root: &Path, compression: Compression) -> io::Result<(Duration, u64, Option<u64>)> {
+fn kiln(root: &Path, compression: Compression) -> io::Result<(Run, u64, Option<u64>)> {
     reset_peak_rss();
+    let cpu_before = cpu_times().map_or(Duration::ZERO, |c| c.0);
     let options = LayerOptions {
         kind: ChangeKind::Tree,
         compression,
@@ -174,11 +234,14 @@ fn kiln(root: &Path, compression: Compression) -> io::Result<(Duration, u64, Opt
     };
     let start = Instant::now();
     let info = write_layer(root, &options, io::sink()).map_err(io::Error::other)?;
-    Ok((start.elapsed(), info.size, peak_rss_kib()))
+    let wall = start.elapsed();
+    let cpu = cpu_times().map_or(Duration::ZERO, |c| c.0.saturating_sub(cpu_before));
+    Ok((Run { wall, cpu }, info.size, peak_rss_kib()))
 }
 
 /// One shell pipeline run: (time, compressed size).
-fn pipeline(script: &str, root: &Path) -> io::Result<(Duration, u64)> {
+fn pipeline(script: &str, root: &Path) -> io::Result<(Run, u64)> {
+    let cpu_before = cpu_times().map_or(Duration::ZERO, |c| c.1);
     let start = Instant::now();
     let out = Command::new("sh")
         .arg("-c")
@@ -186,7 +249,8 @@ fn pipeline(script: &str, root: &Path) -> io::Result<(Duration, u64)> {
         .env("DIR", root)
         .stderr(Stdio::inherit())
         .output()?;
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
+    let cpu = cpu_times().map_or(Duration::ZERO, |c| c.1.saturating_sub(cpu_before));
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "`{script}` failed: {}",
@@ -197,7 +261,7 @@ fn pipeline(script: &str, root: &Path) -> io::Result<(Duration, u64)> {
         .trim()
         .parse()
         .unwrap_or(0);
-    Ok((elapsed, size))
+    Ok((Run { wall, cpu }, size))
 }
 
 fn have(tool: &str) -> bool {
@@ -212,25 +276,125 @@ fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let o = options()?;
-    for tool in ["tar", "pigz", "zstd"] {
-        if !have(tool) {
-            return Err(format!("{tool} is needed for the comparison").into());
+/// The 1-minute load average, for the report (the machine may be shared).
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Median and range of some run times.
+struct Spread {
+    median: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+fn spread(times: &[Duration]) -> Option<Spread> {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    let median = match n {
+        0 => return None,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    };
+    Some(Spread {
+        median,
+        min: sorted[0],
+        max: sorted[n - 1],
+    })
+}
+
+fn print_line(label: &str, bytes: u64, runs: &[Run], size: u64, extra: &str) {
+    let walls: Vec<Duration> = runs.iter().map(|r| r.wall).collect();
+    let cpus: Vec<Duration> = runs.iter().map(|r| r.cpu).collect();
+    let (Some(wall), Some(cpu)) = (spread(&walls), spread(&cpus)) else {
+        return;
+    };
+    println!(
+        "{label:<24} {:>7.2}s {:>7.1} {:>11} {:>7.2}s {:>9.1} {:>10.1} {extra:>9}",
+        wall.median.as_secs_f64(),
+        mb_per_s(bytes, wall.median),
+        format!(
+            "{:.0}–{:.0}",
+            mb_per_s(bytes, wall.max),
+            mb_per_s(bytes, wall.min)
+        ),
+        cpu.median.as_secs_f64(),
+        mb_per_s(bytes, cpu.median),
+        size as f64 / 1e6,
+    );
+}
+
+/// The tree to measure: `--tree DIR` (generated there once, then reused) or a fresh one in a
+/// temporary directory that lives as long as the returned guard.
+fn tree(o: &Options) -> io::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(dir) = &o.source {
+        return Ok((dir.clone(), None));
+    }
+    if let Some(dir) = &o.tree {
+        let done = dir.join(".generated");
+        if !done.exists() {
+            let root = dir.join("tree");
+            if root.exists() {
+                fs::remove_dir_all(&root)?;
+            }
+            fs::create_dir_all(&root)?;
+            generate(&root, o.size_mb)?;
+            fs::write(&done, o.size_mb.to_string())?;
         }
+        return Ok((dir.join("tree"), None));
     }
     let scratch = tempfile::Builder::new()
         .prefix("kiln-bench-")
         .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let root = scratch.path().join("tree");
     fs::create_dir(&root)?;
+    generate(&root, o.size_mb)?;
+    Ok((root, Some(scratch)))
+}
+
+/// Counts the files and bytes below `root`.
+fn measure(root: &Path) -> io::Result<(u64, u64)> {
+    let (mut bytes, mut files) = (0, 0);
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            let (b, f) = measure(&entry.path())?;
+            bytes += b;
+            files += f;
+        } else {
+            // Other entries count as files; only regular files have bytes worth counting.
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+            files += 1;
+        }
+    }
+    Ok((bytes, files))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let o = options()?;
+    if o.tools {
+        for tool in ["tar", "pigz", "zstd"] {
+            if !have(tool) {
+                return Err(format!("{tool} is needed for the comparison").into());
+            }
+        }
+    }
     let start = Instant::now();
-    let (bytes, files) = generate(&root, o.size_mb)?;
+    let (root, _scratch) = tree(&o)?;
+    let (bytes, files) = measure(&root)?;
     println!(
-        "tree: {files} files, {:.0} MB, generated in {:.1}s; {} cores",
+        "tree: {files} files, {:.0} MB, ready in {:.1}s; {} cores; load average {}",
         bytes as f64 / 1e6,
         start.elapsed().as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load_average()
     );
     // Warm the page cache for everyone.
     pipeline("tar -cf - -C \"$DIR\" . | wc -c", &root)?;
@@ -239,54 +403,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gzip_cmd = "tar -cf - -C \"$DIR\" . | pigz -6 -p 2 | wc -c";
     let zstd_cmd = "tar -cf - -C \"$DIR\" . | zstd -3 -T2 -q -c | wc -c";
     println!(
-        "{:<28} {:>9} {:>10} {:>11} {:>10}",
-        "", "time", "MB/s", "output MB", "peak RSS"
+        "{:<24} {:>8} {:>7} {:>11} {:>8} {:>9} {:>10} {:>9}",
+        "", "wall", "MB/s", "MB/s range", "CPU", "MB/CPU-s", "output MB", "peak RSS"
     );
     let mut ratios = Vec::new();
-    for (name, compression, script) in [
-        ("gzip", Compression::Gzip, gzip_cmd),
-        ("zstd", Compression::Zstd, zstd_cmd),
-    ] {
-        let mut best_kiln: Option<(Duration, u64, Option<u64>)> = None;
-        let mut best_tool: Option<(Duration, u64)> = None;
+    let mut cases = Vec::new();
+    if o.gzip {
+        cases.push(("gzip", Compression::Gzip, gzip_cmd, "tar -c | pigz -p 2"));
+    }
+    if o.zstd {
+        cases.push(("zstd", Compression::Zstd, zstd_cmd, "tar -c | zstd -T2"));
+    }
+    for (name, compression, script, label) in cases {
+        let (mut kiln_runs, mut tool_runs) = (Vec::new(), Vec::new());
+        let (mut ksize, mut tsize, mut krss) = (0, 0, None::<u64>);
         for _ in 0..o.runs.max(1) {
-            let k = kiln(&root, compression)?;
-            if best_kiln.as_ref().is_none_or(|b| k.0 < b.0) {
-                best_kiln = Some(k);
+            if o.kiln {
+                let (run, size, rss) = kiln(&root, compression)?;
+                if o.verbose {
+                    eprintln!(
+                        "  kiln {name}: {:.2}s wall, {:.2}s CPU, load {}",
+                        run.wall.as_secs_f64(),
+                        run.cpu.as_secs_f64(),
+                        load_average()
+                    );
+                }
+                kiln_runs.push(run);
+                ksize = size;
+                krss = krss.max(rss);
             }
-            let t = pipeline(script, &root)?;
-            if best_tool.as_ref().is_none_or(|b| t.0 < b.0) {
-                best_tool = Some(t);
+            if o.tools {
+                let (run, size) = pipeline(script, &root)?;
+                if o.verbose {
+                    eprintln!(
+                        "  {label}: {:.2}s wall, {:.2}s CPU, load {}",
+                        run.wall.as_secs_f64(),
+                        run.cpu.as_secs_f64(),
+                        load_average()
+                    );
+                }
+                tool_runs.push(run);
+                tsize = size;
             }
         }
-        let (kt, ksize, krss) = best_kiln.ok_or("no run")?;
-        let (tt, tsize) = best_tool.ok_or("no run")?;
         let rss = krss.map_or("?".to_owned(), |k| format!("{:.1} MB", k as f64 / 1024.0));
-        println!(
-            "{:<28} {:>8.2}s {:>10.1} {:>11.1} {:>10}",
-            format!("kiln write_layer ({name})"),
-            kt.as_secs_f64(),
-            mb_per_s(bytes, kt),
-            ksize as f64 / 1e6,
-            rss
-        );
-        let label = if name == "gzip" {
-            "tar -c | pigz -p 2"
-        } else {
-            "tar -c | zstd -T2"
-        };
-        println!(
-            "{:<28} {:>8.2}s {:>10.1} {:>11.1}",
-            label,
-            tt.as_secs_f64(),
-            mb_per_s(bytes, tt),
-            tsize as f64 / 1e6
-        );
-        ratios.push((name, tt.as_secs_f64() / kt.as_secs_f64()));
+        print_line(&format!("kiln ({name})"), bytes, &kiln_runs, ksize, &rss);
+        print_line(label, bytes, &tool_runs, tsize, "");
+        let walls = |runs: &[Run]| runs.iter().map(|r| r.wall).collect::<Vec<_>>();
+        if let (Some(k), Some(t)) = (spread(&walls(&kiln_runs)), spread(&walls(&tool_runs))) {
+            ratios.push((name, t.median.as_secs_f64() / k.median.as_secs_f64()));
+        }
     }
     for (name, ratio) in ratios {
         println!("{name}: kiln throughput is {ratio:.2}x the baseline's (target ≥ 0.9x)");
     }
+    println!("load average after: {}", load_average());
     if let Some(base) = baseline_rss {
         println!(
             "(VmHWM before the kiln runs, tree generation included: {:.1} MB)",

@@ -1,7 +1,8 @@
 //! The layer writer: change set → tar → diffID, compressed blob → digest, in one pass.
 //!
 //! Bytes flow `tar entries → sha256 (diffID) → compressor → sha256 + byte count (digest, size)
-//! → output`. Every header is built by [`super::header`] from the entry's metadata alone;
+//! → output`; [`write_layer`] produces the tar entries on a thread of its own, the compressor
+//! has its workers, and the two hashes run on the caller's thread. Every header is built by [`super::header`] from the entry's metadata alone;
 //! file contents are streamed with exactly the size recorded in the header, and a file that
 //! grows, shrinks or is replaced meanwhile is an error rather than a tar whose digest describes
 //! other bytes than the header promised. Hard links (same device and inode within the layer)
@@ -14,6 +15,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use kiln_registry::{Digest, DigestWriter};
 use rustix::fs::{Mode, OFlags};
@@ -27,6 +29,11 @@ use super::{Compression, LayerError, LayerInfo, LayerOptions};
 const OUT_BUFFER: usize = 256 * 1024;
 /// Read size when copying file contents and streams.
 const COPY_BUFFER: usize = 128 * 1024;
+/// Size of the pieces the tar producer hands to the hashing and compressing thread.
+const CHUNK: usize = 256 * 1024;
+/// Chunks produced but not yet consumed: enough to ride out a slow file or a busy consumer
+/// while bounding memory to about a megabyte.
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// The end of a tar archive: two zero blocks.
 const END_OF_ARCHIVE: [u8; 1024] = [0; 1024];
 /// Extended attributes never written to a layer besides overlayfs's own (see the module doc).
@@ -34,13 +41,44 @@ const DROPPED_XATTRS: [&[u8]; 1] = [b"security.selinux"];
 
 /// The hashing pipeline: what the tar is written into, and how to close it.
 struct Pipeline<W: Write> {
-    tar: DigestWriter<CompressWriter<DigestWriter<BufWriter<W>>>>,
+    tar: DigestWriter<CompressWriter<Blob<BufWriter<W>>>>,
     compression: Compression,
+}
+
+/// The blob's end of the pipeline. An uncompressed blob is the tar itself, so its digest is the
+/// diffID already computed and hashing it a second time would only cost time: it is counted.
+enum Blob<W: Write> {
+    Hashed(DigestWriter<W>),
+    Counted(W, u64),
+}
+
+impl<W: Write> Write for Blob<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Blob::Hashed(w) => w.write(buf),
+            Blob::Counted(w, size) => {
+                let n = w.write(buf)?;
+                *size += n as u64;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Blob::Hashed(w) => w.flush(),
+            Blob::Counted(w, _) => w.flush(),
+        }
+    }
 }
 
 impl<W: Write> Pipeline<W> {
     fn new(out: W, compression: Compression) -> Result<Self, LayerError> {
-        let blob = DigestWriter::new(BufWriter::with_capacity(OUT_BUFFER, out));
+        let buffered = BufWriter::with_capacity(OUT_BUFFER, out);
+        let blob = match compression {
+            Compression::None => Blob::Counted(buffered, 0),
+            Compression::Gzip | Compression::Zstd => Blob::Hashed(DigestWriter::new(buffered)),
+        };
         let compressor = CompressWriter::new(blob, compression).map_err(LayerError::Write)?;
         Ok(Self {
             tar: DigestWriter::new(compressor),
@@ -51,7 +89,10 @@ impl<W: Write> Pipeline<W> {
     fn finish(self) -> Result<LayerInfo, LayerError> {
         let (compressor, diff_id, _) = self.tar.finish();
         let blob = compressor.finish().map_err(LayerError::Write)?;
-        let (buffered, digest, size) = blob.finish();
+        let (buffered, digest, size) = match blob {
+            Blob::Hashed(w) => w.finish(),
+            Blob::Counted(w, size) => (w, diff_id.clone(), size),
+        };
         let mut out = buffered
             .into_inner()
             .map_err(|e| LayerError::Write(e.into_error()))?;
@@ -66,6 +107,11 @@ impl<W: Write> Pipeline<W> {
 }
 
 /// Writes the change set at `root` as a layer blob into `out` and returns its identifiers.
+///
+/// The tar is produced on a thread of its own (walking, reading files, building headers) and
+/// handed over in [`CHUNK`]-sized pieces, so its system calls overlap with the hashing on this
+/// thread and the compression on the workers; with many small files the producer would
+/// otherwise leave the compression workers waiting.
 pub fn write_layer<W: Write>(
     root: &Path,
     options: &LayerOptions,
@@ -73,15 +119,89 @@ pub fn write_layer<W: Write>(
 ) -> Result<LayerInfo, LayerError> {
     let mut pipeline = Pipeline::new(out, options.compression)?;
     let mut walk = Walk::new(root, options.kind)?;
-    let mut entries = EntryWriter::new(&mut pipeline.tar, options.source_date_epoch);
-    while let Some(item) = walk.next_item() {
-        entries.write_item(item?)?;
-    }
-    pipeline
-        .tar
-        .write_all(&END_OF_ARCHIVE)
-        .map_err(LayerError::Write)?;
+    let epoch = options.source_date_epoch;
+    std::thread::scope(|scope| {
+        let (chunks, received) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (spare, spares) = mpsc::channel();
+        let producer = std::thread::Builder::new()
+            .name("kiln-tar".into())
+            .spawn_scoped(scope, move || {
+                let mut sink = ChunkSender {
+                    chunk: Vec::with_capacity(CHUNK),
+                    chunks,
+                    spares,
+                };
+                let mut entries = EntryWriter::new(&mut sink, epoch);
+                while let Some(item) = walk.next_item() {
+                    entries.write_item(item?)?;
+                }
+                sink.write_all(&END_OF_ARCHIVE)
+                    .and_then(|()| sink.send())
+                    .map_err(LayerError::Write)
+            })
+            .map_err(LayerError::Write)?;
+        // Stops at the producer's end (it drops its sender), whether it finished or failed.
+        let mut written = Ok(());
+        for chunk in received {
+            written = pipeline.tar.write_all(&chunk).map_err(LayerError::Write);
+            if written.is_err() {
+                // Dropping the receiver makes the producer's next send fail, ending it.
+                break;
+            }
+            // The producer may have finished and gone: then the buffer is simply dropped.
+            let _ = spare.send(chunk);
+        }
+        let produced = producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Our write error explains the producer's (a closed channel), not the reverse.
+        written?;
+        produced
+    })?;
     pipeline.finish()
+}
+
+/// The producer's end of the tar hand-over: bytes are gathered into chunks and sent, and the
+/// consumer's emptied chunks come back for reuse.
+struct ChunkSender {
+    chunk: Vec<u8>,
+    chunks: SyncSender<Vec<u8>>,
+    spares: Receiver<Vec<u8>>,
+}
+
+impl ChunkSender {
+    /// Sends the chunk being filled, if any.
+    fn send(&mut self) -> io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let next = match self.spares.try_recv() {
+            Ok(mut spare) => {
+                spare.clear();
+                spare
+            }
+            Err(_) => Vec::with_capacity(CHUNK),
+        };
+        let full = std::mem::replace(&mut self.chunk, next);
+        self.chunks
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the layer writer stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..n]);
+        if self.chunk.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Turns an existing uncompressed tar stream (e.g. from `kiln import`) into a layer blob: the
