@@ -89,6 +89,24 @@ fn push_to_another_repository_mounts_the_blobs() {
 }
 
 #[test]
+fn a_push_remembers_where_it_sent_blobs_and_later_pushes_mount_them() {
+    let Some(reg) = registry() else { return };
+    let a = Kiln::new();
+    // A local name in no registry: only the first push can tell where the blobs went.
+    make_image(&a.root(), "docker.io/local/app:1", "amd64", &[("a", b"shared base")]);
+    let first = format!("{}/test/c:1", reg.addr);
+    let second = format!("{}/test/d:1", reg.addr);
+    a.ok(&["push", "local/app:1", &first]);
+    let (_, stderr) = a.ok(&["push", "local/app:1", &second]);
+    assert!(stderr.contains("mounted from test/c"), "{stderr}");
+    assert!(
+        stderr.contains("0 uploaded (0 B), 0 already in the registry, 2 mounted"),
+        "{stderr}"
+    );
+    assert_eq!(reg.requests("PUT", "/v2/test/d/blobs/uploads/"), 0);
+}
+
+#[test]
 fn pull_chooses_a_platform_from_an_index() {
     let Some(reg) = registry() else { return };
     let a = Kiln::new();

@@ -12,12 +12,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
+use super::rootfs::open_in_root;
 use super::{
     DEFAULT_HOSTNAME, ExecError, ExitStatus, MAX_LINE, Mount, NetworkMode, RunSpec, Stream,
 };
@@ -171,7 +172,8 @@ pub fn create_volume_dirs(
         }
         let mut rel = PathBuf::new();
         for comp in clean(volume).split('/').filter(|c| !c.is_empty()) {
-            let parent = open_in_root(&root, &rel).map_err(io_err("open", rootfs.join(&rel)))?;
+            let parent = open_in_root(root.as_fd(), &rel, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(io_err("open", rootfs.join(&rel)))?;
             rel.push(comp);
             match rustix::fs::mkdirat(&parent, comp, Mode::from_raw_mode(0o755)) {
                 // An existing entry (or a symlink) is resolved by the next open.
@@ -179,9 +181,11 @@ pub fn create_volume_dirs(
                 Err(e) => return Err(io_err("create", rootfs.join(&rel))(e)),
             }
         }
-        open_in_root(&root, &rel).map_err(|_| ExecError::MountTarget {
-            target: volume.clone(),
-            reason: "the volume path is not a directory",
+        open_in_root(root.as_fd(), &rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|_| {
+            ExecError::MountTarget {
+                target: volume.clone(),
+                reason: "the volume path is not a directory",
+            }
         })?;
     }
     Ok(())
@@ -200,29 +204,6 @@ fn clean(path: &str) -> String {
         }
     }
     format!("/{}", out.join("/"))
-}
-
-/// Opens the directory `rel` inside `root`, never leaving it.
-fn open_in_root(root: &OwnedFd, rel: &Path) -> Result<OwnedFd, Errno> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            // A rename racing with `..` resolution: the kernel asks to try again.
-            Err(Errno::AGAIN) if tries < 8 => tries += 1,
-            other => return other,
-        }
-    }
 }
 
 /// Writes the output [`super::run`] hands over in lines back out as the byte streams it came

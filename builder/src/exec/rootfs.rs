@@ -75,7 +75,11 @@ fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> E
 }
 
 /// Opens `rel` inside `root` with `RESOLVE_IN_ROOT`.
-fn open_in_root(root: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+pub(super) fn open_in_root(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
     let rel = if rel.as_os_str().is_empty() {
         Path::new(".")
     } else {

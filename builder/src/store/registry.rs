@@ -3,7 +3,10 @@
 //!
 //! Pulled blobs go through store blob writers, which commit only verified content. A push
 //! offers the registry cross-repository mounts for blobs that other local tags of the same
-//! registry contain: those tags record where the blobs came from (a pull or an earlier push).
+//! registry contain (they came from a pull or an earlier push), and for blobs an earlier push
+//! sent to another repository there, which `cache/blob-locations.json` remembers (like
+//! containers/image's blob info cache), so pushing an image that shares its base with one
+//! already pushed uploads only what is new.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek as _, SeekFrom, Write};
@@ -29,20 +32,62 @@ pub async fn push_image(
         tags: dest.tag().map(str::to_owned).into_iter().collect(),
         mount_from: mount_sources(store, dest),
     };
-    kiln_registry::push(
+    let pushed = kiln_registry::push(
         registry,
         dest.repository(),
         root,
         &StoreSource(store.clone()),
         &options,
     )
-    .await
+    .await?;
+    // Only a hint for later pushes: failing to remember costs an upload, nothing more.
+    let _ = remember_locations(store, dest, &blobs_of(store, root).unwrap_or_default());
+    Ok(pushed)
 }
 
-/// For every blob of the store's images tagged in `dest`'s registry (other repositories), the
-/// repositories that have it.
+/// Repositories blobs were pushed to, by registry: `{registry: {digest: [repository]}}`.
+type Locations = BTreeMap<String, BTreeMap<Digest, Vec<String>>>;
+
+fn locations_path(store: &Store) -> std::path::PathBuf {
+    store.cache_dir().join("blob-locations.json")
+}
+
+fn read_locations(store: &Store) -> Locations {
+    std::fs::read(locations_path(store))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Records that `digests` are now in `dest`'s repository.
+fn remember_locations(store: &Store, dest: &Reference, digests: &[Digest]) -> io::Result<()> {
+    let mut locations = read_locations(store);
+    let known = locations.entry(dest.registry().to_owned()).or_default();
+    for digest in digests {
+        let repos = known.entry(digest.clone()).or_default();
+        if !repos.iter().any(|r| r == dest.repository()) {
+            repos.push(dest.repository().to_owned());
+        }
+    }
+    std::fs::create_dir_all(store.cache_dir())?;
+    let mut file = tempfile::Builder::new()
+        .prefix("replace-locations-")
+        .tempfile_in(store.tmp_dir())?;
+    file.write_all(&serde_json::to_vec(&locations).map_err(io::Error::other)?)?;
+    file.persist(locations_path(store)).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// For every blob of the store's images tagged in `dest`'s registry, and every blob pushed
+/// there before, the other repositories that have it.
 fn mount_sources(store: &Store, dest: &Reference) -> BTreeMap<Digest, Vec<String>> {
-    let mut sources: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    let mut sources: BTreeMap<Digest, Vec<String>> = read_locations(store)
+        .remove(dest.registry())
+        .unwrap_or_default();
+    for repos in sources.values_mut() {
+        repos.retain(|r| r != dest.repository());
+    }
+    sources.retain(|_, repos| !repos.is_empty());
     for (name, desc) in store.list().unwrap_or_default() {
         let Ok(reference) = Reference::parse(&name) else {
             continue;
