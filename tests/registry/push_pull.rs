@@ -93,7 +93,12 @@ fn a_push_remembers_where_it_sent_blobs_and_later_pushes_mount_them() {
     let Some(reg) = registry() else { return };
     let a = Kiln::new();
     // A local name in no registry: only the first push can tell where the blobs went.
-    make_image(&a.root(), "docker.io/local/app:1", "amd64", &[("a", b"shared base")]);
+    make_image(
+        &a.root(),
+        "docker.io/local/app:1",
+        "amd64",
+        &[("a", b"shared base")],
+    );
     let first = format!("{}/test/c:1", reg.addr);
     let second = format!("{}/test/d:1", reg.addr);
     a.ok(&["push", "local/app:1", &first]);
