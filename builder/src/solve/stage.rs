@@ -18,7 +18,7 @@ use crate::plan::{Base, Scope, Step, onbuild_steps};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 
 /// COPY or ADD, which share the file op.
-pub(super) enum CopyKind<'a> {
+enum CopyKind<'a> {
     Copy(&'a Copy),
     Add(&'a Add),
 }
@@ -203,7 +203,7 @@ impl Solver<'_> {
         state: &mut StageState,
         key: Option<Digest>,
         location: Location,
-        announce: super::stage::Announce<'_>,
+        announce: Announce<'_>,
         work: impl FnOnce(&Mutable) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
         if let Some(key) = &key
@@ -429,7 +429,7 @@ impl Solver<'_> {
                 }
             };
         }
-        let key = key.map(super::cache::KeyBuilder::finish);
+        let key = key.map(KeyBuilder::finish);
         let created = self.options.source_date_epoch.unwrap_or(0);
         self.layer_step(state, key, location, announce, |root| {
             let view = from.map(|f| self.view_of(f, location)).transpose()?;
