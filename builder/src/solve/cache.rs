@@ -15,13 +15,13 @@
 //! [`BuildCache::clear`] (`kiln prune --all`) forgets everything.
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use kiln_registry::Digest;
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Changes whenever what a key covers changes, so old records stop matching.
 const KEY_VERSION: &str = concat!("kiln build cache 1 (", env!("CARGO_PKG_VERSION"), ")");
@@ -80,16 +80,16 @@ pub(crate) fn base_key(what: &str) -> Digest {
 /// The build cache of a store.
 #[derive(Debug, Clone)]
 pub struct BuildCache {
+    store: Store,
     dir: PathBuf,
-    tmp: PathBuf,
 }
 
 impl BuildCache {
     /// The build cache of `store` (its directory is created on the first write).
     pub fn open(store: &Store) -> Self {
         Self {
+            store: store.clone(),
             dir: store.cache_dir().join("build"),
-            tmp: store.tmp_dir(),
         }
     }
 
@@ -104,15 +104,11 @@ impl BuildCache {
     }
 
     /// Records `record` under `key`, atomically.
-    pub fn put(&self, key: &Digest, record: &CacheRecord) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        let mut file = tempfile::Builder::new()
-            .prefix("replace-cache-")
-            .tempfile_in(&self.tmp)?;
-        file.write_all(&serde_json::to_vec(record).map_err(io::Error::other)?)?;
-        file.as_file().sync_all()?;
-        file.persist(self.path(key)).map_err(|e| e.error)?;
-        Ok(())
+    pub fn put(&self, key: &Digest, record: &CacheRecord) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(StoreError::io("create", &self.dir))?;
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| StoreError::io("encode", &self.dir)(e.into()))?;
+        self.store.replace_file(&self.path(key), &bytes)
     }
 
     /// The layer blobs the records name, for gc to keep.

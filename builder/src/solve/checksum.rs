@@ -65,7 +65,7 @@ pub(crate) struct ContextSums {
     /// Context paths `.dockerignore` lets through, sorted.
     visible: BTreeSet<String>,
     record: PathBuf,
-    tmp: PathBuf,
+    store: Store,
     /// File digests by relative path: loaded from the record, refreshed as files are hashed.
     files: Mutex<BTreeMap<String, Remembered>>,
     /// Whether `files` changed since it was loaded.
@@ -89,7 +89,7 @@ impl ContextSums {
             root: root.to_owned(),
             visible,
             record,
-            tmp: store.tmp_dir(),
+            store: store.clone(),
             files: Mutex::new(files),
             dirty: Mutex::new(false),
         }
@@ -186,27 +186,23 @@ impl ContextSums {
     }
 
     /// Writes the remembered digests back (atomically), keeping only visible paths.
-    pub fn save(&self) -> io::Result<()> {
+    pub fn save(&self) -> Result<(), crate::store::StoreError> {
         if !self.dirty.lock().map(|d| *d).unwrap_or(false) {
             return Ok(());
         }
-        let files = self
-            .files
-            .lock()
-            .map_err(|_| io::Error::other("poisoned"))?;
+        let Ok(files) = self.files.lock() else {
+            return Ok(());
+        };
         let kept: BTreeMap<&String, &Remembered> = files
             .iter()
             .filter(|(rel, _)| self.visible.contains(*rel))
             .collect();
+        let io_err = |op| crate::store::StoreError::io(op, &self.record);
         if let Some(dir) = self.record.parent() {
-            fs::create_dir_all(dir)?;
+            fs::create_dir_all(dir).map_err(io_err("create the directory of"))?;
         }
-        let mut file = tempfile::Builder::new()
-            .prefix("replace-context-")
-            .tempfile_in(&self.tmp)?;
-        file.write_all(&serde_json::to_vec(&kept).map_err(io::Error::other)?)?;
-        file.persist(&self.record).map_err(|e| e.error)?;
-        Ok(())
+        let bytes = serde_json::to_vec(&kept).map_err(|e| io_err("encode")(e.into()))?;
+        self.store.replace_file(&self.record, &bytes)
     }
 }
 

@@ -10,7 +10,7 @@
 //! pushed manifest's digest is too.
 
 use std::fs;
-use std::io::{self, BufReader, Write as _};
+use std::io::{self, BufReader};
 
 use kiln_registry::Digest;
 use oci_spec::image::{Descriptor, MediaType};
@@ -107,24 +107,13 @@ impl Store {
         let (digest, size) = writer.commit()?;
         let variant = Variant { digest, size };
         // Only a shortcut for the next push: losing it costs a compression, nothing more.
-        let _ = write_record(self, &dir, &record, &variant);
+        if fs::create_dir_all(&dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec(&variant)
+        {
+            let _ = self.replace_file(&record, &bytes);
+        }
         Ok(variant)
     }
-}
-
-fn write_record(
-    store: &Store,
-    dir: &std::path::Path,
-    record: &std::path::Path,
-    variant: &Variant,
-) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let mut file = tempfile::Builder::new()
-        .prefix("replace-compressed-")
-        .tempfile_in(store.tmp_dir())?;
-    file.write_all(&serde_json::to_vec(variant).map_err(io::Error::other)?)?;
-    file.persist(record).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

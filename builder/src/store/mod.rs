@@ -184,9 +184,9 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces `dest` with `bytes` atomically: temp file in `tmp/`, fsync, rename, fsync the
-    /// destination directory.
-    fn replace_file(&self, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    /// Replaces `dest` (a file in the store) with `bytes` atomically: temp file in `tmp/`,
+    /// fsync, rename, fsync the destination directory.
+    pub(crate) fn replace_file(&self, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let tmp_dir = self.tmp_dir();
         let mut tmp = tempfile::Builder::new()
             .prefix(TMP_REPLACE_PREFIX)

@@ -60,7 +60,11 @@ fn read_locations(store: &Store) -> Locations {
 }
 
 /// Records that `digests` are now in `dest`'s repository.
-fn remember_locations(store: &Store, dest: &Reference, digests: &[Digest]) -> io::Result<()> {
+fn remember_locations(
+    store: &Store,
+    dest: &Reference,
+    digests: &[Digest],
+) -> Result<(), StoreError> {
     let mut locations = read_locations(store);
     let known = locations.entry(dest.registry().to_owned()).or_default();
     for digest in digests {
@@ -69,13 +73,11 @@ fn remember_locations(store: &Store, dest: &Reference, digests: &[Digest]) -> io
             repos.push(dest.repository().to_owned());
         }
     }
-    std::fs::create_dir_all(store.cache_dir())?;
-    let mut file = tempfile::Builder::new()
-        .prefix("replace-locations-")
-        .tempfile_in(store.tmp_dir())?;
-    file.write_all(&serde_json::to_vec(&locations).map_err(io::Error::other)?)?;
-    file.persist(locations_path(store)).map_err(|e| e.error)?;
-    Ok(())
+    let path = locations_path(store);
+    std::fs::create_dir_all(store.cache_dir()).map_err(StoreError::io("create", &path))?;
+    let bytes =
+        serde_json::to_vec(&locations).map_err(|e| StoreError::io("encode", &path)(e.into()))?;
+    store.replace_file(&path, &bytes)
 }
 
 /// For every blob of the store's images tagged in `dest`'s registry, and every blob pushed
