@@ -185,13 +185,18 @@ fn build_args(case: &Case, dockerfile: &Path) -> Vec<String> {
     args
 }
 
-/// Builds a case (and its parent) with kiln and reads the image back.
-fn build_kiln(env: &Env, case: &Case, tag: &str, scratch: &Path) -> Built {
-    let kiln = env.kiln_with_base();
+/// Builds a case's parent (if any) and then the case with the build command `tool` gives
+/// (its fixed arguments, ending with `-t TAG`), with `dockerfile` for the case itself; `None`
+/// when both built, else why not.
+fn build_with(
+    case: &Case,
+    tag: &str,
+    dockerfile: &str,
+    tool: &dyn Fn(&str) -> Command,
+) -> Option<Built> {
     let context = data().join(case.context);
     let build = |dockerfile: &str, tag: &str, args: bool| {
-        let mut cmd = kiln.cmd();
-        cmd.args(["build", "-q", "--pull", "never", "-t", tag]);
+        let mut cmd = tool(tag);
         let dockerfile = context.join(dockerfile);
         if args {
             cmd.args(build_args(case, &dockerfile));
@@ -204,12 +209,23 @@ fn build_kiln(env: &Env, case: &Case, tag: &str, scratch: &Path) -> Built {
     if let Some((dockerfile, parent)) = case.parent {
         let out = build(dockerfile, parent, false);
         if !out.status.success() {
-            return Built::Failed(format!("parent: {}", failure(&out)));
+            return Some(Built::Failed(format!("parent: {}", failure(&out))));
         }
     }
-    let out = build(case.dockerfile, tag, true);
-    if !out.status.success() {
-        return Built::Failed(failure(&out));
+    let out = build(dockerfile, tag, true);
+    (!out.status.success()).then(|| Built::Failed(failure(&out)))
+}
+
+/// Builds a case (and its parent) with kiln and reads the image back.
+fn build_kiln(env: &Env, case: &Case, tag: &str, scratch: &Path) -> Built {
+    let kiln = env.kiln_with_base();
+    let tool = |tag: &str| {
+        let mut cmd = kiln.cmd();
+        cmd.args(["build", "-q", "--pull", "never", "-t", tag]);
+        cmd
+    };
+    if let Some(failed) = build_with(case, tag, case.dockerfile, &tool) {
+        return failed;
     }
     let archive = scratch.join("kiln.tar");
     kiln.ok(&["save", "-o", archive.to_str().unwrap(), tag]);
@@ -218,43 +234,16 @@ fn build_kiln(env: &Env, case: &Case, tag: &str, scratch: &Path) -> Built {
 
 /// Builds a case (and its parent) with buildah and reads the image back.
 fn build_buildah(env: &Env, case: &Case, tag: &str, scratch: &Path) -> Built {
-    let context = data().join(case.context);
-    let build = |dockerfile: &str, tag: &str, args: bool| {
+    let tool = |tag: &str| {
         let mut cmd = env.buildah_cmd();
         // Docker format keeps SHELL, HEALTHCHECK and ONBUILD, which OCI configs cannot hold.
-        cmd.args([
-            "bud",
-            "-q",
-            "--isolation",
-            "chroot",
-            "--pull=never",
-            "--format",
-            "docker",
-            "-t",
-            tag,
-        ]);
-        let dockerfile = context.join(dockerfile);
-        if args {
-            cmd.args(build_args(case, &dockerfile));
-        } else {
-            cmd.arg("-f").arg(&dockerfile);
-        }
-        cmd.envs(case.env.iter().copied()).arg(&context);
-        cmd.output().unwrap()
+        cmd.args(["bud", "-q", "--isolation", "chroot", "--pull=never"]);
+        cmd.args(["--format", "docker", "-t", tag]);
+        cmd
     };
-    if let Some((dockerfile, parent)) = case.parent {
-        let out = build(dockerfile, parent, false);
-        if !out.status.success() {
-            return Built::Failed(format!("parent: {}", failure(&out)));
-        }
-    }
-    let out = build(
-        case.buildah_dockerfile.unwrap_or(case.dockerfile),
-        tag,
-        true,
-    );
-    if !out.status.success() {
-        return Built::Failed(failure(&out));
+    let dockerfile = case.buildah_dockerfile.unwrap_or(case.dockerfile);
+    if let Some(failed) = build_with(case, tag, dockerfile, &tool) {
+        return failed;
     }
     let archive = scratch.join("buildah.tar");
     run(env
