@@ -320,6 +320,21 @@ fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// A child process that a failing test does not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SIGINT lets kiln take its mounts down; then reap it.
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
     let Some(kiln) = with_busybox() else { return };
@@ -329,14 +344,15 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
         &format!("FROM busybox\nRUN echo started && sleep {marker}\n"),
         &[],
     );
-    let mut child = kiln
-        .cmd()
-        .args(["build", "--progress=plain", "-t", "interrupted:latest"])
-        .arg(&ctx)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = KillOnDrop(
+        kiln.cmd()
+            .args(["build", "--progress=plain", "-t", "interrupted:latest"])
+            .arg(&ctx)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
     for line in lines.by_ref() {
         if line.unwrap().trim() == "started" {
             break;
@@ -349,12 +365,12 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("cancelled")), "{rest:?}");
     assert_eq!(mounts_under(&kiln.root), Vec::<String>::new());

@@ -139,6 +139,17 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    /// buildah's overlay storage stays mounted after it exits; a test leaves no mount behind.
+    fn drop(&mut self) {
+        let _ = self.buildah_cmd().args(["umount", "--all"]).output();
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path().join("buildah-root/overlay"))
+            .output();
+    }
+}
+
 /// Whether the tests run as root.
 fn is_root() -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
