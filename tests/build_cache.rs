@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::support::{Kiln, context, inspect, with_busybox};
+use crate::support::{Kiln, context, inspect, mounts_under, wait_until, with_busybox};
 use crate::text;
 
 /// The steps a build printed, as `(cached, instruction)` (plain progress).
@@ -295,18 +295,6 @@ fn a_failing_stage_cancels_the_others() {
     assert!(stderr.contains("No such image"), "{stderr}");
 }
 
-/// The mount points under `dir` in this mount namespace.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = dir.to_str().unwrap();
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|m| m.starts_with(dir))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Processes whose command line (arguments joined by NULs) contains `needle`.
 fn processes_with(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -359,11 +347,7 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
         }
     }
     // `started` is printed just before the sleep begins.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while processes_with(&marker).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the RUN never slept");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until("the RUN to sleep", || !processes_with(&marker).is_empty());
     let status = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
         .status()

@@ -2,13 +2,12 @@
 //! environment, user, directory and network, its output on the right streams, docker's exit
 //! codes, a root that is thrown away, and Ctrl-C leaving no process and no mount behind.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_builder::snapshot::{Backend, Snapshots};
 
-use crate::support::{Kiln, context, with_busybox};
+use crate::support::{Kiln, context, mounts_under, wait_until, with_busybox};
 use crate::text;
 
 /// Runs `kiln run ARGS`, returning the exit code and both streams.
@@ -268,27 +267,6 @@ fn processes(argv: &[&str]) -> Vec<u32> {
         }
     }
     pids
-}
-
-/// The mount points at or under `dir`.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let dir = std::fs::canonicalize(dir).unwrap();
-    let dir = dir.to_str().unwrap();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(dir))
-        .map(str::to_owned)
-        .collect()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

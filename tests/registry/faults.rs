@@ -17,6 +17,18 @@ fn registry() -> Option<RegistryServer> {
 }
 
 /// The digest of the (only) layer of the image `desc` in `k`'s store.
+/// Pulls `path` straight from the registry (not through the proxy) into a new store; asserts
+/// it is the image that was pushed (`digest`) and that the store verifies.
+fn pulls_back_directly(reg: &RegistryServer, path: &str, digest: &str) -> Kiln {
+    let direct = Kiln::new();
+    assert_eq!(
+        direct.ok(&["pull", &format!("{}/{path}", reg.addr)]).0,
+        digest
+    );
+    assert_eq!(direct.store().verify().unwrap(), []);
+    direct
+}
+
 fn layer_of(k: &Kiln, desc: &Descriptor) -> String {
     let manifest = k.store().read_manifest(desc).unwrap();
     manifest.layers()[0].digest().to_string()
@@ -138,12 +150,9 @@ fn upload_cut_mid_body_is_restarted_and_lands_intact() {
     assert_eq!(proxy.count("PUT", &put_of_layer), 2);
 
     // Straight from the registry: every blob is exactly right.
-    let direct = Kiln::new();
-    let direct_name = format!("{}/faults/big:1", reg.addr);
-    assert_eq!(direct.ok(&["pull", &direct_name]).0, digest);
+    let direct = pulls_back_directly(&reg, "faults/big:1", &digest);
     let layer: kiln_registry::Digest = layer.parse().unwrap();
     assert!(direct.store().has_blob(&layer));
-    assert_eq!(direct.store().verify().unwrap(), []);
 }
 
 #[test]
@@ -191,14 +200,7 @@ fn chunked_upload_resumes_from_the_registry_offset() {
     assert_eq!(resent, 2, "{ranges:?}");
     assert!(ranges.iter().all(|r| !r.starts_with("bytes")), "{ranges:?}");
 
-    let direct = Kiln::new();
-    assert_eq!(
-        direct
-            .ok(&["pull", &format!("{}/faults/chunks:1", reg.addr)])
-            .0,
-        digest
-    );
-    assert_eq!(direct.store().verify().unwrap(), []);
+    pulls_back_directly(&reg, "faults/chunks:1", &digest);
 }
 
 #[test]
@@ -228,14 +230,7 @@ fn chunk_cut_mid_body_resumes_or_restarts_the_session() {
     let resumed =
         stderr.contains("resuming at byte") && proxy.count("POST", "/blobs/uploads/") == 2;
     assert!(restarted || resumed, "{stderr}");
-    let direct = Kiln::new();
-    assert_eq!(
-        direct
-            .ok(&["pull", &format!("{}/faults/chunks:1", reg.addr)])
-            .0,
-        digest
-    );
-    assert_eq!(direct.store().verify().unwrap(), []);
+    pulls_back_directly(&reg, "faults/chunks:1", &digest);
 }
 
 #[test]

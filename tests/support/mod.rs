@@ -169,3 +169,28 @@ pub fn inspect(kiln: &Kiln, name: &str) -> serde_json::Value {
     let out = kiln.ok(&["inspect", name]);
     serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
 }
+
+/// The mount points at or under `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (20 s at most, else the test fails) until `done`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
