@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{ArgDecl, Expander, Instruction, InstructionError};
-use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::shell::{Env, Lexer};
 
 use super::{MetaArg, Plan, PlanError, Step};
 
@@ -96,7 +96,7 @@ impl Scope {
 #[derive(Debug)]
 pub struct ScopeExpander<'a> {
     lexer: &'a Lexer,
-    env: &'a BTreeMap<String, String>,
+    env: &'a dyn Env,
     /// Variables found.
     pub matched: BTreeSet<String>,
     /// Variables referenced but not set.
@@ -105,7 +105,7 @@ pub struct ScopeExpander<'a> {
 
 impl<'a> ScopeExpander<'a> {
     /// An expander over `env` with the Dockerfile's lexer.
-    pub fn new(lexer: &'a Lexer, env: &'a BTreeMap<String, String>) -> Self {
+    pub fn new(lexer: &'a Lexer, env: &'a dyn Env) -> Self {
         ScopeExpander {
             lexer,
             env,

@@ -9,11 +9,12 @@
 //! Dockerfile would expand them; CMD and ENTRYPOINT are not expanded (their shell does that).
 
 use anyhow::{anyhow, bail};
-use kiln_builder::dockerfile::instructions::{Expander, Instruction, InstructionError};
+use kiln_builder::dockerfile::instructions::Instruction;
+use kiln_builder::dockerfile::parse;
 use kiln_builder::dockerfile::shell::Lexer;
-use kiln_builder::dockerfile::{Location, parse};
 use kiln_builder::image::ImageConfig;
 use kiln_builder::ops::ImageState;
+use kiln_builder::plan::ScopeExpander;
 
 /// The instructions `--change` accepts, as docker lists them.
 const ALLOWED: &str =
@@ -51,41 +52,6 @@ pub fn parse_changes(changes: &[String]) -> anyhow::Result<Vec<Instruction>> {
     Ok(out)
 }
 
-/// Expands words against the config's `Env` (`KEY=value` entries).
-struct EnvExpander<'a> {
-    lexer: Lexer,
-    env: &'a Vec<String>,
-}
-
-impl Expander for EnvExpander<'_> {
-    fn word(&mut self, word: &str) -> Result<String, InstructionError> {
-        self.lexer
-            .process_word(word, self.env)
-            .map_err(|e| instruction_error(e.to_string()))
-    }
-
-    fn words(&mut self, word: &str) -> Result<Vec<String>, InstructionError> {
-        self.lexer
-            .process_words(word, self.env)
-            .map_err(|e| instruction_error(e.to_string()))
-    }
-
-    fn raw(&mut self, text: &str) -> Result<String, InstructionError> {
-        let mut lexer = self.lexer.clone();
-        lexer.skip_process_quotes = true;
-        lexer
-            .process_word(text, self.env)
-            .map_err(|e| instruction_error(e.to_string()))
-    }
-}
-
-fn instruction_error(message: String) -> InstructionError {
-    InstructionError {
-        message,
-        location: Location::default(),
-    }
-}
-
 /// Applies `changes` in order to `config`, as a Dockerfile's metadata instructions would
 /// (kiln's builder does the work; docker records no history for them, and neither does kiln).
 pub fn apply(config: &mut ImageConfig, changes: &[Instruction]) -> anyhow::Result<()> {
@@ -93,10 +59,8 @@ pub fn apply(config: &mut ImageConfig, changes: &[Instruction]) -> anyhow::Resul
     for change in changes {
         let mut change = change.clone();
         let env = state.config.config.env.clone();
-        let mut expander = EnvExpander {
-            lexer: Lexer::new('\\'),
-            env: &env,
-        };
+        let lexer = Lexer::new('\\');
+        let mut expander = ScopeExpander::new(&lexer, &env);
         change
             .expand(&mut expander)
             .map_err(|e| anyhow!("--change {}: {}", change.keyword(), e.message))?;

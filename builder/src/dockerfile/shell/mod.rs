@@ -36,6 +36,12 @@ pub trait Env {
     fn get(&self, name: &str) -> Option<&str>;
 }
 
+impl std::fmt::Debug for dyn Env + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Env")
+    }
+}
+
 impl Env for BTreeMap<String, String> {
     fn get(&self, name: &str) -> Option<&str> {
         BTreeMap::get(self, name).map(String::as_str)
