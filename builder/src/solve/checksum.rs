@@ -18,6 +18,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kiln_registry::{Digest, DigestWriter};
@@ -69,7 +70,7 @@ pub(crate) struct ContextSums {
     /// File digests by relative path: loaded from the record, refreshed as files are hashed.
     files: Mutex<BTreeMap<String, Remembered>>,
     /// Whether `files` changed since it was loaded.
-    dirty: Mutex<bool>,
+    dirty: AtomicBool,
 }
 
 impl ContextSums {
@@ -91,7 +92,7 @@ impl ContextSums {
             record,
             store: store.clone(),
             files: Mutex::new(files),
-            dirty: Mutex::new(false),
+            dirty: AtomicBool::new(false),
         }
     }
 
@@ -171,7 +172,7 @@ impl ContextSums {
         io::copy(&mut File::open(path)?, &mut writer)?;
         let digest = writer.finish().1;
         if stamp.ctime + SETTLED_NANOS < looked
-            && let (Ok(mut files), Ok(mut dirty)) = (self.files.lock(), self.dirty.lock())
+            && let Ok(mut files) = self.files.lock()
         {
             files.insert(
                 rel.to_owned(),
@@ -180,14 +181,14 @@ impl ContextSums {
                     digest: digest.clone(),
                 },
             );
-            *dirty = true;
+            self.dirty.store(true, Ordering::Relaxed);
         }
         Ok(digest)
     }
 
     /// Writes the remembered digests back (atomically), keeping only visible paths.
     pub fn save(&self) -> Result<(), crate::store::StoreError> {
-        if !self.dirty.lock().map(|d| *d).unwrap_or(false) {
+        if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let Ok(files) = self.files.lock() else {
@@ -290,7 +291,7 @@ mod tests {
                     digest,
                 },
             );
-            *first.dirty.lock().unwrap() = true;
+            first.dirty.store(true, Ordering::Relaxed);
             stamp
         };
         first.of_source("fresh").unwrap();
