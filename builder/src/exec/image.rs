@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use super::rootfs::open_in_root;
+use super::rootfs::{clean_path, open_in_root};
 use super::{
     DEFAULT_HOSTNAME, ExecError, ExitStatus, MAX_LINE, Mount, NetworkMode, RunSpec, Stream,
 };
@@ -165,13 +165,13 @@ pub fn create_volume_dirs(
         Mode::empty(),
     )
     .map_err(io_err("open", rootfs.to_owned()))?;
-    let covered: BTreeSet<String> = mounts.iter().map(|m| clean(&m.target)).collect();
+    let covered: BTreeSet<String> = mounts.iter().map(|m| clean_path(&m.target)).collect();
     for volume in volumes {
-        if covered.contains(&clean(volume)) {
+        if covered.contains(&clean_path(volume)) {
             continue;
         }
         let mut rel = PathBuf::new();
-        for comp in clean(volume).split('/').filter(|c| !c.is_empty()) {
+        for comp in clean_path(volume).split('/').filter(|c| !c.is_empty()) {
             let parent = open_in_root(root.as_fd(), &rel, OFlags::PATH | OFlags::DIRECTORY)
                 .map_err(io_err("open", rootfs.join(&rel)))?;
             rel.push(comp);
@@ -189,21 +189,6 @@ pub fn create_volume_dirs(
         })?;
     }
     Ok(())
-}
-
-/// `path` as an absolute path with `.`, `..` and repeated slashes resolved lexically.
-fn clean(path: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for comp in path.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    format!("/{}", out.join("/"))
 }
 
 /// Writes the output [`super::run`] hands over in lines back out as the byte streams it came

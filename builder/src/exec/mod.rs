@@ -645,7 +645,7 @@ fn run_prepared(
         caps: DEFAULT_CAPABILITIES,
         args: spec.args.clone(),
         env: command_env(spec, &prepared.user),
-        cwd: rootfs::clean_cwd(&spec.cwd),
+        cwd: rootfs::clean_path(&spec.cwd),
     };
     let config = serde_json::to_vec(&config).map_err(|e| ExecError::Spawn(e.into()))?;
     let (mut ours, theirs) = UnixStream::pair().map_err(ExecError::Spawn)?;

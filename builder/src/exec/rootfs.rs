@@ -454,9 +454,9 @@ fn clean_components(cwd: &str) -> Vec<&str> {
     out
 }
 
-/// `cwd` as the absolute, clean path the command starts in.
-pub(super) fn clean_cwd(cwd: &str) -> String {
-    format!("/{}", clean_components(cwd).join("/"))
+/// `path` as an absolute, clean path (the command's working directory, a volume).
+pub(super) fn clean_path(path: &str) -> String {
+    format!("/{}", clean_components(path).join("/"))
 }
 
 /// Creates the working directory inside the root when missing, owned by the user.
@@ -602,7 +602,7 @@ mod tests {
         ];
         for (cwd, want) in cases {
             assert_eq!(clean_components(cwd), *want, "{cwd}");
-            assert_eq!(clean_cwd(cwd), format!("/{}", want.join("/")), "{cwd}");
+            assert_eq!(clean_path(cwd), format!("/{}", want.join("/")), "{cwd}");
         }
     }
 }
