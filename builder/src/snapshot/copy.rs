@@ -9,8 +9,9 @@
 //!
 //! - a directory at the same inode is recursed into, and present in the change when anything
 //!   below it is, or when its mode, owner, mtime or extended attributes changed;
-//! - a directory at a new inode where something existed before was removed and recreated: it is
-//!   opaque, with everything in it;
+//! - a directory at a new inode, or born after the manifest (filesystems such as ext4 hand a
+//!   freed inode number straight back to the next `mkdir`), where something existed before was
+//!   removed and recreated: it is opaque, with everything in it;
 //! - a non-directory is changed when its inode, type, mode, owner, size, mtime or device number
 //!   differ, or its ctime differs while its link count does not (a link count change alone is
 //!   another name being added or removed, which overlayfs does not copy up for); a changed or
@@ -30,7 +31,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rustix::fs::{CWD, FileType, Mode, Stat};
+use rustix::fs::{AtFlags, CWD, FileType, Mode, Stat, StatxFlags, statx};
 use rustix::io::Errno;
 
 use super::SnapshotError;
@@ -254,6 +255,16 @@ struct Differ<'a> {
 }
 
 impl Differ<'_> {
+    /// Whether the entry at `path` was created after the manifest was taken: its birth time is
+    /// past every recorded ctime (the manifest waited for the clock to tick past them). Where
+    /// the filesystem keeps no birth time, the inode number alone has to tell.
+    fn born_after_manifest(&self, path: &Path) -> Result<bool, SnapshotError> {
+        let stx = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME)
+            .map_err(stat_err("stat", path))?;
+        let born = (stx.stx_btime.tv_sec, i64::from(stx.stx_btime.tv_nsec));
+        Ok(stx.stx_mask & StatxFlags::BTIME.bits() != 0 && born > self.manifest.max_ctime)
+    }
+
     /// Compares a directory that is the same inode as before; returns whether anything in it
     /// changed.
     fn same_dir(&mut self, rel: &Path) -> Result<bool, SnapshotError> {
@@ -267,7 +278,12 @@ impl Differ<'_> {
             let st = must_lstat(&path)?;
             let now = State::of(&st);
             match before.get(name) {
-                Some(old) if now.is_dir() && old.is_dir() && old.same_inode(&now) => {
+                Some(old)
+                    if now.is_dir()
+                        && old.is_dir()
+                        && old.same_inode(&now)
+                        && !self.born_after_manifest(&path)? =>
+                {
                     let inner = self.same_dir(&child)?;
                     if inner || self.dir_changed(&child, old, &now)? {
                         self.stage_dir(&child, false)?;

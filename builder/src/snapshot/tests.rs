@@ -342,6 +342,45 @@ fn overlay_change_is_the_expected_layer_and_copy_is_byte_identical() {
     );
 }
 
+/// ext4 hands a freed inode number straight back to the next `mkdir`: a directory removed and
+/// recreated at its old inode is still a new directory, opaque as overlayfs makes it.
+#[test]
+fn a_directory_recreated_at_its_old_inode_is_opaque_with_the_copy_backend() {
+    let base = tempfile::tempdir().unwrap();
+    let snaps = snapshots(base.path(), Backend::Copy, MountApi::Auto).unwrap();
+    let chain = stack(&snaps, &make_lowers(base.path()));
+    let mutable = snaps.mutable(&chain).unwrap();
+    let dir = mutable.root().join("opaque_dir");
+    let old = std::fs::symlink_metadata(&dir).unwrap().ino();
+    let reused = (0..100).any(|_| {
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::symlink_metadata(&dir).unwrap().ino() == old
+    });
+    if !reused {
+        eprintln!("this filesystem never reused the inode; checking a plain recreation");
+    }
+    std::fs::write(dir.join("z"), "z").unwrap();
+    let mut blob = Vec::new();
+    mutable
+        .commit(
+            &CommitOptions {
+                compression: Compression::Gzip,
+                source_date_epoch: Some(EPOCH),
+            },
+            &mut blob,
+        )
+        .unwrap();
+    assert_eq!(
+        listing(&blob),
+        [
+            "5 opaque_dir/",
+            "0 opaque_dir/.wh..wh..opq",
+            "0 opaque_dir/z"
+        ]
+    );
+}
+
 #[test]
 fn unchanged_root_gives_an_empty_layer_with_both_backends() {
     for backend in [Backend::Overlay, Backend::Copy] {
