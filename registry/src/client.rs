@@ -133,7 +133,8 @@ impl Registry {
         &self.inner.name
     }
 
-    pub(crate) fn options(&self) -> &ClientOptions {
+    /// The options the client was made with.
+    pub fn options(&self) -> &ClientOptions {
         &self.inner.options
     }
 

@@ -43,6 +43,9 @@ pub struct PushOptions {
     pub tags: Vec<String>,
     /// Other repositories of the same registry known to hold a blob: mount candidates.
     pub mount_from: BTreeMap<Digest, Vec<String>>,
+    /// Blobs the caller has already sent to the repository (with [`Registry::upload_blob`],
+    /// while it was still preparing the others), with what happened to them: not checked again.
+    pub sent: BTreeMap<Digest, Outcome>,
 }
 
 /// What a push did.
@@ -99,9 +102,14 @@ pub async fn push(
         .map(|(digest, &size)| {
             let hints = options.mount_from.get(digest).unwrap_or(&no_hints);
             async move {
-                let outcome = registry
-                    .upload_blob(repository, digest, size, source, hints)
-                    .await?;
+                let outcome = match options.sent.get(digest) {
+                    Some(sent) => sent.clone(),
+                    None => {
+                        registry
+                            .upload_blob(repository, digest, size, source, hints)
+                            .await?
+                    }
+                };
                 registry.progress().event(&Event::BlobFinished {
                     digest: digest.clone(),
                     size,

@@ -1,6 +1,7 @@
 //! Faults injected by a proxy in front of the real registry: 5xx then success, persistent 5xx,
 //! 429 with Retry-After, a connection cut mid-upload and mid-download, altered bytes, a stalled
-//! connection, and a redirect to another host (which must not receive the credentials).
+//! connection, a redirect to another host (which must not receive the credentials), and an
+//! upload refused while the other layers are still being compressed.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,6 @@ fn registry() -> Option<RegistryServer> {
     RegistryServer::start(Config::default())
 }
 
-/// The digest of the (only) layer of the image `desc` in `k`'s store.
 /// Pulls `path` straight from the registry (not through the proxy) into a new store; asserts
 /// it is the image that was pushed (`digest`) and that the store verifies.
 fn pulls_back_directly(reg: &RegistryServer, path: &str, digest: &str) -> Kiln {
@@ -29,6 +29,7 @@ fn pulls_back_directly(reg: &RegistryServer, path: &str, digest: &str) -> Kiln {
     direct
 }
 
+/// The digest of the (only) layer of the image `desc` in `k`'s store.
 fn layer_of(k: &Kiln, desc: &Descriptor) -> String {
     let manifest = k.store().read_manifest(desc).unwrap();
     manifest.layers()[0].digest().to_string()
@@ -439,4 +440,41 @@ fn redirects_to_another_host_get_no_credentials() {
             .any(|s| s.path.contains("/manifests/") && s.header("authorization").is_some()),
         "the registry itself does get the credentials"
     );
+}
+
+/// A built image's layers are compressed one by one and each is sent as soon as it is ready.
+/// When the registry refuses one, the push fails with the registry's error and puts no
+/// manifest; the layers compressed by then are kept, so the next push compresses nothing.
+#[test]
+fn a_refused_layer_stops_the_push_and_the_next_push_compresses_nothing() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let ctx = k.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    for (file, text) in [
+        ("Dockerfile", "FROM scratch\nCOPY a /a\nCOPY b /b\n"),
+        ("a", "the first layer"),
+        ("b", "the second layer"),
+    ] {
+        std::fs::write(ctx.join(file), text).unwrap();
+    }
+    let name = format!("{}/faults/built:1", proxy.addr);
+    k.ok(&["build", "-t", &name, ctx.to_str().unwrap()]);
+    let blobs = || {
+        std::fs::read_dir(k.store().oci_dir().join("blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    proxy.fault("POST", "/blobs/uploads/", 1, Fault::Status(403, None));
+    let (code, stdout, stderr) = k.run(&["push", &name]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(stderr.contains("access denied"), "{stderr}");
+    assert_eq!(proxy.count("PUT", "/manifests/"), 0);
+    let after_failure = blobs();
+
+    let (digest, stderr) = k.ok(&["push", &name]);
+    assert!(stderr.contains("pushed"), "{stderr}");
+    assert_eq!(blobs(), after_failure, "the second push compressed again");
+    pulls_back_directly(&reg, "faults/built:1", &digest);
 }

@@ -7,7 +7,8 @@
 //! compressed blobs (the config, hence the image ID, is the same). Each compressed blob is made
 //! once: `cache/compressed/<uncompressed hex>.<gzip|zstd>` records which blob it became, so a
 //! second push of the same image compresses nothing. Compression is deterministic, so the
-//! pushed manifest's digest is too.
+//! pushed manifest's digest is too. [`Store::for_distribution_with`] reports each layer as soon
+//! as its blob is ready, so a push can send it while the next one is being compressed.
 
 use std::fs;
 use std::io::{self, BufReader};
@@ -36,6 +37,18 @@ impl Store {
         desc: &Descriptor,
         compression: Compression,
     ) -> Result<Descriptor, StoreError> {
+        self.for_distribution_with(desc, compression, &mut |_, _| {})
+    }
+
+    /// [`Store::for_distribution`], calling `ready` with the digest and size of each layer of
+    /// the new manifest, in order, as soon as its blob is in the store. When nothing needs
+    /// compressing, `ready` is not called and `desc` comes back as it is.
+    pub fn for_distribution_with(
+        &self,
+        desc: &Descriptor,
+        compression: Compression,
+        ready: &mut dyn FnMut(&Digest, u64),
+    ) -> Result<Descriptor, StoreError> {
         if !image::is_manifest_media_type(desc.media_type()) || compression == Compression::None {
             return Ok(desc.clone());
         }
@@ -57,12 +70,14 @@ impl Store {
         }
         let mut layers = Vec::with_capacity(manifest.layers().len());
         for layer in manifest.layers() {
+            let digest = image::from_oci_digest(layer.digest())?;
             if !plain.contains(layer.media_type()) {
+                ready(&digest, layer.size());
                 layers.push(layer.clone());
                 continue;
             }
-            let digest = image::from_oci_digest(layer.digest())?;
             let variant = self.compressed_variant(&digest, compression)?;
+            ready(&variant.digest, variant.size);
             layers.push(image::descriptor(
                 MediaType::from(compression.media_type()),
                 &variant.digest,

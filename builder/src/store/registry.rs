@@ -8,40 +8,88 @@
 //! containers/image's blob info cache), so pushing an image that shares its base with one
 //! already pushed uploads only what is new.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek as _, SeekFrom, Write};
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use kiln_registry::error::BoxError;
 use kiln_registry::{
-    BlobSink, BlobSource, BlobStore, Digest, PushOptions, Pushed, Reference, Registry,
+    BlobSink, BlobSource, BlobStore, Digest, Outcome, PushOptions, Pushed, Reference, Registry,
 };
 use oci_spec::image::Descriptor;
 
 use super::{BlobWriter, Store, StoreError};
 use crate::image;
+use crate::layer::Compression;
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// Compressing a layer for distribution failed.
+    #[error("compressing the layers: {0}")]
+    Compress(#[from] StoreError),
+    /// The registry refused or could not be reached.
+    #[error(transparent)]
+    Registry(#[from] kiln_registry::Error),
+}
 
 /// Pushes the image `root` (a manifest or index descriptor from this store) to `dest`, tagging
-/// it with `dest`'s tag; blobs the registry has in other repositories are mounted.
+/// it with `dest`'s tag; blobs the registry has in other repositories are mounted. Layers the
+/// store keeps uncompressed are compressed with `compression` first (once: later pushes reuse
+/// the blobs), on a blocking thread, and each is sent as soon as it is ready, while the next
+/// is being compressed.
 pub async fn push_image(
     store: &Store,
     registry: &Registry,
     root: &Descriptor,
     dest: &Reference,
-) -> Result<Pushed, kiln_registry::Error> {
+    compression: Compression,
+) -> Result<Pushed, PushError> {
+    let mount_from = mount_sources(store, dest);
+    let source = StoreSource(store.clone());
+    let (ready, mut layers) = tokio::sync::mpsc::unbounded_channel();
+    let compressing = {
+        let (store, root) = (store.clone(), root.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut seen = BTreeSet::new();
+            store.for_distribution_with(&root, compression, &mut |digest, size| {
+                if seen.insert(digest.clone()) {
+                    // A push that failed stops listening; the rest are still compressed, for
+                    // the next attempt.
+                    let _ = ready.send((digest.clone(), size));
+                }
+            })
+        })
+    };
+    let no_hints = Vec::new();
+    let sent: Result<BTreeMap<Digest, Outcome>, kiln_registry::Error> =
+        futures_util::stream::poll_fn(|cx| layers.poll_recv(cx))
+            .map(|(digest, size)| {
+                let (source, hints) = (&source, mount_from.get(&digest).unwrap_or(&no_hints));
+                async move {
+                    let outcome = registry
+                        .upload_blob(dest.repository(), &digest, size, source, hints)
+                        .await?;
+                    Ok((digest, outcome))
+                }
+            })
+            .buffer_unordered(registry.options().concurrency.max(1))
+            .try_collect()
+            .await;
+    drop(layers);
+    // Waited for even when an upload failed, so nothing is left running.
+    let root = match compressing.await {
+        Ok(root) => root?,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
     let options = PushOptions {
         tags: dest.tag().map(str::to_owned).into_iter().collect(),
-        mount_from: mount_sources(store, dest),
+        mount_from,
+        sent: sent?,
     };
-    let pushed = kiln_registry::push(
-        registry,
-        dest.repository(),
-        root,
-        &StoreSource(store.clone()),
-        &options,
-    )
-    .await?;
+    let pushed = kiln_registry::push(registry, dest.repository(), &root, &source, &options).await?;
     // Only a hint for later pushes: failing to remember costs an upload, nothing more.
-    let _ = remember_locations(store, dest, &blobs_of(store, root).unwrap_or_default());
+    let _ = remember_locations(store, dest, &blobs_of(store, &root).unwrap_or_default());
     Ok(pushed)
 }
 

@@ -82,13 +82,9 @@ pub(crate) fn push_to(
     if !registry_args.quiet() {
         eprintln!("pushing {local} to {dest}");
     }
-    // Layers a build left uncompressed are compressed on the way out (once: later pushes reuse
-    // the compressed blobs).
-    let root = store
-        .for_distribution(root, Compression::Gzip)
-        .with_context(|| format!("compressing the layers of {local}"))?;
+    // Layers a build left uncompressed are compressed on the way out.
     let pushed = runtime()?
-        .block_on(push_image(store, &registry, &root, dest))
+        .block_on(push_image(store, &registry, root, dest, Compression::Gzip))
         .with_context(|| format!("pushing {dest}"))?;
     if !registry_args.quiet() {
         eprintln!(
