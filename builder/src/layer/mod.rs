@@ -35,7 +35,7 @@ use std::path::PathBuf;
 pub use apply::{
     ApplyError, ApplyMode, ApplyOptions, ApplyStats, EntryError, apply_blob, apply_layer,
 };
-pub use compress::{CompressWriter, Decompressor, decompress};
+pub use compress::{CompressWriter, Decompressor, GZIP_LEVEL, ZSTD_LEVEL, decompress};
 pub use writer::{diff_id_of, layer_from_tar, write_layer};
 
 pub(crate) use apply_fs::{Root, proc_path};
