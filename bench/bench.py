@@ -9,10 +9,13 @@ What it does, in order:
      --kiln names a binary.
   3. Makes a Debian base with debootstrap once (cached under bench/.cache or
      $XDG_CACHE_HOME/kiln-bench), imports it into a fresh kiln store (`kiln import`) and, as the
-     same OCI archive, into a private buildah store (--root/--runroot).
+     same OCI archive, into a private buildah store (--root/--runroot). Each store is on a
+     filesystem of its own (--fs ext4, the default: a new ext4 image per tool, loop-mounted), so
+     neither tool's deletions slow the other's file creation (see bench/README.md).
   4. Runs the workloads of bench/workloads with both tools, alternating them so a shared
      machine's load falls on both: no-cache build, cached rebuild, rebuild after changing one
-     context file; then pushes every result to a local docker-registry and pushes it again.
+     context file; then pushes every result to a new local docker-registry (a first push)
+     and pushes it again.
   5. Runs examples/bench_layers on the workload's bytes (layer compression against pigz/zstd).
   6. Prints one table: medians of N runs, kiln/buildah ratios, the budget of issue 7.
 
@@ -48,6 +51,10 @@ PREREQUISITES = {
     "zstd": "zstd",
     "tar": "tar",
 }
+# With --fs ext4.
+EXT4_PREREQUISITES = {"mkfs.ext4": "e2fsprogs", "mount": "mount"}
+# The size of each tool's ext4 image (sparse: only what is written takes space).
+EXT4_IMAGE_BYTES = 16 << 30
 
 # The peer, as issue 7 names it.
 BUILDAH_BUD = ["bud", "--isolation", "chroot", "--layers", "--pull=never"]
@@ -122,8 +129,9 @@ class Runner:
 # --- prerequisites and setup -------------------------------------------------------------
 
 
-def check_prerequisites():
-    missing = [pkg for tool, pkg in PREREQUISITES.items() if shutil.which(tool) is None]
+def check_prerequisites(fs):
+    needed = dict(PREREQUISITES, **(EXT4_PREREQUISITES if fs == "ext4" else {}))
+    missing = [pkg for tool, pkg in needed.items() if shutil.which(tool) is None]
     if not os.access(GNU_TIME, os.X_OK):
         missing.append("time")
     problems = []
@@ -139,6 +147,34 @@ def check_prerequisites():
     if problems:
         log("bench: cannot run:\n" + "\n".join("- " + p for p in problems))
         sys.exit(1)
+
+
+def mount_ext4(image, mountpoint, runner):
+    """A new, empty ext4 filesystem (with a journal, as mkfs makes it) on a sparse image file.
+    Its inode tables are written now, not by the kernel in the background during the runs."""
+    with open(image, "wb") as f:
+        f.truncate(EXT4_IMAGE_BYTES)
+    runner.output(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", image])
+    runner.output(["mount", "-o", "loop", image, mountpoint])
+
+
+def unmount_under(path):
+    """Unmounts everything mounted at or below `path`, the deepest first."""
+    prefix = str(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    for point in sorted((p for p in points if (p + "/").startswith(prefix)), reverse=True):
+        subprocess.call(["umount", point])
+
+
+def filesystem_of(path):
+    """The type of the filesystem `path` is on, as findmnt says it."""
+    try:
+        return subprocess.check_output(
+            ["findmnt", "-n", "-o", "FSTYPE", "--target", path], text=True
+        ).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def cache_dir(args):
@@ -207,11 +243,11 @@ def free_port():
 
 
 class Registry:
-    """Debian's docker-registry on a free loopback port, its storage in the work directory."""
+    """Debian's docker-registry on a free loopback port, its storage in `directory` (new)."""
 
-    def __init__(self, work):
-        self.dir = work / "registry"
-        self.dir.mkdir()
+    def __init__(self, directory):
+        self.dir = directory
+        self.dir.mkdir(parents=True)
         for _ in range(5):
             port = free_port()
             self.addr = f"127.0.0.1:{port}"
@@ -255,21 +291,15 @@ class Registry:
 class Kiln:
     name = "kiln"
 
-    def __init__(self, binary, work, runner):
+    def __init__(self, binary, home, runner):
         self.binary = binary
-        self.work = work
         self.runner = runner
-        self.store = work / "kiln-store"
-        self.base_tar = None
-        help_text = runner.output([binary, "build", "--help"])
-        self.no_cache_flag = "--no-cache" in help_text
-        self.fresh = 0
+        self.store = home / "kiln-store"
 
-    def env(self, store=None):
-        return {"KILN_ROOT": str(store or self.store)}
+    def env(self):
+        return {"KILN_ROOT": str(self.store)}
 
     def import_base(self, tarball):
-        self.base_tar = tarball
         return self.runner.run("kiln-import", [self.binary, "import", tarball, BASE], self.env())
 
     def save_base(self, dest):
@@ -280,37 +310,28 @@ class Kiln:
         )
 
     def build(self, label, dockerfile, context, tag, no_cache=False):
-        store = self.store
         cmd = [self.binary, "build", "--pull=never", "-f", dockerfile, "-t", tag]
         if no_cache:
-            if self.no_cache_flag:
-                cmd.append("--no-cache")
-            else:
-                # No --no-cache yet: a fresh store (its base import untimed) has no cache.
-                self.fresh += 1
-                store = self.work / f"kiln-fresh-{self.fresh}"
-                self.runner.run(
-                    "kiln-fresh-import",
-                    [self.binary, "import", self.base_tar, BASE],
-                    self.env(store),
-                )
-        cmd.append(context)
-        result = self.runner.run(f"kiln-{label}", cmd, self.env(store))
-        if store != self.store:
-            shutil.rmtree(store, ignore_errors=True)
-        return result
+            cmd.append("--no-cache")
+        return self.runner.run(f"kiln-{label}", cmd + [context], self.env())
 
     def push(self, label, tag, dest):
         return self.runner.run(f"kiln-{label}", [self.binary, "push", tag, dest], self.env())
+
+    def forget_pushes(self):
+        """Forgets the layers compressed for earlier pushes and where blobs were sent, so the
+        next push compresses and uploads everything, as on a new machine."""
+        shutil.rmtree(self.store / "cache" / "compressed", ignore_errors=True)
+        (self.store / "cache" / "blob-locations.json").unlink(missing_ok=True)
 
 
 class Buildah:
     name = "buildah"
 
-    def __init__(self, work, runner):
+    def __init__(self, home, runner):
         self.runner = runner
-        self.root = work / "buildah" / "root"
-        self.runroot = work / "buildah" / "runroot"
+        self.root = home / "buildah" / "root"
+        self.runroot = home / "buildah" / "runroot"
         self.root.mkdir(parents=True)
         self.runroot.mkdir(parents=True)
 
@@ -344,6 +365,10 @@ class Buildah:
             f"buildah-{label}",
             self.cmd("push", "--tls-verify=false", tag, f"docker://{dest}"),
         )
+
+    def forget_pushes(self):
+        """Nothing to forget: buildah compresses every push anew, and its blob info cache
+        knows nothing of a new registry."""
 
     def cleanup(self):
         subprocess.call(self.cmd("rm", "--all"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -468,7 +493,7 @@ class Results:
         return statistics.median(values) if values else None
 
 
-def run_workload(w, tools, results, runs, registry):
+def run_workload(w, tools, results, runs, work):
     tag = f"bench/{w.name}:latest"
     # One untimed build each: warms the page cache and gives the cached rebuilds a cache.
     for tool in tools:
@@ -497,9 +522,17 @@ def run_workload(w, tools, results, runs, registry):
         return
     for i in range(runs):
         for tool in tools:
-            dest = f"{registry.addr}/{tool.name}/{w.name}-{i}:latest"
-            results.measure(w.name, "push", tool, lambda: tool.push("push", tag, dest))
-            results.measure(w.name, "re-push", tool, lambda: tool.push("repush", tag, dest))
+            # Every push is a first push: to a registry of its own (nothing to mount from, no
+            # blob there yet), with kiln's compressed layers forgotten (buildah keeps none).
+            registry = Registry(work / "registries" / f"{w.name}-{i}-{tool.name}")
+            try:
+                tool.forget_pushes()
+                dest = f"{registry.addr}/{w.name}:latest"
+                results.measure(w.name, "push", tool, lambda: tool.push("push", tag, dest))
+                results.measure(w.name, "re-push", tool, lambda: tool.push("repush", tag, dest))
+            finally:
+                registry.stop()
+                shutil.rmtree(registry.dir, ignore_errors=True)
 
 
 def layer_compression(bench_layers, sources, runs, results, logs):
@@ -630,11 +663,14 @@ def main():
     p.add_argument("--suite", default=os.environ.get("BENCH_DEBIAN_SUITE", "bookworm"))
     p.add_argument("--mirror", default=os.environ.get("BENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (stores, logs)")
+    p.add_argument("--fs", choices=["ext4", "disk"], default=os.environ.get("BENCH_FS", "ext4"),
+                   help="where each tool's store is: a new ext4 image of its own, loop-mounted "
+                        "(default), or the work directory's own filesystem")
     args = p.parse_args()
     if args.runs < 1:
         p.error("--runs must be at least 1")
 
-    check_prerequisites()
+    check_prerequisites(args.fs)
     kiln_bin, bench_layers = build_kiln(args)
     cache = cache_dir(args)
     rootfs, tarball = debian_base(cache, args)
@@ -647,16 +683,19 @@ def main():
     started = time.monotonic()
     log(f"work directory {work} (logs in {logs}); {args.runs} runs; load average {load_before}")
 
-    registry = None
     buildah = None
     results = Results()
     layer_rows = []
     names = []
     try:
-        kiln = Kiln(kiln_bin, work, runner)
-        if not kiln.no_cache_flag:
-            log("kiln build has no --no-cache: each no-cache build uses a fresh store")
-        buildah = Buildah(work, runner)
+        homes = {}
+        for tool in ["kiln", "buildah"]:
+            homes[tool] = work / f"{tool}-fs"
+            homes[tool].mkdir()
+            if args.fs == "ext4":
+                mount_ext4(work / f"{tool}.ext4", homes[tool], runner)
+        kiln = Kiln(kiln_bin, homes["kiln"], runner)
+        buildah = Buildah(homes["buildah"], runner)
         only = set(args.only or [])
         layers_only = only == {"layers"}
         if not layers_only:
@@ -665,12 +704,11 @@ def main():
             archive = work / "base.oci.tar"
             kiln.save_base(archive)
             results.measure("base import", "import", buildah, lambda: buildah.import_base(archive))
-            registry = Registry(work)
             tools = [kiln, buildah]
             for w in workloads(work, only - {"layers"}):
                 log(f"workload {w.name}:")
                 names.append(w.name)
-                run_workload(w, tools, results, args.runs, registry)
+                run_workload(w, tools, results, args.runs, work)
         if bench_layers and (not only or "layers" in only):
             sources = [("Debian base", rootfs)]
             bigctx = work / "contexts" / "bigctx"
@@ -680,10 +718,10 @@ def main():
         elif not bench_layers:
             log("no bench_layers binary: the layer compression rows are left out")
     finally:
-        if registry:
-            registry.stop()
         if buildah:
             buildah.cleanup()
+        # buildah leaves its storage's own mounts behind; with --fs ext4, the images too.
+        unmount_under(work)
         # A failure's log is worth keeping.
         if args.keep or results.failures:
             args.keep = True
@@ -702,8 +740,11 @@ def main():
     )
     if imports:
         header += f"\nbase image import (not in the budget): {', '.join(imports)}"
-    if not kiln.no_cache_flag:
-        header += "\n(kiln build has no --no-cache: no-cache builds used a fresh store each)"
+    header += "\nstores: " + (
+        "a new ext4 filesystem image per tool (--fs ext4)"
+        if args.fs == "ext4"
+        else f"the work directory's filesystem (--fs disk: {filesystem_of(work)})"
+    )
     print(table(results, names, layer_rows, header))
     for (w, metric, tool), msg in sorted(results.failures.items()):
         print(f"failed: {w} {metric} {tool}: {msg}")
