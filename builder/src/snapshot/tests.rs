@@ -261,6 +261,17 @@ const EXPECTED_CHANGE: &[&str] = &[
     "0 opaque_dir/z",
 ];
 
+/// Commits `mutable` as a gzip layer with clamped times: the result and the blob.
+fn commit_gzip(mutable: Mutable) -> (Committed, Vec<u8>) {
+    let mut blob = Vec::new();
+    let options = CommitOptions {
+        compression: Compression::Gzip,
+        source_date_epoch: Some(EPOCH),
+    };
+    let committed = mutable.commit(&options, &mut blob).unwrap();
+    (committed, blob)
+}
+
 /// Runs the change on `backend` and returns the layer blob (gzip, clamped times).
 fn change_layer(backend: Backend) -> Option<Vec<u8>> {
     let base = tempfile::tempdir().unwrap();
@@ -269,16 +280,7 @@ fn change_layer(backend: Backend) -> Option<Vec<u8>> {
     let mutable = snaps.mutable(&chain).unwrap();
     assert_eq!(mutable.backend(), backend);
     run_like_change(mutable.root());
-    let mut blob = Vec::new();
-    let committed = mutable
-        .commit(
-            &CommitOptions {
-                compression: Compression::Gzip,
-                source_date_epoch: Some(EPOCH),
-            },
-            &mut blob,
-        )
-        .unwrap();
+    let (committed, blob) = commit_gzip(mutable);
     assert_eq!(committed.layer().size, blob.len() as u64);
     assert_eq!(
         committed.chain_id(),
@@ -361,16 +363,7 @@ fn a_directory_recreated_at_its_old_inode_is_opaque_with_the_copy_backend() {
         eprintln!("this filesystem never reused the inode; checking a plain recreation");
     }
     std::fs::write(dir.join("z"), "z").unwrap();
-    let mut blob = Vec::new();
-    mutable
-        .commit(
-            &CommitOptions {
-                compression: Compression::Gzip,
-                source_date_epoch: Some(EPOCH),
-            },
-            &mut blob,
-        )
-        .unwrap();
+    let (_, blob) = commit_gzip(mutable);
     assert_eq!(
         listing(&blob),
         [
