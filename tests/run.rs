@@ -35,7 +35,7 @@ fn build(kiln: &Kiln, name: &str, dockerfile: &str) {
 #[test]
 fn exit_codes_are_dockers() {
     let Some(kiln) = with_busybox() else { return };
-    let table: [(&[&str], i32, &str); 7] = [
+    let table: [(&[&str], i32, &str); 8] = [
         (&["busybox", "true"], 0, ""),
         (&["busybox", "sh", "-c", "exit 3"], 3, ""),
         (&["busybox", "sh", "-c", "kill -9 $$"], 137, ""),
@@ -46,6 +46,13 @@ fn exit_codes_are_dockers() {
             &["no-such-image:1", "true"],
             125,
             "No such image: no-such-image:1",
+        ),
+        // The seed's `docker run -ti --rm -v …:/data centos:volume bash`: refused, not run
+        // with a shell that would read /dev/null and exit at once.
+        (
+            &["-ti", "--rm", "busybox", "sh"],
+            125,
+            "-i/-t (an interactive terminal) is not supported yet",
         ),
     ];
     for (args, want, message) in table {

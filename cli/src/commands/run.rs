@@ -4,7 +4,8 @@
 //! The image's layers are unpacked as snapshots (shared with builds) and stacked into a
 //! throwaway root, which is never committed. The command is the image's Entrypoint and Cmd as
 //! docker combines them (see `kiln_builder::exec::image`). Its standard output and error go to
-//! kiln's, line by line as they come; standard input is `/dev/null` (there is no `-i` or `-t`).
+//! kiln's, line by line as they come; standard input is `/dev/null`: `-i` and `-t` (docker's
+//! interactive terminal) are refused with an error rather than ignored.
 //! The exit code is the command's (128 + N when killed by signal N); errors of kiln itself exit
 //! with 125, a command that does not exist with 127 and one that cannot be executed with 126,
 //! as docker's. SIGINT, SIGTERM and SIGHUP kill the command's whole process tree, remove the
@@ -46,6 +47,12 @@ pub struct RunArgs {
     /// Run this instead of the image's entrypoint (and without its CMD); "" for none.
     #[arg(long, value_name = "COMMAND")]
     entrypoint: Option<String>,
+    /// Keep standard input open: not supported yet, refused (standard input is `/dev/null`).
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Allocate a terminal: not supported yet, refused (the output goes to kiln's streams).
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Bind-mount a host directory or file: `/host/path:/path[:ro|rw]`.
     #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
     volumes: Vec<String>,
@@ -86,6 +93,14 @@ pub fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn run_image(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     let _ = args.rm;
+    if args.interactive || args.tty {
+        bail!(
+            "-i/-t (an interactive terminal) is not supported yet: the command's standard input \
+             is /dev/null and its output goes to kiln's; give the command instead, \
+             e.g. `kiln run {} sh -c '…'`",
+            args.image
+        );
+    }
     let env = args
         .env
         .iter()
