@@ -1,11 +1,15 @@
 //! `kiln build`'s solver end to end: the build cache (hits, misses, `--build-arg`,
-//! `--no-cache`, `kiln prune --all`), reproducible images under `SOURCE_DATE_EPOCH`, stages
-//! running in parallel, Ctrl-C during a RUN, and the machine-readable outputs.
+//! `--no-cache`, `kiln prune --all`, `ADD <url>`), reproducible images under
+//! `SOURCE_DATE_EPOCH`, stages running in parallel, Ctrl-C during a RUN, and the
+//! machine-readable outputs.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::support::{Kiln, context, inspect, mounts_under, wait_until, with_busybox};
 use crate::text;
@@ -174,6 +178,112 @@ fn a_cached_layer_whose_snapshot_was_pruned_is_unpacked_again() {
     );
     let (_, s) = build(&kiln, &ctx, &[]);
     assert_eq!(ran(&s), ["RUN test \"$(cat /g)\" = ok"]);
+}
+
+/// A file served over HTTP on loopback, one connection at a time; counts the requests.
+struct Served {
+    addr: SocketAddr,
+    body: Arc<Mutex<Vec<u8>>>,
+    requests: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    fn start(body: &[u8]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(Mutex::new(body.to_vec()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (body, requests, stop) = (body.clone(), requests.clone(), stop.clone());
+            move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(mut conn) = conn else { continue };
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let body = body.lock().unwrap().clone();
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .and_then(|()| conn.write_all(&body));
+                }
+            }
+        });
+        Served {
+            addr,
+            body,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An unpinned `ADD <url>` is fetched on every build and keyed on what came, as BuildKit's
+/// HTTP source: the same file leaves it and the steps after it cached; a new one re-runs them.
+#[test]
+fn add_of_an_unchanged_url_is_cached_and_so_are_the_steps_after_it() {
+    let kiln = Kiln::new();
+    let served = Served::start(b"first\n");
+    let add = format!("ADD http://{}/data.txt /data.txt", served.addr);
+    let dockerfile = format!("FROM scratch\n{add}\nCOPY local.txt /local.txt\n");
+    let ctx = context(&kiln, &dockerfile, &[("local.txt", "local\n")]);
+    let build = || {
+        let mut cmd = kiln.cmd();
+        cmd.args(["build", "--progress=plain"]).arg(&ctx);
+        // The server is on loopback: a proxy from the environment must not intercept.
+        for var in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+            cmd.env_remove(var);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "build failed:\n{stderr}");
+        (stdout.trim().to_owned(), steps(&stderr))
+    };
+    let (first, s) = build();
+    assert_eq!(ran(&s), [add.as_str(), "COPY local.txt /local.txt"]);
+    let (again, s) = build();
+    assert_eq!(ran(&s), Vec::<&str>::new(), "{s:?}");
+    assert_eq!(again, first);
+    assert_eq!(served.requests.load(Ordering::SeqCst), 2);
+
+    *served.body.lock().unwrap() = b"second\n".to_vec();
+    let (changed, s) = build();
+    assert_eq!(ran(&s), [add.as_str(), "COPY local.txt /local.txt"]);
+    assert_ne!(changed, first);
+    assert_eq!(served.requests.load(Ordering::SeqCst), 3);
+
+    // Gone: the build fails at the ADD's line and names the URL.
+    let addr = served.addr;
+    drop(served);
+    let out = kiln.cmd().args(["build", "-q"]).arg(&ctx).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(":2:") && stderr.contains(&format!("downloading http://{addr}/data.txt")),
+        "{stderr}"
+    );
 }
 
 /// A context with COPY, ADD (an archive with odd mtimes) and RUN, written at `dir`.

@@ -32,7 +32,7 @@
 //! destination goes through the code that is hardened against hostile archives: paths are
 //! resolved inside the destination root, never following a symlink out of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -119,6 +119,9 @@ pub struct FileOp<'a> {
     pub link: bool,
     /// How URLs are downloaded (`None`: defaults, with proxies from the environment).
     pub fetch: Option<&'a FetchOptions>,
+    /// URLs downloaded already (the build keys an unpinned download on its content), used
+    /// instead of fetching them again.
+    pub downloaded: Option<&'a BTreeMap<String, Download>>,
     /// Modification time of entries the operation creates (heredoc files, directories it
     /// makes, downloads without `Last-Modified`), from the build clock.
     pub created: i64,
@@ -229,7 +232,7 @@ pub enum FileError {
 }
 
 /// One source, resolved (and downloaded) before anything is written.
-enum Planned {
+enum Planned<'a> {
     /// Paths a local source names.
     Local(Vec<Match>),
     /// A `--parents` source: its pivot directories and what to take below them.
@@ -239,7 +242,24 @@ enum Planned {
         literal: Vec<String>,
     },
     /// A downloaded URL and the file name it gets in a directory.
-    Url { name: String, file: Download },
+    Url { name: String, file: Fetched<'a> },
+}
+
+/// A download made for this operation, or one the caller made before.
+enum Fetched<'a> {
+    Now(Download),
+    Before(&'a Download),
+}
+
+impl std::ops::Deref for Fetched<'_> {
+    type Target = Download;
+
+    fn deref(&self) -> &Download {
+        match self {
+            Fetched::Now(d) => d,
+            Fetched::Before(d) => d,
+        }
+    }
 }
 
 /// Runs a COPY or ADD from `source` onto the root filesystem at `dest_root`.
@@ -400,7 +420,7 @@ pub fn copy(source: &Source<'_>, dest_root: &Path, op: &FileOp<'_>) -> Result<()
 }
 
 /// Every source resolved, and every URL downloaded and verified, before anything is written.
-fn plan(source: &Source<'_>, op: &FileOp<'_>) -> Result<Vec<Planned>, FileError> {
+fn plan<'a>(source: &Source<'_>, op: &FileOp<'a>) -> Result<Vec<Planned<'a>>, FileError> {
     let expected = check_remote(op)?;
     let default_fetch;
     let fetch_options = match op.fetch {
@@ -415,13 +435,15 @@ fn plan(source: &Source<'_>, op: &FileOp<'_>) -> Result<Vec<Planned>, FileError>
         planned.push(if is_url(pattern) {
             let name = fetch::file_name(pattern);
             check_reserved(op.keyword, &name)?;
-            let file =
-                fetch::download(pattern, expected.as_ref(), fetch_options).map_err(|source| {
-                    FileError::Download {
+            let file = match op.downloaded.and_then(|d| d.get(pattern)) {
+                Some(before) => Fetched::Before(before),
+                None => fetch::download(pattern, expected.as_ref(), fetch_options)
+                    .map(Fetched::Now)
+                    .map_err(|source| FileError::Download {
                         url: fetch::redacted(pattern),
                         source,
-                    }
-                })?;
+                    })?,
+            };
             Planned::Url { name, file }
         } else if op.parents {
             plan_parents(source, pattern, op.keyword)?
@@ -525,7 +547,7 @@ fn plan_parents(
     source: &Source<'_>,
     pattern: &str,
     keyword: &'static str,
-) -> Result<Planned, FileError> {
+) -> Result<Planned<'static>, FileError> {
     let (base, rest) = split_pivot(pattern);
     if !has_wildcard(&base) && !rest.split('/').any(has_wildcard) {
         let full = join(&base, &rest);

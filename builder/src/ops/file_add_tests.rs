@@ -63,6 +63,7 @@ fn add<'a>(s: &'a Setup, sources: &'a [String], dest: &'a str) -> FileOp<'a> {
         checksum: None,
         link: false,
         fetch: Some(&s.fetch),
+        downloaded: None,
         created: CREATED,
     }
 }

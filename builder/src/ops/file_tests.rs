@@ -57,6 +57,7 @@ fn op<'a>(sources: &'a [String], dest: &'a str) -> FileOp<'a> {
         checksum: None,
         link: false,
         fetch: None,
+        downloaded: None,
         created: 0,
     }
 }

@@ -1,6 +1,7 @@
 //! One stage of a build: its starting state, then its steps in order, each filesystem step
 //! through the build cache ([`Solver::layer_step`]).
 
+use std::collections::BTreeMap;
 use std::io::BufReader;
 
 use kiln_registry::{Digest, Reference};
@@ -11,7 +12,8 @@ use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{Add, Copy, Instruction};
 use crate::image::{ImageConfig, descriptor};
-use crate::ops::file::{FileOp, Source as FileSource, Unpack, copy, is_remote};
+use crate::ops::fetch::{self, FetchOptions};
+use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
 use crate::ops::user::UserDb;
 use crate::plan::{Base, Scope, Step, onbuild_steps};
@@ -322,6 +324,7 @@ impl Solver<'_> {
                 checksum: None,
                 link: false,
                 fetch: None,
+                downloaded: None,
                 created,
             };
             let empty = tempfile::tempdir().map_err(step_err(location, "creating WORKDIR"))?;
@@ -414,12 +417,30 @@ impl Solver<'_> {
             let key_of_from = self.key_of_from(from, location)?;
             key = key.map(|k| k.with("from", key_of_from));
         }
+        // An unpinned download is fetched now and the step keyed on what came (BuildKit's
+        // HTTP source), so an unchanged file leaves this step and the next ones cached.
+        let mut downloaded = BTreeMap::new();
         for source in &files.sources {
             key = match (from, is_remote(source), checksum) {
                 (Some(_), ..) => key,
-                // A download's content is only known once it is fetched, unless pinned.
                 (None, true, Some(sum)) => key.map(|k| k.with("checksum", sum)),
-                (None, true, None) => None,
+                (None, true, None) => {
+                    let fetched = fetch::download(source, None, &FetchOptions::from_env())
+                        .map_err(|cause| {
+                            let e = FileError::Download {
+                                url: fetch::redacted(source),
+                                source: cause,
+                            };
+                            BuildError::Step {
+                                location,
+                                message: e.to_string(),
+                                source: causes(&e),
+                            }
+                        })?;
+                    let content = format!("{} {:?}", fetched.digest, fetched.last_modified);
+                    downloaded.insert(source.clone(), fetched);
+                    key.map(|k| k.with("download", content))
+                }
                 (None, false, _) => {
                     let sum = self.sums.of_source(source).map_err(step_err(
                         location,
@@ -474,6 +495,7 @@ impl Solver<'_> {
                 checksum,
                 link: flags.link,
                 fetch: None,
+                downloaded: Some(&downloaded),
                 created,
             };
             copy(&source, root.root(), &op).map_err(|e| BuildError::Step {
