@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{Kiln, context, inspect, mounts_under, wait_until, with_busybox};
@@ -180,11 +180,14 @@ fn a_cached_layer_whose_snapshot_was_pruned_is_unpacked_again() {
     assert_eq!(ran(&s), ["RUN test \"$(cat /g)\" = ok"]);
 }
 
-/// A file served over HTTP on loopback, one connection at a time; counts the requests.
+/// A file served over HTTP on loopback, one connection at a time, with an `ETag` (its
+/// version) that `If-None-Match` is answered against; counts full and not-modified answers.
 struct Served {
     addr: SocketAddr,
-    body: Arc<Mutex<Vec<u8>>>,
-    requests: Arc<AtomicUsize>,
+    /// The body and its version.
+    file: Arc<Mutex<(Vec<u8>, u32)>>,
+    /// 200 answers, 304 answers.
+    answers: Arc<Mutex<(usize, usize)>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -193,11 +196,11 @@ impl Served {
     fn start(body: &[u8]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let body = Arc::new(Mutex::new(body.to_vec()));
-        let requests = Arc::new(AtomicUsize::new(0));
+        let file = Arc::new(Mutex::new((body.to_vec(), 1)));
+        let answers = Arc::new(Mutex::new((0, 0)));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::spawn({
-            let (body, requests, stop) = (body.clone(), requests.clone(), stop.clone());
+            let (file, answers, stop) = (file.clone(), answers.clone(), stop.clone());
             move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -209,24 +212,44 @@ impl Served {
                     while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
                         head.push(byte[0]);
                     }
-                    requests.fetch_add(1, Ordering::SeqCst);
-                    let body = body.lock().unwrap().clone();
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .and_then(|()| conn.write_all(&body));
+                    let head = String::from_utf8_lossy(&head).to_lowercase();
+                    let (body, version) = file.lock().unwrap().clone();
+                    let etag = format!("\"v{version}\"");
+                    let reply = if head.contains(&format!("if-none-match: {etag}")) {
+                        answers.lock().unwrap().1 += 1;
+                        format!("HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n\r\n").into_bytes()
+                    } else {
+                        answers.lock().unwrap().0 += 1;
+                        let mut reply = format!(
+                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        reply.extend_from_slice(&body);
+                        reply
+                    };
+                    let _ = conn.write_all(&reply);
                 }
             }
         });
         Served {
             addr,
-            body,
-            requests,
+            file,
+            answers,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// Serves `body` from now on, as a new version, or (a broken server) as the same one.
+    fn replace(&self, body: &[u8], new_version: bool) {
+        let mut file = self.file.lock().unwrap();
+        *file = (body.to_vec(), file.1 + u32::from(new_version));
+    }
+
+    /// (200 answers, 304 answers) so far.
+    fn answers(&self) -> (usize, usize) {
+        *self.answers.lock().unwrap()
     }
 }
 
@@ -240,48 +263,80 @@ impl Drop for Served {
     }
 }
 
-/// An unpinned `ADD <url>` is fetched on every build and keyed on what came, as BuildKit's
-/// HTTP source: the same file leaves it and the steps after it cached; a new one re-runs them.
+/// An unpinned `ADD <url>` is keyed on the body the URL serves, as BuildKit's HTTP source: asked
+/// again with `If-None-Match`, an unchanged file leaves the step (and the ones after it) cached
+/// without being downloaded; a step that must run anyway downloads it; a new body re-runs it.
 #[test]
-fn add_of_an_unchanged_url_is_cached_and_so_are_the_steps_after_it() {
+fn add_of_an_unchanged_url_is_cached_without_downloading_it_again() {
     let kiln = Kiln::new();
     let served = Served::start(b"first\n");
     let add = format!("ADD http://{}/data.txt /data.txt", served.addr);
-    let dockerfile = format!("FROM scratch\n{add}\nCOPY local.txt /local.txt\n");
-    let ctx = context(&kiln, &dockerfile, &[("local.txt", "local\n")]);
-    let build = || {
+    let dockerfile = format!("FROM scratch\nCOPY before.txt /\n{add}\nCOPY after.txt /\n");
+    let ctx = context(
+        &kiln,
+        &dockerfile,
+        &[("before.txt", "1\n"), ("after.txt", "a\n")],
+    );
+    // The server is on loopback: a proxy from the environment must not intercept.
+    let kiln_build = || {
         let mut cmd = kiln.cmd();
-        cmd.args(["build", "--progress=plain"]).arg(&ctx);
-        // The server is on loopback: a proxy from the environment must not intercept.
         for var in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
             cmd.env_remove(var);
         }
-        let out = cmd.output().unwrap();
+        cmd.arg("build").arg(&ctx);
+        cmd
+    };
+    let build = || {
+        let out = kiln_build().arg("--progress=plain").output().unwrap();
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "build failed:\n{stderr}");
         (stdout.trim().to_owned(), steps(&stderr))
     };
     let (first, s) = build();
-    assert_eq!(ran(&s), [add.as_str(), "COPY local.txt /local.txt"]);
+    assert_eq!(
+        ran(&s),
+        ["COPY before.txt /", add.as_str(), "COPY after.txt /"]
+    );
+    assert_eq!(served.answers(), (1, 0));
+
     let (again, s) = build();
     assert_eq!(ran(&s), Vec::<&str>::new(), "{s:?}");
     assert_eq!(again, first);
-    assert_eq!(served.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(served.answers(), (1, 1), "asked, not downloaded");
 
-    *served.body.lock().unwrap() = b"second\n".to_vec();
-    let (changed, s) = build();
-    assert_eq!(ran(&s), [add.as_str(), "COPY local.txt /local.txt"]);
-    assert_ne!(changed, first);
-    assert_eq!(served.requests.load(Ordering::SeqCst), 3);
+    // A change before the ADD makes it run: still unchanged, now downloaded.
+    fs::write(ctx.join("before.txt"), "2\n").unwrap();
+    let (_, s) = build();
+    assert_eq!(
+        ran(&s),
+        ["COPY before.txt /", add.as_str(), "COPY after.txt /"]
+    );
+    assert_eq!(served.answers(), (2, 2));
+
+    served.replace(b"second\n", true);
+    let (_, s) = build();
+    assert_eq!(ran(&s), [add.as_str(), "COPY after.txt /"]);
+    assert_eq!(served.answers(), (3, 2));
+
+    // A server that calls a new body unchanged: caught when the step downloads it, and the
+    // next build keys on the new body.
+    served.replace(b"third\n", false);
+    fs::write(ctx.join("before.txt"), "3\n").unwrap();
+    let out = kiln_build().arg("-q").output().unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("changed while building"), "{stderr}");
+    let (_, s) = build();
+    assert_eq!(ran(&s), [add.as_str(), "COPY after.txt /"]);
 
     // Gone: the build fails at the ADD's line and names the URL.
     let addr = served.addr;
     drop(served);
-    let out = kiln.cmd().args(["build", "-q"]).arg(&ctx).output().unwrap();
+    let out = kiln_build().arg("-q").output().unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains(":2:") && stderr.contains(&format!("downloading http://{addr}/data.txt")),
+        stderr.contains(":3:") && stderr.contains(&format!("downloading http://{addr}/data.txt")),
         "{stderr}"
     );
 }

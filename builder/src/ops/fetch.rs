@@ -6,7 +6,10 @@
 //! (Go's default client allows ten). Proxies come from the environment as docker's do
 //! ([`ProxyConfig`]). `--checksum` is checked once the body is complete: on a mismatch the file
 //! is deleted and nothing reaches the destination. `Last-Modified`, when it parses as one of the
-//! three HTTP date formats Go's `http.ParseTime` reads, becomes the file's mtime.
+//! three HTTP date formats Go's `http.ParseTime` reads, becomes the file's mtime. A download
+//! keeps the response's validators (`ETag`, `Last-Modified`); given back to
+//! [`download_if_changed`], they make the request conditional, and a `304 Not Modified` answer
+//! means the body is the one seen before.
 //!
 //! The builder is synchronous and may itself be called from inside an async runtime, where
 //! blocking on another runtime panics, so each download runs on a thread of its own with a
@@ -19,9 +22,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kiln_registry::{Digest, DigestWriter};
-use reqwest::header::LAST_MODIFIED;
+use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::redirect::Policy;
 use reqwest::{StatusCode, Url};
+use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
 
 use super::proxy::ProxyConfig;
@@ -70,6 +74,24 @@ pub struct Download {
     pub size: u64,
     /// The `Last-Modified` time in seconds since the epoch, when the server sent one that parses.
     pub last_modified: Option<i64>,
+    /// What identifies this response for a conditional request.
+    pub validators: Validators,
+}
+
+/// A response's validators, as the server sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Validators {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`.
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Whether there is anything to make a request conditional on.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
 }
 
 impl Download {
@@ -125,6 +147,19 @@ pub fn download(
     expected: Option<&Digest>,
     options: &FetchOptions,
 ) -> Result<Download, FetchError> {
+    download_if_changed(url, expected, &Validators::default(), options)?.ok_or(FetchError::Status {
+        status: StatusCode::NOT_MODIFIED,
+    })
+}
+
+/// [`download`], conditional on `seen` (`If-None-Match`, `If-Modified-Since`): `None` when
+/// the server answers that the body has not changed.
+pub fn download_if_changed(
+    url: &str,
+    expected: Option<&Digest>,
+    seen: &Validators,
+    options: &FetchOptions,
+) -> Result<Option<Download>, FetchError> {
     let parsed = Url::parse(url).map_err(|e| FetchError::Url(Box::new(e)))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(FetchError::Scheme(parsed.scheme().to_owned()));
@@ -143,7 +178,7 @@ pub fn download(
                 .enable_all()
                 .build()
                 .map_err(FetchError::Runtime)?;
-            runtime.block_on(fetch(parsed, file, expected, options))
+            runtime.block_on(fetch(parsed, file, expected, seen, options))
         });
         worker.join().unwrap_or_else(|_| {
             Err(FetchError::Runtime(io::Error::other(
@@ -157,8 +192,9 @@ async fn fetch(
     url: Url,
     file: NamedTempFile,
     expected: Option<&Digest>,
+    seen: &Validators,
     options: &FetchOptions,
-) -> Result<Download, FetchError> {
+) -> Result<Option<Download>, FetchError> {
     kiln_registry::transport::install_crypto_provider();
     let proxies = options.proxies.clone();
     let client = reqwest::Client::builder()
@@ -171,15 +207,35 @@ async fn fetch(
         .map_err(FetchError::Transport)?;
     // The URL is in the caller's message already.
     let transport = |e: reqwest::Error| FetchError::Transport(e.without_url());
-    let mut response = client.get(url).send().await.map_err(transport)?;
+    let mut request = client.get(url);
+    if let Some(etag) = &seen.etag {
+        request = request.header(IF_NONE_MATCH, etag);
+    }
+    if let Some(date) = &seen.last_modified {
+        request = request.header(IF_MODIFIED_SINCE, date);
+    }
+    let mut response = request.send().await.map_err(transport)?;
     let status = response.status();
+    if status == StatusCode::NOT_MODIFIED && !seen.is_empty() {
+        return Ok(None);
+    }
     if !status.is_success() {
         return Err(FetchError::Status { status });
     }
-    let last_modified = response
-        .headers()
-        .get(LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let validators = Validators {
+        etag: header(ETAG),
+        last_modified: header(LAST_MODIFIED),
+    };
+    let last_modified = validators
+        .last_modified
+        .as_deref()
         .and_then(parse_http_date);
     let path = file.path().to_owned();
     let write = |source| FetchError::Write {
@@ -200,12 +256,13 @@ async fn fetch(
             actual: digest,
         });
     }
-    Ok(Download {
+    Ok(Some(Download {
         file,
         digest,
         size,
         last_modified,
-    })
+        validators,
+    }))
 }
 
 /// The name BuildKit's Dockerfile frontend gives a download: the last element of the URL's

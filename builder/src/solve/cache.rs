@@ -12,7 +12,9 @@
 //! Records live in `cache/build/<key hex>` as small JSON documents, written to `tmp/` and
 //! renamed into place, so a crash leaves no half record. A record is only trusted while its
 //! layer blob is in the store; [`BuildCache::blob_roots`] lets gc keep those blobs, and
-//! [`BuildCache::clear`] (`kiln prune --all`) forgets everything.
+//! [`BuildCache::clear`] (`kiln prune --all`) forgets everything. Beside them, keyed by URL,
+//! what an unpinned `ADD <url>` downloaded last (digest and validators), so the next build can
+//! ask the server whether it changed instead of downloading it again.
 
 use std::fs;
 use std::io;
@@ -21,6 +23,7 @@ use std::path::{Path, PathBuf};
 use kiln_registry::Digest;
 use serde::{Deserialize, Serialize};
 
+use crate::ops::fetch::{Download, Validators};
 use crate::store::{Store, StoreError};
 
 /// Changes whenever what a key covers changes, so old records stop matching.
@@ -77,6 +80,34 @@ pub(crate) fn base_key(what: &str) -> Digest {
     Digest::of(format!("{KEY_VERSION}\nbase {what}").as_bytes())
 }
 
+/// Where the record of `url` is kept among the step records.
+fn url_key(url: &str) -> Digest {
+    Digest::of(format!("{KEY_VERSION}\nurl {url}").as_bytes())
+}
+
+/// What a URL's body was when last downloaded: what the step is keyed on, and what makes the
+/// next request conditional.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlRecord {
+    /// The body's sha256.
+    pub digest: Digest,
+    /// Its `Last-Modified`, parsed (the file's mtime).
+    pub last_modified: Option<i64>,
+    /// The response's validators.
+    pub validators: Validators,
+}
+
+impl UrlRecord {
+    /// The record of a body just downloaded.
+    pub fn of(body: &Download) -> Self {
+        Self {
+            digest: body.digest.clone(),
+            last_modified: body.last_modified,
+            validators: body.validators.clone(),
+        }
+    }
+}
+
 /// The build cache of a store.
 #[derive(Debug, Clone)]
 pub struct BuildCache {
@@ -109,6 +140,20 @@ impl BuildCache {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| StoreError::io("encode", &self.dir)(e.into()))?;
         self.store.replace_file(&self.path(key), &bytes)
+    }
+
+    /// What `url` was the last time it was downloaded in full, if recorded.
+    pub fn url(&self, url: &str) -> Option<UrlRecord> {
+        let bytes = fs::read(self.path(&url_key(url))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Records what `url` was, atomically.
+    pub fn put_url(&self, url: &str, record: &UrlRecord) -> Result<(), StoreError> {
+        fs::create_dir_all(&self.dir).map_err(StoreError::io("create", &self.dir))?;
+        let bytes = serde_json::to_vec(record)
+            .map_err(|e| StoreError::io("encode", &self.dir)(e.into()))?;
+        self.store.replace_file(&self.path(&url_key(url)), &bytes)
     }
 
     /// The layer blobs the records name, for gc to keep.

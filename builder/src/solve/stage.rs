@@ -7,12 +7,12 @@ use std::io::BufReader;
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
 
-use super::cache::{CacheRecord, KeyBuilder, base_key};
+use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{Add, Copy, Instruction};
 use crate::image::{ImageConfig, descriptor};
-use crate::ops::fetch::{self, FetchOptions};
+use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
 use crate::ops::user::UserDb;
@@ -417,28 +417,42 @@ impl Solver<'_> {
             let key_of_from = self.key_of_from(from, location)?;
             key = key.map(|k| k.with("from", key_of_from));
         }
-        // An unpinned download is fetched now and the step keyed on what came (BuildKit's
-        // HTTP source), so an unchanged file leaves this step and the next ones cached.
+        // An unpinned URL is asked for now and the step keyed on its body (BuildKit's HTTP
+        // source), so an unchanged file leaves this step and the next ones cached. The request
+        // is conditional on what it answered last time; when nothing changed, the body is
+        // fetched only if the step has to run.
+        let fetch_options = FetchOptions::from_env();
         let mut downloaded = BTreeMap::new();
+        let mut unchanged = BTreeMap::new();
         for source in &files.sources {
             key = match (from, is_remote(source), checksum) {
                 (Some(_), ..) => key,
                 (None, true, Some(sum)) => key.map(|k| k.with("checksum", sum)),
                 (None, true, None) => {
-                    let fetched = fetch::download(source, None, &FetchOptions::from_env())
-                        .map_err(|cause| {
-                            let e = FileError::Download {
-                                url: fetch::redacted(source),
-                                source: cause,
-                            };
-                            BuildError::Step {
-                                location,
-                                message: e.to_string(),
-                                source: causes(&e),
-                            }
-                        })?;
-                    let content = format!("{} {:?}", fetched.digest, fetched.last_modified);
-                    downloaded.insert(source.clone(), fetched);
+                    let seen = self.cache.url(source);
+                    let validators = seen.as_ref().map(|r| r.validators.clone());
+                    let fetched = fetch::download_if_changed(
+                        source,
+                        None,
+                        &validators.unwrap_or_default(),
+                        &fetch_options,
+                    )
+                    .map_err(|e| download_err(location, source, e))?;
+                    let record = match fetched {
+                        Some(body) => {
+                            let record = UrlRecord::of(&body);
+                            // Only a shortcut for the next build: losing it costs a download.
+                            let _ = self.cache.put_url(source, &record);
+                            downloaded.insert(source.clone(), body);
+                            record
+                        }
+                        None => {
+                            let record = seen.expect("a conditional request had validators");
+                            unchanged.insert(source.clone(), record.digest.clone());
+                            record
+                        }
+                    };
+                    let content = format!("{} {:?}", record.digest, record.last_modified);
                     key.map(|k| k.with("download", content))
                 }
                 (None, false, _) => {
@@ -453,6 +467,24 @@ impl Solver<'_> {
         let key = key.map(KeyBuilder::finish);
         let created = self.options.source_date_epoch.unwrap_or(0);
         self.layer_step(state, key, location, announce, |root| {
+            let mut downloaded = downloaded;
+            for (url, digest) in unchanged {
+                let body = fetch::download(&url, None, &fetch_options)
+                    .map_err(|e| download_err(location, &url, e))?;
+                if body.digest != digest {
+                    // Not what the server called unchanged a moment ago, so not what the step
+                    // is keyed on: remember the new body, so the next build keys on it.
+                    let _ = self.cache.put_url(&url, &UrlRecord::of(&body));
+                    return Err(BuildError::at(
+                        location,
+                        format!(
+                            "{} changed while building (its server said it had not): build again",
+                            fetch::redacted(&url)
+                        ),
+                    ));
+                }
+                downloaded.insert(url, body);
+            }
             let view = from.map(|f| self.view_of(f, location)).transpose()?;
             let source = match &view {
                 Some(view) => FileSource {
@@ -582,6 +614,19 @@ fn not_built(from: &str, location: Location) -> BuildError {
 
 /// The causes of `e` (its source chain) as one error, so a report keeps them all: a failed
 /// download says why (`404 Not Found`, a checksum mismatch), not just which URL.
+/// A failed download of `url`, at the step's line.
+fn download_err(location: Location, url: &str, cause: FetchError) -> BuildError {
+    let e = FileError::Download {
+        url: fetch::redacted(url),
+        source: cause,
+    };
+    BuildError::Step {
+        location,
+        message: e.to_string(),
+        source: causes(&e),
+    }
+}
+
 fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
     let mut parts = Vec::new();
     let mut next = e.source();
