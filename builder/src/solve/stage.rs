@@ -612,8 +612,6 @@ fn not_built(from: &str, location: Location) -> BuildError {
     )
 }
 
-/// The causes of `e` (its source chain) as one error, so a report keeps them all: a failed
-/// download says why (`404 Not Found`, a checksum mismatch), not just which URL.
 /// A failed download of `url`, at the step's line.
 fn download_err(location: Location, url: &str, cause: FetchError) -> BuildError {
     let e = FileError::Download {
@@ -627,6 +625,8 @@ fn download_err(location: Location, url: &str, cause: FetchError) -> BuildError 
     }
 }
 
+/// The causes of `e` (its source chain) as one error, so a report keeps them all: a failed
+/// download says why (`404 Not Found`, a checksum mismatch), not just which URL.
 fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
     let mut parts = Vec::new();
     let mut next = e.source();
