@@ -130,30 +130,34 @@ impl BuildCache {
 
     /// The record of `key`, if there is a readable one. A damaged record reads as a miss.
     pub fn get(&self, key: &Digest) -> Option<CacheRecord> {
-        let bytes = fs::read(self.path(key)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        self.read(key)
     }
 
     /// Records `record` under `key`, atomically.
     pub fn put(&self, key: &Digest, record: &CacheRecord) -> Result<(), StoreError> {
-        fs::create_dir_all(&self.dir).map_err(StoreError::io("create", &self.dir))?;
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| StoreError::io("encode", &self.dir)(e.into()))?;
-        self.store.replace_file(&self.path(key), &bytes)
+        self.write(key, record)
     }
 
     /// What `url` was the last time it was downloaded in full, if recorded.
     pub fn url(&self, url: &str) -> Option<UrlRecord> {
-        let bytes = fs::read(self.path(&url_key(url))).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        self.read(&url_key(url))
     }
 
     /// Records what `url` was, atomically.
     pub fn put_url(&self, url: &str, record: &UrlRecord) -> Result<(), StoreError> {
+        self.write(&url_key(url), record)
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &Digest) -> Option<T> {
+        let bytes = fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn write(&self, key: &Digest, record: &impl Serialize) -> Result<(), StoreError> {
         fs::create_dir_all(&self.dir).map_err(StoreError::io("create", &self.dir))?;
         let bytes = serde_json::to_vec(record)
             .map_err(|e| StoreError::io("encode", &self.dir)(e.into()))?;
-        self.store.replace_file(&self.path(&url_key(url)), &bytes)
+        self.store.replace_file(&self.path(key), &bytes)
     }
 
     /// The layer blobs the records name, for gc to keep.
