@@ -277,36 +277,21 @@ fn add_of_an_unchanged_url_is_cached_without_downloading_it_again() {
         &dockerfile,
         &[("before.txt", "1\n"), ("after.txt", "a\n")],
     );
-    // The server is on loopback: a proxy from the environment must not intercept.
-    let kiln_build = || {
-        let mut cmd = kiln.cmd();
-        for var in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
-            cmd.env_remove(var);
-        }
-        cmd.arg("build").arg(&ctx);
-        cmd
-    };
-    let build = || {
-        let out = kiln_build().arg("--progress=plain").output().unwrap();
-        let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "build failed:\n{stderr}");
-        (stdout.trim().to_owned(), steps(&stderr))
-    };
-    let (first, s) = build();
+    let (first, s) = build(&kiln, &ctx, &[]);
     assert_eq!(
         ran(&s),
         ["COPY before.txt /", add.as_str(), "COPY after.txt /"]
     );
     assert_eq!(served.answers(), (1, 0));
 
-    let (again, s) = build();
+    let (again, s) = build(&kiln, &ctx, &[]);
     assert_eq!(ran(&s), Vec::<&str>::new(), "{s:?}");
     assert_eq!(again, first);
     assert_eq!(served.answers(), (1, 1), "asked, not downloaded");
 
     // A change before the ADD makes it run: still unchanged, now downloaded.
     fs::write(ctx.join("before.txt"), "2\n").unwrap();
-    let (_, s) = build();
+    let (_, s) = build(&kiln, &ctx, &[]);
     assert_eq!(
         ran(&s),
         ["COPY before.txt /", add.as_str(), "COPY after.txt /"]
@@ -314,7 +299,7 @@ fn add_of_an_unchanged_url_is_cached_without_downloading_it_again() {
     assert_eq!(served.answers(), (2, 2));
 
     served.replace(b"second\n", true);
-    let (_, s) = build();
+    let (_, s) = build(&kiln, &ctx, &[]);
     assert_eq!(ran(&s), [add.as_str(), "COPY after.txt /"]);
     assert_eq!(served.answers(), (3, 2));
 
@@ -322,19 +307,15 @@ fn add_of_an_unchanged_url_is_cached_without_downloading_it_again() {
     // next build keys on the new body.
     served.replace(b"third\n", false);
     fs::write(ctx.join("before.txt"), "3\n").unwrap();
-    let out = kiln_build().arg("-q").output().unwrap();
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (_, stderr) = kiln.fails(&["build", "-q", ctx.to_str().unwrap()]);
     assert!(stderr.contains("changed while building"), "{stderr}");
-    let (_, s) = build();
+    let (_, s) = build(&kiln, &ctx, &[]);
     assert_eq!(ran(&s), [add.as_str(), "COPY after.txt /"]);
 
     // Gone: the build fails at the ADD's line and names the URL.
     let addr = served.addr;
     drop(served);
-    let out = kiln_build().arg("-q").output().unwrap();
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (_, stderr) = kiln.fails(&["build", "-q", ctx.to_str().unwrap()]);
     assert!(
         stderr.contains(":3:") && stderr.contains(&format!("downloading http://{addr}/data.txt")),
         "{stderr}"

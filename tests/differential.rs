@@ -35,7 +35,7 @@ use std::time::Instant;
 use self::cases::{Case, Expect, KANIKO, Kaniko, OWN};
 use self::image::{Difference, Image};
 use crate::support::busybox::busybox_rootfs_tar;
-use crate::support::{Kiln, run, tool};
+use crate::support::{Kiln, root_or_skip, run, tool};
 
 /// The base image's Env, as Docker Hub's busybox has it.
 const BASE_PATH: &str = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -61,12 +61,7 @@ impl Env {
     /// The tools and the base, or `None` (after saying so) outside CI when something is
     /// missing.
     fn new() -> Option<Env> {
-        if !is_root() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the differential suite needs root under CI"
-            );
-            eprintln!("skipping: the differential suite needs root");
+        if !root_or_skip("the differential tests") {
             return None;
         }
         let buildah = tool("buildah")?;
@@ -148,16 +143,6 @@ impl Drop for Env {
             .arg(self.dir.path().join("buildah-root/overlay"))
             .output();
     }
-}
-
-/// Whether the tests run as root.
-fn is_root() -> bool {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next())
-        == Some("0")
 }
 
 /// How one build went: the image, read back, or the failure's last lines.

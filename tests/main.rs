@@ -24,10 +24,21 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// The `kiln` binary under test, with a private store so tests never touch the user's.
+/// The `kiln` binary under test, with a private store so tests never touch the user's. Every
+/// server the tests talk to is on loopback: a proxy from the environment must not intercept.
 pub fn kiln(root: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.env("KILN_ROOT", root).env_remove("SOURCE_DATE_EPOCH");
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

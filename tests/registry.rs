@@ -60,17 +60,6 @@ impl Kiln {
         cmd.env("DOCKER_CONFIG", self.docker_config())
             .env("KILN_CERTS_D", self.certs_d())
             .env_remove("KILN_LOG");
-        // The registries are on loopback: a proxy from the environment must not intercept.
-        for var in [
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-        ] {
-            cmd.env_remove(var);
-        }
         cmd
     }
 

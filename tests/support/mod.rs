@@ -123,15 +123,24 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// A store with `busybox:latest` imported, or `None` (after saying so) when the fixture or the
-/// privileges are missing outside CI.
-pub fn with_busybox() -> Option<Kiln> {
+/// Whether this runs as root; outside CI, when not, says that `what` is skipped; under
+/// `CI=true` a missing root fails the test instead.
+pub fn root_or_skip(what: &str) -> bool {
     if !is_root() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "build tests need root under CI"
+            "{what} need root under CI"
         );
-        eprintln!("skipping: build tests need root");
+        eprintln!("skipping: {what} need root");
+        return false;
+    }
+    true
+}
+
+/// A store with `busybox:latest` imported, or `None` (after saying so) when the fixture or the
+/// privileges are missing outside CI.
+pub fn with_busybox() -> Option<Kiln> {
+    if !root_or_skip("build tests") {
         return None;
     }
     let tar = busybox::busybox_rootfs_tar()?;
