@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::support::{Kiln, context, inspect, mounts_under, wait_until, with_busybox};
+use crate::support::{
+    KillOnDrop, Kiln, context, inspect, mounts_under, processes_with, wait_until, with_busybox,
+};
 use crate::text;
 
 /// The steps a build printed, as `(cached, instruction)` (plain progress).
@@ -439,34 +441,6 @@ fn a_failing_stage_cancels_the_others() {
     assert!(stderr.contains("exit code 3"), "{stderr}");
     let (_, stderr) = kiln.fails(&["inspect", "never:latest"]);
     assert!(stderr.contains("No such image"), "{stderr}");
-}
-
-/// Processes whose command line (arguments joined by NULs) contains `needle`.
-fn processes_with(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmdline) = fs::read(entry.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmdline).contains(needle)
-        {
-            found.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    found
-}
-
-/// A child process that a failing test does not leave running.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            // SIGINT lets kiln take its mounts down; then reap it.
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.id().to_string()])
-                .status();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! parents of a re-included file are still sent). Matching is incremental: each directory hands
 //! its per-pattern results to its children.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -223,6 +224,59 @@ impl From<fs::FileType> for FileType {
         } else {
             FileType::Other
         }
+    }
+}
+
+/// The build context as `.dockerignore` lets it through: the paths a filtered walk kept, and
+/// the patterns, so a source that is not there can be told apart from one a pattern excluded.
+#[derive(Debug, Clone)]
+pub struct Visible {
+    root: PathBuf,
+    paths: BTreeSet<String>,
+    matcher: PatternMatcher,
+}
+
+impl Visible {
+    /// Walks `root`, leaving out what `patterns` (`.dockerignore` lines) exclude.
+    pub fn walk(root: &Path, patterns: &[String]) -> Result<Self, ContextError> {
+        let matcher =
+            PatternMatcher::new(patterns).map_err(|source| ContextError::InvalidPatterns {
+                kind: PatternKind::Exclude,
+                source,
+            })?;
+        let paths = walk(root, &WalkFilter::excluding(patterns.to_vec()))?
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        Ok(Self {
+            root: root.to_owned(),
+            paths,
+            matcher,
+        })
+    }
+
+    /// Whether the walk kept `rel` (slash-separated, relative to the context root).
+    pub fn contains(&self, rel: &str) -> bool {
+        self.paths.contains(rel)
+    }
+
+    /// Every path the walk kept, sorted.
+    pub fn paths(&self) -> &BTreeSet<String> {
+        &self.paths
+    }
+
+    /// The pattern that leaves `rel` out, as cleaned: the last one that decides, as
+    /// [`PatternMatcher::excluded_by`] tells. `None` when `rel` is visible, does not exist, or
+    /// no pattern excludes it.
+    pub fn excluded_by(&self, rel: &str) -> Option<&str> {
+        if self.contains(rel) || fs::symlink_metadata(self.root.join(rel)).is_err() {
+            return None;
+        }
+        self.matcher
+            .excluded_by(rel)
+            .ok()
+            .flatten()
+            .map(Pattern::as_str)
     }
 }
 

@@ -10,6 +10,7 @@
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
 //!   └─ ops         what steps do: metadata and history (meta), COPY and ADD (file)
 //!   └─ solve       runs the plan: stages in order, each step on snapshots, layers into the store
+//!   └─ user        the image's /etc/passwd and /etc/group: USER and --chown resolution
 //!   └─ exec        RUN in a sandbox of namespaces over a snapshot: mounts, user, process tree
 //!   └─ snapshot    layers unpacked once per chainID; overlayfs (or copy) roots; change → layer
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
@@ -37,9 +38,22 @@ pub mod plan;
 pub mod snapshot;
 pub mod solve;
 pub mod store;
+pub mod user;
 
 #[cfg(test)]
 mod testutil;
+
+/// An error and its causes on one line, `: `-separated, as the CLI prints them.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
 
 /// The OCI types this crate's API speaks (descriptors, manifests, indexes), re-exported so
 /// callers use the same version.

@@ -133,6 +133,7 @@ pub const OWN: &[Case] = &[
         ..own("own/onbuild", "own/onbuild")
     },
     own("own/multistage", "own/multistage"),
+    own("own/user_groups", "own/user_groups"),
     Case {
         buildah_dockerfile: Some("heredoc.buildah.Dockerfile"),
         ..own("own/heredoc", "own/heredoc")

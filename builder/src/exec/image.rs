@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
-use super::rootfs::{clean_path, open_in_root};
+use super::rootfs::clean_path;
 use super::{
     DEFAULT_HOSTNAME, ExecError, ExitStatus, MAX_LINE, Mount, NetworkMode, RunSpec, Stream,
 };
 use crate::image::ContainerConfig;
+use crate::layer::open_in_root;
 
 /// What `kiln run` changes about an image's config (docker run's flags).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

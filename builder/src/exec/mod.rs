@@ -24,7 +24,6 @@ mod init;
 mod mounts;
 mod rootfs;
 mod sys;
-mod user;
 
 #[cfg(test)]
 mod mount_tests;
@@ -40,11 +39,12 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::user::{ExecUser, UserError};
+
 use crate::dockerfile::instructions::{Command, Network, Run};
 use crate::plan::scope::Scope;
 
 pub use mounts::{CacheDir, CacheMounts, CacheOwner, Mount, MountKind};
-pub use user::{ExecUser, UserError, resolve_user};
 
 /// PATH when the environment has none (Docker's default for Linux).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -414,14 +414,6 @@ pub enum ExecError {
     RootfsNotDirectory {
         /// The path inside the rootfs.
         path: String,
-    },
-    /// `/etc/passwd` or `/etc/group` cannot be used.
-    #[error("cannot resolve the user: {path} {reason}")]
-    UserFile {
-        /// The path inside the rootfs.
-        path: String,
-        /// What is wrong with it.
-        reason: &'static str,
     },
     /// USER does not resolve.
     #[error("USER {user:?}")]

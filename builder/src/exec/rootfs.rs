@@ -10,8 +10,8 @@
 //!   them. A missing one gets an empty stub; a symlink is followed inside the root to the file
 //!   it names; anything else (a FIFO, a directory, a dangling link) is left alone, so the RUN
 //!   sees the image's own.
-//! - USER is resolved from the rootfs' `/etc/passwd` and `/etc/group`, read only if they are
-//!   regular files of at most 16 MiB (T-SBX-11), opened non-blocking.
+//! - USER is resolved from the rootfs' `/etc/passwd` and `/etc/group` by [`crate::user`], which
+//!   reads them only if they are regular files of at most 16 MiB (T-SBX-11).
 //! - WORKDIR is created when missing, owned by the user (BuildKit does the same).
 //!
 //! Stubs are removed after the RUN if they are still what was created (an empty file or an
@@ -20,21 +20,16 @@
 //! trace, and the overlay snapshotter can drop the directories it copied up for the stubs.
 
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timespec, Uid};
+use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, Stat, Timespec, Uid};
 use rustix::io::Errno;
 
-use super::user::{ExecUser, resolve_user};
 use super::{ExecError, RunSpec};
-
-/// The largest `/etc/passwd` or `/etc/group` kiln reads.
-const MAX_USER_FILE: u64 = 16 << 20;
-/// `openat2` may fail with `EAGAIN` when a rename races with `..` resolution.
-const OPENAT2_RETRIES: usize = 8;
+use crate::layer::open_in_root;
+use crate::user::{ExecUser, UserDb};
 
 /// What kind of stub was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,32 +66,6 @@ fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(Errno) -> E
         op,
         path,
         source: e.into(),
-    }
-}
-
-/// Opens `rel` inside `root` with `RESOLVE_IN_ROOT`.
-pub(super) fn open_in_root(
-    root: BorrowedFd<'_>,
-    rel: &Path,
-    flags: OFlags,
-) -> Result<OwnedFd, Errno> {
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    let mut tries = 0;
-    loop {
-        match rustix::fs::openat2(
-            root,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Err(Errno::AGAIN) if tries < OPENAT2_RETRIES => tries += 1,
-            other => return other,
-        }
     }
 }
 
@@ -263,15 +232,13 @@ fn prepare_inner(
         let target = mount_target(stubs, &mount.target, is_file)?;
         prepared.mount_targets.push(target);
     }
-    let passwd = read_root_file(root, root_real, "etc/passwd")?;
-    let group = read_root_file(root, root_real, "etc/group")?;
-    prepared.user =
-        resolve_user(&spec.user, passwd.as_deref(), group.as_deref()).map_err(|source| {
-            ExecError::User {
-                user: spec.user.clone(),
-                source,
-            }
-        })?;
+    let user_err = |source| ExecError::User {
+        user: spec.user.clone(),
+        source,
+    };
+    prepared.user = UserDb::read(root_real)
+        .and_then(|users| users.exec_user(&spec.user))
+        .map_err(user_err)?;
     make_workdir(root, root_real, &spec.cwd, &prepared.user)
 }
 
@@ -395,48 +362,6 @@ fn mount_target(stubs: &mut Stubs<'_>, target: &str, is_file: bool) -> Result<Pa
         }
     }
     Err(refuse("is the root"))
-}
-
-/// Reads a small regular file inside the root; `None` if it does not exist.
-fn read_root_file(
-    root: BorrowedFd<'_>,
-    root_real: &Path,
-    rel: &str,
-) -> Result<Option<String>, ExecError> {
-    let path = root_real.join(rel);
-    // Non-blocking: a FIFO planted as /etc/passwd must not hang the build.
-    let fd = match open_in_root(
-        root,
-        Path::new(rel),
-        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
-    let st = rustix::fs::fstat(&fd).map_err(io_err("stat", path.clone()))?;
-    if file_type(&st) != FileType::RegularFile {
-        return Err(ExecError::UserFile {
-            path: format!("/{rel}"),
-            reason: "is not a regular file",
-        });
-    }
-    if st.st_size as u64 > MAX_USER_FILE {
-        return Err(ExecError::UserFile {
-            path: format!("/{rel}"),
-            reason: "exceeds 16 MiB",
-        });
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(MAX_USER_FILE)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ExecError::Io {
-            op: "read",
-            path: path.clone(),
-            source,
-        })?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// `cwd` split into normal components, `..` resolved lexically (as `filepath.Clean` would).

@@ -3,6 +3,7 @@
 //! its init, hostname, descriptors, network none, capabilities, `/dev`, cancellation, hostile
 //! rootfs layouts, and that nothing stays mounted or stubbed afterwards.
 
+use crate::error_chain;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -500,10 +501,10 @@ fn hostile_rootfs_layouts() {
     let mut spec = sh("true");
     spec.user = "alice".into();
     match run_in(&root, &spec).result {
-        Err(ExecError::UserFile { path, reason }) => {
+        Err(e @ ExecError::User { .. }) => {
             assert_eq!(
-                (path.as_str(), reason),
-                ("/etc/passwd", "is not a regular file")
+                error_chain(&e),
+                "USER \"alice\": reading /etc/passwd of the image: is not a regular file"
             );
         }
         other => panic!("expected a refusal of the FIFO, got {other:?}"),

@@ -245,17 +245,22 @@ impl PatternMatcher {
     /// that cannot change the outcome are not evaluated, so an invalid pattern is only reported
     /// when it is reached.
     pub fn matches_or_parent_matches(&self, path: &str) -> Result<bool, IgnoreError> {
-        let mut matched = false;
+        Ok(self.excluded_by(path)?.is_some())
+    }
+
+    /// The pattern that excludes `path` ([`Self::matches_or_parent_matches`] is true): the
+    /// last one that matched it or a parent and was not undone by a later `!` pattern.
+    pub fn excluded_by(&self, path: &str) -> Result<Option<&Pattern>, IgnoreError> {
+        let mut decided = None;
         for pattern in &self.patterns {
-            // An include cannot change an excluded path, nor a re-include an included one.
-            if pattern.exclusion != matched {
+            if pattern.exclusion != decided.is_some() {
                 continue;
             }
             if pattern.matches_or_parent(path)? {
-                matched = !pattern.exclusion;
+                decided = (!pattern.exclusion).then_some(pattern);
             }
         }
-        Ok(matched)
+        Ok(decided)
     }
 
     /// Incremental form for walkers: given the match info of the parent directory.

@@ -94,20 +94,17 @@ impl Root {
                 Mode::empty(),
             );
         }
-        let path = join(comps);
-        let mut tries = 0;
-        loop {
-            match rustix::fs::openat2(
-                &self.fd,
-                &path,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Err(Errno::AGAIN) if tries < OPENAT2_RETRIES => tries += 1,
-                other => return other,
-            }
-        }
+        open_in_root(
+            self.fd.as_fd(),
+            Path::new(OsStr::from_bytes(&join(comps))),
+            OFlags::PATH | OFlags::DIRECTORY,
+        )
+    }
+
+    /// The bytes of the regular file at `path` inside the root, `None` when it does not exist;
+    /// see [`read_file_in_root`].
+    pub fn read_file(&self, path: &Path, limit: u64) -> Result<Option<Vec<u8>>, RootFileError> {
+        read_file_in_root(self.fd.as_fd(), path, limit)
     }
 
     /// Resolves `comps` component by component with `RESOLVE_IN_ROOT` rules, creating missing
@@ -211,6 +208,140 @@ impl Root {
         }
         Ok(cur)
     }
+}
+
+/// Opens `rel` inside the directory `root` as if `root` were `/`: `openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)`, retried while a concurrent rename makes the kernel answer `EAGAIN`.
+/// An empty `rel` is the root itself. The one place kiln calls `openat2`.
+pub(crate) fn open_in_root(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(
+            root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Err(Errno::AGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Why a file inside an image root was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum RootFileError {
+    /// A FIFO, device, socket or directory: opening one could block or act on the host.
+    #[error("is not a regular file")]
+    NotRegular,
+    /// Larger than the caller's limit.
+    #[error("is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// Opening or reading failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<Errno> for RootFileError {
+    fn from(e: Errno) -> Self {
+        Self::Io(e.into())
+    }
+}
+
+/// The one reader of files inside an image root (`/etc/passwd`, `/etc/group`): `path` resolved
+/// inside `root` (symlinks followed, but never out of it), regular files only, at most `limit`
+/// bytes; `None` when it does not exist or its path leads nowhere.
+///
+/// The type is checked on an `O_PATH` descriptor before anything is opened for reading, so a
+/// FIFO (which would block), a device (opening a watchdog or a tape acts on the host) or a
+/// socket planted by an image is never opened; the read itself is `O_NONBLOCK | O_NOCTTY` and
+/// must reach the same inode. Where `openat2` is refused (kernels before 5.6, old seccomp
+/// profiles) the directory is resolved by [`Root::dir`]'s own walk and a symlink as the final
+/// component is refused rather than followed.
+fn read_file_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, RootFileError> {
+    use std::io::Read as _;
+    let read_flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let (st, file) = match open_in_root(root, path, OFlags::PATH) {
+        Ok(fd) => {
+            let st = rustix::fs::fstat(&fd)?;
+            check_readable(&st, limit)?;
+            (st, open_in_root(root, path, read_flags)?)
+        }
+        // A symlink loop (`etc -> /etc`) leads nowhere, like a missing file.
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => return Ok(None),
+        Err(e) if openat2_unavailable(e) => {
+            let mut comps: Vec<Vec<u8>> = path
+                .as_os_str()
+                .as_bytes()
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+            let name = comps.pop().ok_or(RootFileError::NotRegular)?;
+            let root = Root {
+                fd: rustix::fs::openat(
+                    root,
+                    ".",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?,
+            };
+            let Some(dir) = root.dir(&comps)? else {
+                return Ok(None);
+            };
+            let Some(st) = lstat_at(dir.as_fd(), &name)? else {
+                return Ok(None);
+            };
+            check_readable(&st, limit)?;
+            let flags = read_flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            (
+                st,
+                rustix::fs::openat(&dir, name.as_slice(), flags, Mode::empty())?,
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let opened = rustix::fs::fstat(&file)?;
+    if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) {
+        // Replaced between the check and the open: what was checked is not what would be read.
+        return Err(RootFileError::NotRegular);
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::from(file)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(RootFileError::TooLarge { limit });
+    }
+    Ok(Some(bytes))
+}
+
+/// Refuses what [`read_file_in_root`] must not open: anything but a regular file, or too large.
+fn check_readable(st: &Stat, limit: u64) -> Result<(), RootFileError> {
+    if file_type(st) != FileType::RegularFile {
+        return Err(RootFileError::NotRegular);
+    }
+    if st.st_size as u64 > limit {
+        return Err(RootFileError::TooLarge { limit });
+    }
+    Ok(())
 }
 
 /// Whether `openat2` failed because the kernel (before 5.6) or a seccomp filter refuses it;

@@ -38,7 +38,8 @@ pub use apply::{
 pub use compress::{CompressWriter, Decompressor, GZIP_LEVEL, ZSTD_LEVEL, decompress};
 pub use writer::{diff_id_of, layer_from_tar, write_layer};
 
-pub(crate) use apply_fs::{Root, proc_path};
+pub use apply_fs::RootFileError;
+pub(crate) use apply_fs::{Root, open_in_root, proc_path};
 pub(crate) use header::{EntryHeader, Kind as EntryKind};
 pub(crate) use walk::read_xattrs;
 pub(crate) use writer::TarBuilder;

@@ -1,6 +1,7 @@
 //! Download tests against the loopback server in `test_http.rs`: bodies, statuses, redirects,
 //! checksums, proxies and cut-off transfers; then the pure helpers (URL file names, HTTP dates).
 
+use crate::error_chain;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -22,18 +23,6 @@ fn routes(list: &[(&str, Reply)]) -> Vec<(String, Reply)> {
     list.iter()
         .map(|(t, r)| (t.to_string(), r.clone()))
         .collect()
-}
-
-/// The error and its causes, joined as the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
 }
 
 #[test]
@@ -108,12 +97,16 @@ fn statuses_redirects_and_checksums() {
     }
     let err = download(&server.url("/loop"), None, &opts).unwrap_err();
     assert!(
-        chain(&err).contains("too many redirects"),
+        error_chain(&err).contains("too many redirects"),
         "{}",
-        chain(&err)
+        error_chain(&err)
     );
     let err = download(&server.url("/short"), None, &opts).unwrap_err();
-    assert!(matches!(err, FetchError::Transport(_)), "{}", chain(&err));
+    assert!(
+        matches!(err, FetchError::Transport(_)),
+        "{}",
+        error_chain(&err)
+    );
     // Nothing is left behind by the failures.
     assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0);
 
@@ -140,7 +133,11 @@ fn a_stalled_transfer_fails_after_the_idle_timeout() {
     opts.idle_timeout = Duration::from_millis(300);
     let started = std::time::Instant::now();
     let err = download(&server.url("/slow"), None, &opts).unwrap_err();
-    assert!(matches!(err, FetchError::Transport(_)), "{}", chain(&err));
+    assert!(
+        matches!(err, FetchError::Transport(_)),
+        "{}",
+        error_chain(&err)
+    );
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",

@@ -32,12 +32,13 @@
 //! destination goes through the code that is hardened against hostile archives: paths are
 //! resolved inside the destination root, never following a symlink out of it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use kiln_registry::{Digest, DigestError};
 
+use crate::context::Visible;
 use crate::dockerfile::instructions::InlineSource;
 use crate::ignore::{IgnoreError, PatternMatcher, clean};
 use crate::layer::{
@@ -61,9 +62,8 @@ pub(crate) use super::sources::go_match;
 pub struct Source<'a> {
     /// The build context directory, or a stage's or image's root filesystem.
     pub root: &'a Path,
-    /// For the build context: the paths `.dockerignore` lets through (relative, `/`-separated,
-    /// as [`crate::context::walk`] lists them). `None` shows everything.
-    pub visible: Option<&'a BTreeSet<String>>,
+    /// For the build context: what `.dockerignore` lets through. `None` shows everything.
+    pub visible: Option<&'a Visible>,
     /// Whether entries keep their owners (a stage or image); context files become 0:0.
     pub keep_owner: bool,
 }
@@ -137,8 +137,8 @@ pub enum FileError {
         keyword: &'static str,
         /// The source as written.
         path: String,
-        /// Extra help (e.g. it is excluded by `.dockerignore`).
-        hint: &'static str,
+        /// Extra help (e.g. the `.dockerignore` pattern that excludes it).
+        hint: String,
     },
     /// Several sources onto one destination that is not a directory.
     #[error(
@@ -551,10 +551,10 @@ fn plan_parents(
     let (base, rest) = split_pivot(pattern);
     if !has_wildcard(&base) && !rest.split('/').any(has_wildcard) {
         let full = join(&base, &rest);
-        let visible = is_visible(source, &full);
-        let exists = visible && resolve_in(source.root, &full, keyword)?.1.is_some();
+        let exists =
+            is_visible(source, &full) && resolve_in(source.root, &full, keyword)?.1.is_some();
         if !exists {
-            return Err(not_found(keyword, pattern, visible));
+            return Err(not_found(keyword, pattern, source, &full));
         }
     }
     let include = match rest.is_empty() {

@@ -2,6 +2,7 @@
 //! checksums, failures that must write nothing), BuildKit's rules for remote sources and
 //! `--checksum`, and archives carrying the T-TAR-03/04/05 attacks of reliability.md §4.3.
 
+use crate::error_chain;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -91,18 +92,6 @@ fn tree(root: &Path) -> Vec<String> {
         }
     }
     out.sort();
-    out
-}
-
-/// The error and its causes, as the CLI prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
     out
 }
 
@@ -210,7 +199,7 @@ fn add_downloads_urls() {
         let s = setup();
         let mut o = add(&s, &sources, dest);
         o.workdir = "/srv";
-        run(&s, &o).unwrap_or_else(|e| panic!("{sources:?} {dest}: {}", chain(&e)));
+        run(&s, &o).unwrap_or_else(|e| panic!("{sources:?} {dest}: {}", error_chain(&e)));
         let path = s.dest.join(lands);
         assert_eq!(fs::read_to_string(&path).unwrap(), content, "{lands}");
         if mtime >= 0 {
@@ -290,7 +279,7 @@ fn add_url_failures_write_nothing() {
         let mut o = add(&s, &sources, "/out/");
         o.checksum = checksum;
         let err = run(&s, &o).unwrap_err();
-        assert_eq!(chain(&err), want);
+        assert_eq!(error_chain(&err), want);
         assert_eq!(tree(&s.dest), ["exists"], "{sources:?}: nothing written");
         assert_eq!(
             tree(s.fetch.temp_dir.as_ref().unwrap()),
@@ -417,9 +406,13 @@ fn add_archives_cannot_reach_the_host() {
         let result = run(&s, &add(&s, &sources, &dest));
         if let Some(want) = error {
             let err = result.unwrap_err();
-            assert!(chain(&err).ends_with(want), "{name}: {}", chain(&err));
+            assert!(
+                error_chain(&err).ends_with(want),
+                "{name}: {}",
+                error_chain(&err)
+            );
         } else {
-            result.unwrap_or_else(|e| panic!("{name}: {}", chain(&e)));
+            result.unwrap_or_else(|e| panic!("{name}: {}", error_chain(&e)));
             let landed = s.dest.join(name).join(&host_str).join("SENTINEL-a");
             assert_eq!(fs::read(&landed).unwrap(), b"attack", "{name}");
             applied += 1;

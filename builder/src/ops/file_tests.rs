@@ -1,7 +1,6 @@
 //! COPY/ADD tests over a real context and destination root (BuildKit's semantics, the
 //! anchors-features §2 rules, and the symlink attacks of reliability §4.2).
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -139,8 +138,8 @@ fn destinations_and_directory_contents() {
 #[test]
 fn errors() {
     let f = fixture();
-    let visible: BTreeSet<String> = ["foo".to_owned()].into();
-    let hidden = Source {
+    let visible = Visible::walk(&f.ctx, &strings(&["*", "!foo"])).unwrap();
+    let hidden = || Source {
         visible: Some(&visible),
         ..context(&f)
     };
@@ -152,10 +151,17 @@ fn errors() {
             "COPY failed: \"missing.txt\" not found",
         ),
         (
-            hidden,
+            hidden(),
             strings(&["notes.md"]),
             "/x",
-            "COPY failed: \"notes.md\" not found (it is excluded by .dockerignore)",
+            "COPY failed: \"notes.md\" not found (it is excluded by the .dockerignore pattern \"*\")",
+        ),
+        // Missing, not excluded: no word of .dockerignore.
+        (
+            hidden(),
+            strings(&["missing.txt"]),
+            "/x",
+            "COPY failed: \"missing.txt\" not found",
         ),
         (
             context(&f),
@@ -364,7 +370,7 @@ fn heredocs_excludes_parents_and_dockerignore() {
         ["bar", "bar/bat", "dir", "dir/sub", "dir/sub/b.txt"]
     );
 
-    let visible: BTreeSet<String> = ["dir".to_owned(), "dir/a.txt".to_owned()].into();
+    let visible = Visible::walk(&f.ctx, &strings(&["*", "!dir/a.txt"])).unwrap();
     let source = Source {
         visible: Some(&visible),
         ..context(&f)
@@ -569,9 +575,12 @@ fn parents_with_double_star_and_pivots() {
 
     // .dockerignore hides paths from the walk, and a hidden literal source is not found.
     let f = parents_fixture();
-    let visible: BTreeSet<String> = ["src", "src/a.txt", "src/x", "src/x/y", "src/x/y/c.txt"]
-        .map(String::from)
-        .into();
+    let patterns = ["*", "!src", "src/x/b.txt", "src/x/y/d.go", "src/z.go"];
+    let visible = Visible::walk(&f.ctx, &strings(&patterns)).unwrap();
+    assert_eq!(
+        visible.paths().iter().collect::<Vec<_>>(),
+        ["src", "src/a.txt", "src/x", "src/x/y", "src/x/y/c.txt"]
+    );
     let ignoring = Source {
         visible: Some(&visible),
         ..context(&f)
@@ -589,7 +598,9 @@ fn parents_with_double_star_and_pivots() {
         ),
         (
             "src/x/b.txt",
-            Err("COPY failed: \"src/x/b.txt\" not found (it is excluded by .dockerignore)"),
+            Err(
+                "COPY failed: \"src/x/b.txt\" not found (it is excluded by the .dockerignore pattern \"src/x/b.txt\")",
+            ),
         ),
     ] {
         let sources = strings(&[pattern]);

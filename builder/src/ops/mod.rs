@@ -14,6 +14,5 @@ pub(crate) mod sources;
 #[cfg(test)]
 mod test_http;
 mod unpack;
-pub mod user;
 
 pub use meta::{ImageState, MetaError};

@@ -82,8 +82,7 @@ pub(crate) fn resolve_source(
     }
     let mut out = Vec::new();
     for rel in candidates {
-        let visible = is_visible(source, &rel);
-        match visible
+        match is_visible(source, &rel)
             .then(|| resolve_in(source.root, &rel, keyword))
             .transpose()?
         {
@@ -96,7 +95,7 @@ pub(crate) fn resolve_source(
                 });
             }
             _ if wildcard => {}
-            _ => return Err(not_found(keyword, pattern, visible)),
+            _ => return Err(not_found(keyword, pattern, source, &rel)),
         }
     }
     Ok(out)
@@ -107,15 +106,22 @@ pub(crate) fn is_visible(source: &Source<'_>, rel: &str) -> bool {
     rel.is_empty() || source.visible.is_none_or(|v| v.contains(rel))
 }
 
-pub(crate) fn not_found(keyword: &'static str, pattern: &str, visible: bool) -> FileError {
+/// `pattern` (the source as written, at `rel`) does not exist or `.dockerignore` hides it; the
+/// message names the pattern that does.
+pub(crate) fn not_found(
+    keyword: &'static str,
+    pattern: &str,
+    source: &Source<'_>,
+    rel: &str,
+) -> FileError {
     FileError::NotFound {
         keyword,
         path: pattern.to_owned(),
-        hint: if visible {
-            ""
-        } else {
-            " (it is excluded by .dockerignore)"
-        },
+        hint: source
+            .visible
+            .and_then(|v| v.excluded_by(rel))
+            .map(|p| format!(" (it is excluded by the .dockerignore pattern {p:?})"))
+            .unwrap_or_default(),
     }
 }
 

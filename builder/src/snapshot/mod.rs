@@ -28,6 +28,7 @@ mod overlay;
 #[cfg(test)]
 mod tests;
 
+use crate::error_chain;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -42,7 +43,7 @@ use crate::layer::{
 use crate::store::Store;
 
 pub use crate::image::{chain_id, chain_ids};
-pub use overlay::MountApi;
+pub use overlay::{MountApi, detach_all};
 
 /// The mount points at or below a directory, for tests elsewhere in the crate.
 #[cfg(test)]
@@ -393,18 +394,6 @@ fn publish(from: &Path, to: &Path) -> Result<(), SnapshotError> {
         Ok(()) | Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(()),
         Err(e) => Err(io_err("rename into", to)(e.into())),
     }
-}
-
-/// An error and its causes on one line, for a fallback reason.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// A directory in the store's `tmp/`, removed with everything in it when dropped.

@@ -8,7 +8,9 @@
 //! Linux 6.8), which has no length limit; older kernels get `mount(2)`, whose options must fit
 //! in one page, so lowerdirs are named through short symlinks in the mount's scratch directory,
 //! and whatever still does not fit (or exceeds overlayfs's 500 layers) is flattened into one
-//! merged copy at the bottom of the stack. The mount is detached when dropped.
+//! merged copy at the bottom of the stack. The mount is detached when dropped; every mount that
+//! is up is also listed process-wide, so a process that has to exit while a step still holds
+//! one (a forced exit after Ctrl-C) takes them all down with [`detach_all`].
 //!
 //! After a RUN, the upperdir holds the change: whiteouts (0/0 character devices), opaque
 //! directories, copied-up and new entries. Directories that were copied up only because
@@ -16,11 +18,13 @@
 //! are empty and their metadata equals the lower directory's (BuildKit's `sameDirent`), so the
 //! layer does not carry them.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rustix::fs::{CWD, Stat};
 use rustix::io::Errno;
@@ -49,6 +53,30 @@ const FIXED_OPTIONS: [(&str, &str); 4] = [
 /// How often a busy unmount is retried before detaching (the RUN's mount namespace may still
 /// be going away).
 const UNMOUNT_RETRIES: usize = 50;
+
+/// The merged directories of every overlay this process has mounted and not yet unmounted.
+static LIVE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Detaches every overlay this process still has mounted, for a process about to exit with
+/// steps still running (their own guards will not run). Safe to call at any time: a later
+/// unmount by a guard finds nothing and is not an error.
+pub fn detach_all() {
+    let live = std::mem::take(&mut *LIVE.lock().unwrap_or_else(|e| e.into_inner()));
+    for merged in live {
+        // Nothing to report to: the process is going away either way.
+        let _ = rustix::mount::unmount(&merged, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+    }
+}
+
+/// Records `merged` as mounted (`up`) or not, for [`detach_all`].
+fn track(merged: &Path, up: bool) {
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if up {
+        live.insert(merged.to_owned());
+    } else {
+        live.remove(merged);
+    }
+}
 
 /// Which interface mounts the overlay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -102,6 +130,7 @@ impl OverlayMount {
         if api == MountApi::Auto {
             match mount_new_api(dirs, &lowers, userxattr) {
                 Ok(()) => {
+                    track(dirs.merged, true);
                     return Ok(Self {
                         merged: dirs.merged.to_owned(),
                         lowers,
@@ -131,6 +160,7 @@ impl OverlayMount {
             detail: String::new(),
             source: e.into(),
         })?;
+        track(dirs.merged, true);
         Ok(Self {
             merged: dirs.merged.to_owned(),
             lowers,
@@ -177,6 +207,7 @@ impl OverlayMount {
             }
         }
         self.mounted = false;
+        track(&self.merged, false);
         Ok(())
     }
 }
@@ -187,6 +218,7 @@ impl Drop for OverlayMount {
             // Nothing to report to in a destructor; a detach cannot be refused for being busy.
             let _ =
                 rustix::mount::unmount(&self.merged, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
+            track(&self.merged, false);
         }
     }
 }

@@ -12,7 +12,7 @@
 //! the file's ctime is well before the moment it was looked at; such fresh files are hashed
 //! again next time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kiln_registry::{Digest, DigestWriter};
 use serde::{Deserialize, Serialize};
 
+use crate::context::Visible;
 use crate::ops::sources::{clamp, literal_prefix};
 use crate::store::Store;
 
@@ -63,8 +64,8 @@ struct Remembered {
 #[derive(Debug)]
 pub(crate) struct ContextSums {
     root: PathBuf,
-    /// Context paths `.dockerignore` lets through, sorted.
-    visible: BTreeSet<String>,
+    /// What `.dockerignore` lets through.
+    visible: Visible,
     record: PathBuf,
     store: Store,
     /// File digests by relative path: loaded from the record, refreshed as files are hashed.
@@ -75,7 +76,7 @@ pub(crate) struct ContextSums {
 
 impl ContextSums {
     /// The checksums of the context at `root`, remembering digests in `store`'s cache.
-    pub fn new(store: &Store, root: &Path, visible: BTreeSet<String>) -> Self {
+    pub fn new(store: &Store, root: &Path, visible: Visible) -> Self {
         let absolute = fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
         let name = Digest::of(absolute.as_os_str().as_encoded_bytes());
         let record = store
@@ -96,8 +97,8 @@ impl ContextSums {
         }
     }
 
-    /// The visible context paths.
-    pub fn visible(&self) -> &BTreeSet<String> {
+    /// What `.dockerignore` lets through.
+    pub fn visible(&self) -> &Visible {
         &self.visible
     }
 
@@ -135,6 +136,7 @@ impl ContextSums {
         let below = format!("{prefix}/");
         let entries = self
             .visible
+            .paths()
             .range(prefix.to_owned()..)
             // `web-x` sorts between `web` and `web/…`: stop only past every `web…`.
             .take_while(|p| p.starts_with(prefix))
@@ -196,7 +198,7 @@ impl ContextSums {
         };
         let kept: BTreeMap<&String, &Remembered> = files
             .iter()
-            .filter(|(rel, _)| self.visible.contains(*rel))
+            .filter(|(rel, _)| self.visible.contains(rel))
             .collect();
         let io_err = |op| crate::store::StoreError::io(op, &self.record);
         if let Some(dir) = self.record.parent() {
@@ -214,12 +216,7 @@ mod tests {
     use super::*;
 
     fn sums(store: &Store, ctx: &Path) -> ContextSums {
-        let visible = crate::context::walk(ctx, &crate::context::WalkFilter::excluding(vec![]))
-            .unwrap()
-            .into_iter()
-            .map(|e| e.path)
-            .collect();
-        ContextSums::new(store, ctx, visible)
+        ContextSums::new(store, ctx, Visible::walk(ctx, &[]).unwrap())
     }
 
     #[test]

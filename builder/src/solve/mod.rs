@@ -26,7 +26,7 @@ use std::sync::{Mutex, mpsc};
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::Descriptor;
 
-use crate::context::{WalkFilter, load_ignore, walk};
+use crate::context::{Visible, load_ignore};
 use crate::dockerfile::Location;
 use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
 use crate::image::{ImageConfig, MediaTypes};
@@ -209,11 +209,8 @@ pub fn build(
         .map_err(step_err(here, "opening the snapshots"))?;
     let (patterns, _) = load_ignore(options.context, options.dockerfile)
         .map_err(step_err(here, "reading .dockerignore"))?;
-    let visible: BTreeSet<String> = walk(options.context, &WalkFilter::excluding(patterns))
-        .map_err(step_err(here, "reading the build context"))?
-        .into_iter()
-        .map(|e| e.path)
-        .collect();
+    let visible = Visible::walk(options.context, &patterns)
+        .map_err(step_err(here, "reading the build context"))?;
     let solver = Solver {
         plan,
         store,

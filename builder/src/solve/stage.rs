@@ -11,13 +11,15 @@ use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{Add, Copy, Instruction};
+use crate::error_chain;
 use crate::image::{ImageConfig, descriptor};
+use crate::layer::Root;
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::ops::user::UserDb;
 use crate::plan::{Base, Scope, Step, onbuild_steps};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
+use crate::user::{UserError, chown_in_root};
 
 /// COPY or ADD, which share the file op.
 enum CopyKind<'a> {
@@ -298,16 +300,25 @@ impl Solver<'_> {
             .finish();
         let created = self.options.source_date_epoch.unwrap_or(0);
         self.layer_step(state, Some(key), location, announce, |root| {
-            let users = UserDb::read(root.root())
-                .map_err(step_err(location, "reading the image's users"))?;
-            let owner = if user.is_empty() {
-                (0, 0)
-            } else {
-                users.resolve_chown(&user).unwrap_or((0, 0))
-            };
-            if root.root().join(dir.trim_start_matches('/')).is_dir() {
+            let comps: Vec<Vec<u8>> = dir
+                .split('/')
+                .filter(|c| !c.is_empty())
+                .map(|c| c.as_bytes().to_vec())
+                .collect();
+            let existing = Root::open(root.root())
+                .and_then(|r| r.dir(&comps))
+                .map_err(step_err(location, format!("resolving WORKDIR {dir}")))?;
+            if existing.is_some() {
                 return Ok(());
             }
+            let owner = match chown_in_root(root.root(), &user) {
+                Ok(owner) => owner,
+                Err(e @ UserError::File { .. }) => {
+                    return Err(BuildError::at(location, error_chain(&e)));
+                }
+                // No USER, or one the image does not know: root-owned; a RUN under it says why.
+                Err(_) => (0, 0),
+            };
             // The parents are resolved inside the root by the file op; WORKDIR's own directory
             // is created with the user as owner, as BuildKit does.
             let op = FileOp {
@@ -500,15 +511,10 @@ impl Solver<'_> {
             };
             let owner = match &flags.chown {
                 None => None,
-                Some(spec) => {
-                    let users = UserDb::read(root.root())
-                        .map_err(step_err(location, "reading the image's users"))?;
-                    Some(
-                        users
-                            .resolve_chown(spec)
-                            .map_err(|e| BuildError::at(location, e.to_string()))?,
-                    )
-                }
+                Some(spec) => Some(
+                    chown_in_root(root.root(), spec)
+                        .map_err(|e| BuildError::at(location, error_chain(&e)))?,
+                ),
             };
             let chmod = flags.chmod.as_deref().map(str::parse).transpose().map_err(
                 |e: crate::ops::chmod::ChmodError| BuildError::at(location, e.to_string()),
