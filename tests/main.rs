@@ -4,6 +4,8 @@
 mod build;
 // The solver: the build cache, reproducibility, parallel stages, Ctrl-C, progress and flags.
 mod build_cache;
+// Hostile bases and stop signals: nothing hangs, nothing is left behind.
+mod hardening;
 // kiln against buildah on the same Dockerfiles: configs and flattened filesystems compared.
 mod differential;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.

@@ -289,6 +289,23 @@ impl UserDb {
     }
 }
 
+/// Resolves `USER`'s `spec` ([`UserDb::exec_user`]) against the image at `root`. Numeric
+/// `uid:gid` needs the files only for HOME, so an unreadable `/etc/passwd` (a FIFO, a device)
+/// then gives HOME `/` rather than an error, as BuildKit never reads them for that form.
+pub fn exec_user_in_root(root: &Path, spec: &str) -> Result<ExecUser, UserError> {
+    match UserDb::read(root) {
+        Ok(users) => users.exec_user(spec),
+        Err(UserError::File { .. }) if is_numeric_pair(spec) => UserDb::default().exec_user(spec),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `spec` is `uid:gid`, both numbers.
+fn is_numeric_pair(spec: &str) -> bool {
+    spec.split_once(':')
+        .is_some_and(|(u, g)| parse_id(u).is_some() && parse_id(g).is_some())
+}
+
 /// Resolves `COPY --chown`'s `spec` ([`UserDb::chown`]) against the image at `root`, reading its
 /// files only when a name needs them: numeric ids are taken as they are, as BuildKit does, even
 /// when the image's `/etc/passwd` is missing or unreadable.

@@ -29,7 +29,7 @@ use rustix::io::Errno;
 
 use super::{ExecError, RunSpec};
 use crate::layer::open_in_root;
-use crate::user::{ExecUser, UserDb};
+use crate::user::{ExecUser, exec_user_in_root};
 
 /// What kind of stub was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,9 +236,7 @@ fn prepare_inner(
         user: spec.user.clone(),
         source,
     };
-    prepared.user = UserDb::read(root_real)
-        .and_then(|users| users.exec_user(&spec.user))
-        .map_err(user_err)?;
+    prepared.user = exec_user_in_root(root_real, &spec.user).map_err(user_err)?;
     make_workdir(root, root_real, &spec.cwd, &prepared.user)
 }
 
