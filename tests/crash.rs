@@ -1,6 +1,7 @@
 //! Crash safety of the store: `kiln build`, `pull`, `push`, `tag`, `rmi` and `prune` killed
 //! (SIGKILL) at every crash point of the store's commits (`KILN_CRASH_AT`, see
-//! `builder/src/store/crash.rs`), and at measured moments from outside.
+//! `builder/src/store/crash.rs`), and at measured moments from outside; and `kiln fsck`, which
+//! judges what they leave.
 //!
 //! Each attempt starts from a copy of the same store, runs the command with one point armed,
 //! and, when it was killed there, checks the store as the crash left it: `kiln fsck` finds
@@ -690,4 +691,70 @@ fn a_build_killed_during_a_run_leaves_a_mount_the_next_build_detaches() {
     assert_eq!(fsck(&s, &kiln.root), (Some(0), vec![]));
     assert_eq!(tmp_entries(&kiln.root), Vec::<String>::new());
     assert!(tags(&kiln.root).keys().any(|t| t.contains("slept")));
+}
+
+#[test]
+fn fsck_reports_damage_and_repair_makes_the_store_consistent() {
+    let s = Scratch::new();
+    let root = s.path("store");
+    let x = write_image(&root, &full("x"), &[&[("x", b"x")]], Compression::Gzip);
+    write_image(&root, &full("y"), &[&[("y", b"y")]], Compression::Gzip);
+    let fsck_out = |args: &[&str]| {
+        let out = s.kiln(&root).args(args).output().unwrap();
+        let (stdout, stderr) = crate::text(&out);
+        (out.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = fsck_out(&["fsck"]);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{stderr}");
+    assert!(
+        stderr.starts_with("checked 6 blobs (") && stderr.ends_with(" and 2 tags: no problems\n"),
+        "{stderr}"
+    );
+
+    let layer = Store::open(&root)
+        .unwrap()
+        .read_manifest(&x)
+        .unwrap()
+        .layers()[0]
+        .clone();
+    let layer = image::from_oci_digest(layer.digest()).unwrap();
+    let path = root.join("oci/blobs/sha256").join(layer.hex());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let left = root.join("tmp/blob-killed");
+    fs::write(&left, b"half").unwrap();
+
+    let (code, stdout, stderr) = fsck_out(&["fsck"]);
+    let found = Digest::of(&bytes);
+    let left = left.display();
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "blob {layer} corrupt (expected {layer}, got {found})\n\
+             leftover {left} (harmless)\n"
+        )
+    );
+    assert!(
+        stderr.ends_with("1 problem, 1 harmless leftover; `kiln fsck --repair` fixes them\n"),
+        "{stderr}"
+    );
+
+    let (code, stdout, _) = fsck_out(&["fsck", "--repair"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let repairs: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("repaired: "))
+        .collect();
+    assert_eq!(
+        repairs,
+        [
+            format!("repaired: deleted blob {layer}"),
+            format!("repaired: untagged docker.io/library/x:latest: blob {layer} is missing"),
+            format!("repaired: removed leftover {left}"),
+        ]
+    );
+    assert_eq!(fsck(&s, &root), (Some(0), vec![]));
+    assert_eq!(tags(&root).keys().collect::<Vec<_>>(), [&full("y")]);
 }
