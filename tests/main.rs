@@ -10,6 +10,10 @@ mod hardening;
 mod differential;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
+// Crash safety: every command killed at every crash point of the store, then `kiln fsck`.
+mod crash;
+// A full disk: a pull, a build and a tag that do not fit fail cleanly.
+mod disk_full;
 // The examples: the seed's Dockerfiles built and run, multi-stage, busybox-base.sh.
 mod examples;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.

@@ -46,6 +46,8 @@ enum Command {
     Load(commands::load::LoadArgs),
     /// Remove blobs and snapshots no image needs.
     Prune(commands::prune::PruneArgs),
+    /// Check the store (every blob and tag, leftovers of crashes) and optionally repair it.
+    Fsck(commands::fsck::FsckArgs),
     /// Download an image from a registry into the store.
     Pull(commands::pull::PullArgs),
     /// Upload an image from the store to a registry.
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Save(args) => commands::save::run(&global, args),
         Command::Load(args) => commands::load::run(&global, args),
         Command::Prune(args) => commands::prune::run(&global, args),
+        Command::Fsck(args) => commands::fsck::run(&global, args),
         Command::Pull(args) => commands::pull::run(&global, args),
         Command::Push(args) => commands::push::run(&global, args),
         Command::Login(args) => commands::login::run(&global, args),

@@ -145,14 +145,12 @@ pub(crate) fn set_mtime(path: &Path, st: &Stat) -> io::Result<()> {
 
 /// The mount points in this process's mount namespace at or below `dir`, deepest first (the
 /// order they can be unmounted in). Reads `/proc/self/mountinfo`.
-#[cfg(test)]
 pub(crate) fn mounts_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
     let info = std::fs::read("/proc/self/mountinfo")?;
     Ok(mounts_under_in(&info, dir.as_os_str().as_bytes()))
 }
 
 /// [`mounts_under`] over the text of a mountinfo file.
-#[cfg(test)]
 pub(crate) fn mounts_under_in(mountinfo: &[u8], dir: &[u8]) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for line in mountinfo.split(|&b| b == b'\n') {
@@ -174,7 +172,6 @@ pub(crate) fn mounts_under_in(mountinfo: &[u8], dir: &[u8]) -> Vec<std::path::Pa
 }
 
 /// Undoes mountinfo's `\ooo` octal escapes.
-#[cfg(test)]
 fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
     let mut i = 0;

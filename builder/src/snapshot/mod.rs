@@ -49,6 +49,23 @@ pub use overlay::{MountApi, detach_all};
 #[cfg(test)]
 pub(crate) use fsutil::mounts_under as test_mounts_under;
 
+/// The mount points in this process's mount namespace at or below `dir`, deepest first: what
+/// a process killed while a RUN's overlay was mounted leaves in the store's `tmp/`.
+pub(crate) fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    fsutil::mounts_under(dir)
+}
+
+/// Detaches the mount at `point` (one [`mounts_under`] found); one already gone is fine.
+pub(crate) fn detach_mount(point: &Path) -> io::Result<()> {
+    match rustix::mount::unmount(
+        point,
+        rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+    ) {
+        Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Prefix of the scratch directories of mutable roots in the store's `tmp/`.
 const SCRATCH_PREFIX: &str = "snapshot-";
 /// Prefix of the directories layers are unpacked into before being renamed into place.
@@ -389,6 +406,7 @@ fn publish(from: &Path, to: &Path) -> Result<(), SnapshotError> {
     // One syncfs instead of an fsync per file: the rename below must not become durable
     // before the contents.
     rustix::fs::syncfs(&fd).map_err(|e| io_err("sync", from)(e.into()))?;
+    crate::store::crash::point(crate::store::crash::SNAPSHOT_UNPACKED);
     match rustix::fs::renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         // Another build unpacked the same chainID first: same content, keep theirs.
         Ok(()) | Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(()),

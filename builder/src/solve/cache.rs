@@ -24,7 +24,7 @@ use kiln_registry::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::ops::fetch::{Download, Validators};
-use crate::store::{Store, StoreError};
+use crate::store::{Problem, Repair, Store, StoreError};
 
 /// Changes whenever what a key covers changes, so old records stop matching.
 const KEY_VERSION: &str = concat!("kiln build cache 1 (", env!("CARGO_PKG_VERSION"), ")");
@@ -172,6 +172,39 @@ impl BuildCache {
         roots.sort();
         roots.dedup();
         Ok(roots)
+    }
+
+    /// Checks every step record (`kiln fsck`, after [`Store::fsck`], which may have deleted
+    /// blobs): one naming an absent layer blob, or that parses as no kind of record, is stale
+    /// (harmless: it reads as a miss). With `repair`, stale records are removed.
+    pub fn fsck(&self, repair: bool) -> Result<(Vec<Problem>, Vec<Repair>), StoreError> {
+        let records = self
+            .records()
+            .map_err(StoreError::io("read directory", &self.dir))?;
+        let (mut problems, mut repairs) = (Vec::new(), Vec::new());
+        for path in records {
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("read", &path)(e)),
+            };
+            let missing = match serde_json::from_slice::<CacheRecord>(&bytes) {
+                Ok(record) if self.store.has_blob(&record.digest) => continue,
+                Ok(record) => Some(record.digest),
+                Err(_) if serde_json::from_slice::<UrlRecord>(&bytes).is_ok() => continue,
+                Err(_) => None,
+            };
+            if repair {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(StoreError::io("remove", &path)(e));
+                    }
+                    _ => repairs.push(Repair::RemovedRecord { path: path.clone() }),
+                }
+            }
+            problems.push(Problem::StaleRecord { path, missing });
+        }
+        Ok((problems, repairs))
     }
 
     /// Forgets every record; returns how many there were.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use kiln_registry::{Digest, DigestWriter};
 use tempfile::NamedTempFile;
 
-use super::{Lease, Store, StoreError, TMP_BLOB_PREFIX, sync_parent};
+use super::{Lease, Store, StoreError, TMP_BLOB_PREFIX, crash, sync_parent};
 
 /// The write buffer: large enough that hashing and writing run in big chunks (ocidir uses the
 /// same size), small enough to be irrelevant in memory.
@@ -42,7 +42,9 @@ struct Finished {
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        let n = self.inner.write(buf)?;
+        crash::point(crash::BLOB_WRITE);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -95,6 +97,7 @@ impl BlobWriter {
         tmp.as_file()
             .sync_all()
             .map_err(StoreError::io("sync", tmp.path()))?;
+        crash::point(crash::BLOB_SYNCED);
         Ok(Finished {
             tmp,
             dest: self.blobs_dir.join(digest.hex()),
@@ -108,7 +111,10 @@ impl BlobWriter {
 /// Renames a verified, fsynced temporary file to `dest`, keeping an existing `dest`.
 fn persist(tmp: NamedTempFile, dest: &Path) -> Result<(), StoreError> {
     match tmp.persist_noclobber(dest) {
-        Ok(_) => sync_parent(dest),
+        Ok(_) => {
+            crash::point(crash::BLOB_RENAMED);
+            sync_parent(dest)
+        }
         // Already stored: same digest, same bytes. Dropping `e.file` removes ours.
         Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::io("rename into", dest)(e.error)),

@@ -12,12 +12,13 @@
 
 use std::fs;
 use std::io::{self, BufReader};
+use std::path::PathBuf;
 
 use kiln_registry::Digest;
 use oci_spec::image::{Descriptor, MediaType};
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, sorted_entries};
 use crate::image::{self, MediaTypes, canonical_json};
 use crate::layer::{CompressWriter, Compression};
 
@@ -91,6 +92,33 @@ impl Store {
         Ok(out)
     }
 
+    /// The records of compressed layers that name an absent blob (with its digest), or that do
+    /// not parse (`None`), sorted. Harmless (such a record reads as "not compressed yet"), but
+    /// `kiln fsck` reports and removes them.
+    pub(super) fn stale_variants(&self) -> Result<Vec<(PathBuf, Option<Digest>)>, StoreError> {
+        let dir = self.variants_dir();
+        if !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut stale = Vec::new();
+        for entry in sorted_entries(&dir)? {
+            let path = entry.path();
+            let variant = fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Variant>(&bytes).ok());
+            match variant {
+                Some(v) if self.has_blob(&v.digest) => {}
+                Some(v) => stale.push((path, Some(v.digest))),
+                None => stale.push((path, None)),
+            }
+        }
+        Ok(stale)
+    }
+
+    fn variants_dir(&self) -> PathBuf {
+        self.cache_dir().join("compressed")
+    }
+
     /// The compressed blob of the uncompressed blob `digest`, made now unless it exists.
     fn compressed_variant(
         &self,
@@ -101,7 +129,7 @@ impl Store {
             Compression::Zstd => "zstd",
             _ => "gzip",
         };
-        let dir = self.cache_dir().join("compressed");
+        let dir = self.variants_dir();
         let record = dir.join(format!("{}.{suffix}", digest.hex()));
         if let Some(known) = fs::read(&record)
             .ok()

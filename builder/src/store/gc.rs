@@ -1,35 +1,26 @@
-//! Reachability: the closure of an image (used by tag, gc and verify), garbage collection, and
-//! the fsck-style integrity check.
+//! Reachability: the closure of an image (used by tag, gc, rmi and fsck), and garbage
+//! collection.
 //!
 //! The closure of a manifest is its config and layers; of an index, its manifests and their
 //! closures. gc keeps every blob reachable from `index.json` or from the extra roots the caller
 //! gives (the build cache's entries), holds the store lock while it deletes (so no tag can move
 //! onto a blob being deleted), and refuses to run while a build or a blob writer holds a
-//! [`Lease`](super::Lease) (so blobs written but not yet tagged survive, and every kiln temporary
-//! file it finds in `tmp/` is an orphan). If a reachable manifest cannot be read, gc deletes
+//! [`Lease`](super::Lease) (so blobs written but not yet tagged survive, and everything it finds
+//! in `tmp/` is left over from a process that died). If a reachable manifest cannot be read, gc deletes
 //! nothing: it cannot know what that manifest needs.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::fs;
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
-use kiln_registry::{Digest, DigestWriter};
+use kiln_registry::Digest;
 use oci_spec::image::{Descriptor, MediaType};
 use rustix::fs::FlockOperation;
 
-use super::index::ref_name;
-use super::{
-    MAX_MANIFEST_BYTES, Store, StoreError, TMP_BLOB_PREFIX, TMP_REPLACE_PREFIX, sorted_entries,
-};
+use super::{MAX_MANIFEST_BYTES, Store, StoreError, crash, sorted_entries};
 use crate::image::manifest::DOCKER_LAYER_FOREIGN_GZIP;
 use crate::image::{self, Document};
-
-/// Other entries in `tmp/` (not kiln's own `blob-*`/`replace-*` files, which gc removes at
-/// once) untouched for this long belong to a process that died; gc removes them.
-pub const TMP_STALE_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A starting point of a walk.
 #[derive(Debug, Clone)]
@@ -92,89 +83,8 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Blobs kept.
     pub kept_blobs: usize,
-    /// Stale files and directories removed from `tmp/`.
+    /// Files and directories left by dead processes, removed from `tmp/`.
     pub removed_tmp: Vec<PathBuf>,
-}
-
-/// One thing [`Store::verify`] found wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// `index.json` does not parse.
-    BadIndex {
-        /// Why.
-        reason: String,
-    },
-    /// A blob's content does not hash to its name.
-    CorruptBlob {
-        /// The blob's name.
-        digest: Digest,
-        /// What it hashes to.
-        found: Digest,
-    },
-    /// A blob a tag needs is absent.
-    MissingBlob {
-        /// The absent blob.
-        digest: Digest,
-        /// The tag (or, for untagged entries, the entry's digest) that needs it.
-        tag: String,
-    },
-    /// A blob's size differs from its descriptor's.
-    WrongSize {
-        /// The blob.
-        digest: Digest,
-        /// The descriptor's size.
-        expected: u64,
-        /// The file's size.
-        found: u64,
-    },
-    /// A manifest or index a tag needs does not parse, or cannot be read.
-    BadDocument {
-        /// The blob.
-        digest: Digest,
-        /// Why.
-        reason: String,
-    },
-    /// A file in `blobs/sha256/` whose name is not a digest.
-    StrayFile {
-        /// The file.
-        path: PathBuf,
-    },
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadIndex { reason } => write!(f, "index.json is corrupt: {reason}"),
-            Self::CorruptBlob { digest, found } => {
-                write!(f, "blob {digest} corrupt (expected {digest}, got {found})")
-            }
-            Self::MissingBlob { digest, tag } => {
-                write!(f, "blob {digest} missing (needed by {tag})")
-            }
-            Self::WrongSize {
-                digest,
-                expected,
-                found,
-            } => write!(
-                f,
-                "blob {digest} has {found} bytes, its descriptor says {expected}"
-            ),
-            Self::BadDocument { digest, reason } => write!(f, "blob {digest} unusable: {reason}"),
-            Self::StrayFile { path } => write!(f, "stray file {}", path.display()),
-        }
-    }
-}
-
-/// An error and its causes on one line, for a [`Problem`]'s reason.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
 }
 
 impl Store {
@@ -261,9 +171,8 @@ impl Store {
     }
 
     /// Deletes every blob not reachable from a tag or from `extra_roots` (the hook for the
-    /// build cache: pass the digests its entries hold); the temporary files of blob writers
-    /// and index replacements that died (none can be alive: see below); and anything else in
-    /// `tmp/` older than [`TMP_STALE_AFTER`].
+    /// build cache: pass the digests its entries hold), and everything in `tmp/` (nothing
+    /// there can be in use: see below), detaching what a killed RUN left mounted.
     ///
     /// Fails with [`StoreError::Busy`] while a build or a blob writer holds a lease, and
     /// deletes nothing if a reachable manifest or index is unreadable.
@@ -321,115 +230,12 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::io("remove", &path)(e)),
             }
+            crash::point(crash::BLOB_DELETED);
             report.freed_bytes += len;
             report.removed_blobs.push(digest);
         }
 
-        let now = SystemTime::now();
-        for entry in sorted_entries(&self.tmp_dir())? {
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).map_err(StoreError::io("stat", &path))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let orphan = meta.is_file()
-                && (name.starts_with(TMP_BLOB_PREFIX) || name.starts_with(TMP_REPLACE_PREFIX));
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok());
-            if !orphan && age.is_none_or(|a| a < TMP_STALE_AFTER) {
-                continue;
-            }
-            let removed = if meta.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => report.removed_tmp.push(path),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io("remove", &path)(e)),
-            }
-        }
+        report.removed_tmp = self.sweep_locked()?;
         Ok(report)
-    }
-
-    /// Checks the store: re-hashes every blob, and checks that every tag's closure is present,
-    /// the right size and readable. Returns the problems found (none for a healthy store);
-    /// fails only when the store cannot be read at all.
-    pub fn verify(&self) -> Result<Vec<Problem>, StoreError> {
-        let mut problems = Vec::new();
-        let mut reported = BTreeSet::new();
-        for entry in sorted_entries(&self.blobs_dir())? {
-            let path = entry.path();
-            let Some(digest) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-            else {
-                problems.push(Problem::StrayFile { path });
-                continue;
-            };
-            let mut hasher = DigestWriter::new(io::sink());
-            fs::File::open(&path)
-                .and_then(|mut f| io::copy(&mut f, &mut hasher))
-                .map_err(StoreError::io("read", &path))?;
-            let (_, found, _) = hasher.finish();
-            if found != digest {
-                reported.insert(digest.clone());
-                problems.push(Problem::CorruptBlob { digest, found });
-            }
-        }
-
-        let index = match self.read_index() {
-            Ok(index) => index,
-            Err(e @ StoreError::CorruptIndex { .. }) => {
-                problems.push(Problem::BadIndex { reason: chain(&e) });
-                return Ok(problems);
-            }
-            Err(e) => return Err(e),
-        };
-        for entry in index.manifests() {
-            let tag = ref_name(entry)
-                .map(str::to_owned)
-                .unwrap_or_else(|| entry.digest().to_string());
-            let walk = match Root::from_descriptor(entry) {
-                Ok(root) => self.walk([root]),
-                Err(e) => {
-                    problems.push(Problem::BadIndex { reason: chain(&e) });
-                    continue;
-                }
-            };
-            for digest in walk.missing {
-                if reported.insert(digest.clone()) {
-                    problems.push(Problem::MissingBlob {
-                        digest,
-                        tag: tag.clone(),
-                    });
-                }
-            }
-            for (digest, err) in walk.broken {
-                if !reported.insert(digest.clone()) {
-                    continue;
-                }
-                problems.push(match err {
-                    StoreError::SizeMismatch {
-                        expected, found, ..
-                    } => Problem::WrongSize {
-                        digest,
-                        expected,
-                        found,
-                    },
-                    StoreError::DigestMismatch { found, .. } => {
-                        Problem::CorruptBlob { digest, found }
-                    }
-                    err => Problem::BadDocument {
-                        digest,
-                        reason: chain(&err),
-                    },
-                });
-            }
-        }
-        Ok(problems)
     }
 }

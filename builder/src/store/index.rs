@@ -57,6 +57,9 @@ impl Store {
             }
             .into());
         }
+        // A tag is the last step of a build, a pull or a load: the moment to clean up after
+        // one that was killed.
+        self.sweep_if_idle();
         let _lock = self.lock()?;
         let walk = self.walk([Root::from_descriptor(desc)?]);
         if let Some(missing) = walk.missing.into_iter().next() {

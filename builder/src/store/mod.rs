@@ -6,7 +6,8 @@
 //!   oci/index.json       tags: manifests annotated org.opencontainers.image.ref.name
 //!   oci/blobs/sha256/    content, named by digest
 //!   snapshots/ cache/    for the snapshotter and the build cache
-//!   tmp/                 blobs being written (blob-*), index.json being replaced (replace-*)
+//!   tmp/                 blobs being written (blob-*), index.json being replaced (replace-*),
+//!                        layers being unpacked, RUN roots: only ever under a lease or the lock
 //!   lock                 flock: every index.json change, and gc
 //!   lease.lock           flock: shared by running builds, exclusive by gc
 //! ```
@@ -20,20 +21,26 @@
 //!   moves only after that is checked, under the same lock that gc holds while deleting.
 //! - Digests are validated before any path is formed from them, so no name escapes `blobs/`.
 //!
-//! Anything a crash leaves behind is garbage in `tmp/` or an unreferenced blob, which
-//! [`Store::gc`] removes the next time it runs. Two kiln processes may share one store.
+//! Anything a crash leaves behind is garbage in `tmp/` or an unreferenced blob. The first lease
+//! taken on an idle store sweeps `tmp/` (so the next build, pull or push cleans up after a
+//! crash), and [`Store::gc`] removes both. Two kiln processes may share one store.
 //! [`Store::remove`] (`kiln rmi`) and [`Store::prune`] (`kiln prune`) delete under the same
-//! guards as gc.
+//! guards as gc. [`Store::fsck`] (`kiln fsck`) checks all of this, and repairs what a failing
+//! disk or a hand in the directory broke. The `crash` module's points let the tests kill kiln
+//! between any two steps of a commit.
 
 mod blob;
 mod compress;
+pub(crate) mod crash;
 mod error;
+mod fsck;
 mod gc;
 mod images;
 mod index;
 mod prune;
 pub mod registry;
 mod remove;
+mod tmp;
 
 #[cfg(test)]
 mod tests;
@@ -48,7 +55,8 @@ use rustix::fs::FlockOperation;
 
 pub use blob::BlobWriter;
 pub use error::StoreError;
-pub use gc::{GcReport, Problem, TMP_STALE_AFTER};
+pub use fsck::{FsckReport, Problem, Repair};
+pub use gc::GcReport;
 pub use prune::PruneReport;
 pub use remove::Removal;
 
@@ -61,11 +69,10 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The largest image config kiln reads; configs carry the whole history, so more room.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
-/// Temporary files of blob writers in `tmp/`. Writers hold a lease, so gc (which runs only when
-/// no lease is held) knows any such file it finds is left over from a process that died.
+/// Temporary files of blob writers in `tmp/`.
 const TMP_BLOB_PREFIX: &str = "blob-";
 
-/// Temporary files of atomic replacements in `tmp/`, made under the store lock, which gc holds.
+/// Temporary files of atomic replacements in `tmp/`.
 const TMP_REPLACE_PREFIX: &str = "replace-";
 
 /// The mode of the store root and of every directory kiln creates in it.
@@ -154,8 +161,10 @@ impl Store {
         self.oci_dir().join("index.json")
     }
 
-    /// Takes a lease for the duration of a build (see [`Lease`]). Blocks while gc runs.
+    /// Takes a lease for the duration of a build (see [`Lease`]). Blocks while gc runs. When
+    /// nobody else holds a lease or the lock, first sweeps what dead processes left in `tmp/`.
     pub fn lease(&self) -> Result<Lease, StoreError> {
+        self.sweep_if_idle();
         let file = flock(&self.root.join("lease.lock"), FlockOperation::LockShared)?;
         Ok(Lease { _file: file })
     }
@@ -192,11 +201,18 @@ impl Store {
             .prefix(TMP_REPLACE_PREFIX)
             .tempfile_in(&tmp_dir)
             .map_err(StoreError::io("create a temporary file in", &tmp_dir))?;
-        tmp.write_all(bytes)
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        tmp.write_all(first)
+            .and_then(|()| {
+                crash::point(crash::REPLACE_PARTIAL);
+                tmp.write_all(second)
+            })
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(StoreError::io("write", tmp.path()))?;
+        crash::point(crash::REPLACE_SYNCED);
         tmp.persist(dest)
             .map_err(|e| StoreError::io("rename into", dest)(e.error))?;
+        crash::point(crash::REPLACE_RENAMED);
         sync_parent(dest)
     }
 }

@@ -5,7 +5,9 @@
 //! or `sha256:` and the hex digits). A tagged image needs the snapshot of every prefix of its
 //! layer stack, so the ones kept are the chainIDs of every prefix of every tagged (or untagged
 //! but listed) image's `rootfs.diff_ids`. Entries not named like a chainID are not kiln's to
-//! judge and are left alone. The exclusive lease guarantees no build is using a snapshot.
+//! judge and are left alone. The exclusive lease guarantees no build is using a snapshot. A
+//! snapshot directory is renamed into `tmp/` before it is deleted: a snapshot under its chainID
+//! must be whole (builds stack it as the layer), and a crash midway then leaves only a leftover.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use kiln_registry::Digest;
 use oci_spec::image::Descriptor;
 
-use super::{GcReport, Store, StoreError, sorted_entries};
+use super::tmp::remove_tree;
+use super::{GcReport, Store, StoreError, crash, sorted_entries};
 use crate::image::{self, chain_ids};
 
 /// How deep indexes may nest before kiln stops following them.
@@ -59,14 +62,8 @@ impl Store {
                 continue;
             }
             let path = entry.path();
-            let meta = fs::symlink_metadata(&path).map_err(StoreError::io("stat", &path))?;
             let bytes = tree_bytes(&path);
-            let removed = if meta.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            match removed {
+            match self.remove_snapshot(&path, &chain_id) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::io("remove", &path)(e)),
@@ -75,6 +72,24 @@ impl Store {
             report.removed_snapshots.push(path);
         }
         Ok(report)
+    }
+
+    /// Removes the snapshot at `path`. A directory is first renamed into `tmp/`, so that a
+    /// crash midway leaves a leftover there, never half a snapshot under its chainID (which a
+    /// build would take for the whole layer).
+    fn remove_snapshot(&self, path: &Path, chain_id: &Digest) -> io::Result<()> {
+        if !fs::symlink_metadata(path)?.is_dir() {
+            return fs::remove_file(path);
+        }
+        let doomed = self.tmp_dir().join(format!("pruned-{}", chain_id.hex()));
+        // Left by a prune that died (nothing else can be in tmp/ under the exclusive lease).
+        match remove_tree(&doomed) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        fs::rename(path, &doomed)?;
+        crash::point(crash::SNAPSHOT_MOVED);
+        remove_tree(&doomed)
     }
 
     /// The chainIDs of every prefix of every image `index.json` lists.

@@ -34,10 +34,10 @@ pub enum PushError {
 }
 
 /// Pushes the image `root` (a manifest or index descriptor from this store) to `dest`, tagging
-/// it with `dest`'s tag; blobs the registry has in other repositories are mounted. Layers the
-/// store keeps uncompressed are compressed with `compression` first (once: later pushes reuse
-/// the blobs), on a blocking thread, and each is sent as soon as it is ready, while the next
-/// is being compressed.
+/// it with `dest`'s tag, under a lease; blobs the registry has in other repositories are
+/// mounted. Layers the store keeps uncompressed are compressed with `compression` first (once:
+/// later pushes reuse the blobs), on a blocking thread, and each is sent as soon as it is
+/// ready, while the next is being compressed.
 pub async fn push_image(
     store: &Store,
     registry: &Registry,
@@ -45,6 +45,9 @@ pub async fn push_image(
     dest: &Reference,
     compression: Compression,
 ) -> Result<Pushed, PushError> {
+    // Held to the end: the compressed layers are in no tag, and the records written beside
+    // them go through `tmp/`; neither may be collected or swept while the push runs.
+    let _lease = store.lease()?;
     let mount_from = mount_sources(store, dest);
     let source = StoreSource(store.clone());
     let (ready, mut layers) = tokio::sync::mpsc::unbounded_channel();

@@ -17,7 +17,7 @@ use oci_spec::image::Descriptor;
 
 use super::gc::Root;
 use super::index::ref_name;
-use super::{Store, StoreError};
+use super::{Store, StoreError, crash};
 
 /// What [`Store::remove`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,6 +78,7 @@ impl Store {
         }
         index.set_manifests(kept);
         self.write_index(&index)?;
+        crash::point(crash::UNTAGGED);
 
         let mut removal = Removal {
             untagged,
@@ -99,9 +100,13 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StoreError::io("remove", &path)(e)),
             }
+            crash::point(crash::BLOB_DELETED);
             removal.freed_bytes += len;
             removal.deleted.push(digest);
         }
+        // Under these guards, whatever is in tmp/ is left by a dead process. Sweeping it is a
+        // courtesy here (gc does it for real), so failing to does not fail the removal.
+        let _ = self.sweep_locked();
         Ok(removal)
     }
 }

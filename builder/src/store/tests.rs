@@ -2,6 +2,7 @@
 //! layout as other OCI tools read it.
 
 mod concurrency;
+mod fsck;
 mod interop;
 mod removal;
 
@@ -9,7 +10,6 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use kiln_registry::Digest;
 use oci_spec::image::{Descriptor, MediaType};
@@ -416,11 +416,6 @@ fn flip_byte(path: &Path) {
     fs::write(path, bytes).unwrap();
 }
 
-fn age(path: &Path, by: Duration) {
-    let f = fs::File::open(path).unwrap();
-    f.set_modified(SystemTime::now() - by).unwrap();
-}
-
 #[test]
 fn gc_keeps_what_is_reachable() {
     let (_dir, store) = new_store();
@@ -444,13 +439,11 @@ fn gc_keeps_what_is_reachable() {
     // A blob writer's file left by a process killed a moment ago: no lease protects it.
     let crashed = store.tmp_dir().join("blob-crashed");
     fs::write(&crashed, b"left by a crash").unwrap();
-    // Someone else's scratch directory: removed only once stale.
-    let stale_dir = store.tmp_dir().join("unpack-stale");
-    fs::create_dir_all(stale_dir.join("sub")).unwrap();
-    fs::write(stale_dir.join("sub/f"), b"x").unwrap();
-    age(&stale_dir, TMP_STALE_AFTER + Duration::from_secs(60));
-    let fresh = store.tmp_dir().join("unpack-fresh");
-    fs::write(&fresh, b"in use").unwrap();
+    // A layer half unpacked, with a directory that denies access (an overlay workdir's).
+    let unpack = store.tmp_dir().join("unpack-killed");
+    fs::create_dir_all(unpack.join("layer/work")).unwrap();
+    fs::write(unpack.join("layer/f"), b"x").unwrap();
+    fs::set_permissions(unpack.join("layer/work"), fs::Permissions::from_mode(0o000)).unwrap();
 
     let reachable = |store: &Store, desc: &Descriptor| -> Vec<Digest> {
         let m = store.read_manifest(desc).unwrap();
@@ -477,14 +470,14 @@ fn gc_keeps_what_is_reachable() {
     assert_eq!(report.kept_blobs, before - gone_blobs.len());
     assert_eq!(report.kept_blobs, kept_blobs.len());
     assert!(report.freed_bytes > 0);
-    assert_eq!(report.removed_tmp, vec![crashed.clone(), stale_dir.clone()]);
+    assert_eq!(report.removed_tmp, vec![crashed.clone(), unpack.clone()]);
     for d in &kept_blobs {
         assert!(store.has_blob(d), "kept {d}");
     }
     for d in &gone_blobs {
         assert!(!store.has_blob(d), "removed {d}");
     }
-    assert!(!crashed.exists() && !stale_dir.exists() && fresh.exists());
+    assert_eq!(tmp_entries(&store), Vec::<PathBuf>::new());
     assert_eq!(store.verify().unwrap(), vec![]);
 
     // Idempotent: nothing more to remove.

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::{Global, lookup};
@@ -33,6 +33,8 @@ pub fn run(global: &Global, args: TagArgs) -> anyhow::Result<ExitCode> {
     let Some(found) = lookup::find(&store, &args.source)? else {
         return Err(lookup::no_such_image(&args.source));
     };
-    store.tag(&target.to_string(), &found.first_tag().descriptor)?;
+    store
+        .tag(&target.to_string(), &found.first_tag().descriptor)
+        .with_context(|| format!("tagging {target}"))?;
     Ok(ExitCode::SUCCESS)
 }
