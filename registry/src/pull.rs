@@ -72,7 +72,7 @@ pub async fn pull(
             let entry = index
                 .manifests()
                 .iter()
-                .filter(|d| manifest::is_manifest_type(d.media_type().as_ref()))
+                .filter(|d| manifest::is_manifest_media_type(d.media_type()))
                 .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
                 .ok_or_else(|| Error::NoPlatform {
                     reference: reference.to_string(),
