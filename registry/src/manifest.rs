@@ -148,11 +148,6 @@ fn is_schema1(media_type: &str) -> bool {
     media_type == DOCKER_SCHEMA1 || media_type == DOCKER_SCHEMA1_SIGNED
 }
 
-/// Converts `oci-spec`'s digest to a validated sha256 [`Digest`].
-pub fn digest_of(desc: &Descriptor) -> Result<Digest, DigestError> {
-    desc.digest().as_ref().parse()
-}
-
 /// Just enough of a document to decide what it is. Deriving `Deserialize` makes a repeated key
 /// among these an error.
 #[derive(Deserialize)]
@@ -242,7 +237,7 @@ pub fn parse_described(bytes: &[u8], media_type: Option<&str>) -> Result<Documen
     };
     // Every digest, non-distributable layers' too: none may become a path unverified.
     for desc in doc.descriptors() {
-        digest_of(desc).map_err(ManifestError::Digest)?;
+        Digest::from_oci(desc.digest()).map_err(ManifestError::Digest)?;
     }
     Ok(doc)
 }

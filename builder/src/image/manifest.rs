@@ -19,7 +19,7 @@ pub use kiln_registry::manifest::{
 };
 use oci_spec::image::{
     Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
-    Platform, Sha256Digest,
+    Platform,
 };
 
 use super::ImageError;
@@ -121,25 +121,14 @@ impl LayerKind {
     }
 }
 
-/// Converts a validated digest to `oci-spec`'s type.
-pub fn to_oci_digest(digest: &Digest) -> oci_spec::image::Digest {
-    // A kiln Digest is 64 lowercase hex characters by construction, which is exactly what
-    // Sha256Digest accepts, so this cannot fail.
-    let sha: Sha256Digest = digest
-        .hex()
-        .parse()
-        .expect("a validated sha256 digest is a valid OCI sha256 digest");
-    sha.into()
-}
-
-/// Converts `oci-spec`'s digest to a validated sha256 digest, refusing other algorithms.
+/// [`Digest::from_oci`] with the builder's error: refuses algorithms other than sha256.
 pub fn from_oci_digest(digest: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
-    digest.as_ref().parse().map_err(ImageError::Digest)
+    Digest::from_oci(digest).map_err(ImageError::Digest)
 }
 
 /// A descriptor with exactly these three fields.
 pub fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Descriptor {
-    Descriptor::new(media_type, size, to_oci_digest(digest))
+    Descriptor::new(media_type, size, digest.to_oci())
 }
 
 /// A platform with every field given, nothing taken from the host.

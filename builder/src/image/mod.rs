@@ -23,7 +23,7 @@ pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, cha
 pub use manifest::{
     Document, MediaTypes, build_index, build_manifest, descriptor, from_oci_digest, image_id,
     is_index_media_type, is_manifest_media_type, parse_document, parse_index, parse_manifest,
-    platform, to_oci_digest,
+    platform,
 };
 
 /// Why an image document could not be built or read.

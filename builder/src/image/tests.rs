@@ -657,7 +657,7 @@ fn documents_are_read_strictly() {
 #[test]
 fn digests_convert_both_ways() {
     let d = digest(7);
-    let oci = to_oci_digest(&d);
+    let oci = d.to_oci();
     assert_eq!(oci.to_string(), d.to_string());
     assert_eq!(from_oci_digest(&oci).unwrap(), d);
     let sha512: oci_spec::image::Digest = format!("sha512:{}", "c".repeat(128)).parse().unwrap();
