@@ -24,6 +24,8 @@
 //! [`Progress`] sink, and no error or event carries a credential, a token or a URL query.
 
 #![deny(missing_docs)]
+// Nothing here prints (see above), and clippy holds us to it.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
 mod blob;
