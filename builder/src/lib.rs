@@ -24,6 +24,8 @@
 //! them.
 
 #![deny(missing_docs)]
+// The rule above, enforced by clippy. Unit tests may print (skips, timings) to the harness.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod archive;
 pub mod context;

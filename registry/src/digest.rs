@@ -52,6 +52,23 @@ impl Digest {
     pub fn hex(&self) -> &str {
         &self.hex
     }
+
+    /// As `oci-spec`'s digest type, for descriptors.
+    pub fn to_oci(&self) -> oci_spec::image::Digest {
+        // 64 lowercase hex characters by construction, which is exactly what Sha256Digest
+        // accepts, so this cannot fail.
+        let sha: oci_spec::image::Sha256Digest = self
+            .hex
+            .parse()
+            .expect("a validated sha256 digest is a valid OCI sha256 digest");
+        sha.into()
+    }
+
+    /// From `oci-spec`'s digest type (a descriptor's), validated as [`FromStr`] does: other
+    /// algorithms are refused.
+    pub fn from_oci(digest: &oci_spec::image::Digest) -> Result<Self, DigestError> {
+        digest.as_ref().parse()
+    }
 }
 
 impl FromStr for Digest {
@@ -181,6 +198,20 @@ mod tests {
         for (input, ok) in cases {
             assert_eq!(input.parse::<Digest>().is_ok(), *ok, "{input}");
         }
+    }
+
+    #[test]
+    fn oci_spec_digests_convert_both_ways() {
+        let d = Digest::of(b"x");
+        let oci = d.to_oci();
+        assert_eq!(oci.to_string(), d.to_string());
+        assert_eq!(Digest::from_oci(&oci), Ok(d));
+        let sha512: oci_spec::image::Digest =
+            format!("sha512:{}", "c".repeat(128)).parse().unwrap();
+        assert!(matches!(
+            Digest::from_oci(&sha512),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!
 //! ```text
 //! reference, digest   names of images and content
+//! http_date           HTTP dates as Go reads them (Retry-After; the builder's Last-Modified)
 //! retry, transport    when to retry; TLS roots, plain-HTTP policy, redirects, idle watchdog
 //! auth, credentials   challenges, bearer tokens per scope; docker's config.json and helpers
 //! client              Registry: the request loop (auth, re-auth once on 401, retries)
@@ -23,6 +24,8 @@
 //! [`Progress`] sink, and no error or event carries a credential, a token or a URL query.
 
 #![deny(missing_docs)]
+// Nothing here prints (see above), and clippy holds us to it.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod auth;
 mod blob;
@@ -30,6 +33,7 @@ mod client;
 pub mod credentials;
 pub mod digest;
 pub mod error;
+pub mod http_date;
 pub mod manifest;
 mod manifests;
 pub mod platform;

@@ -6,9 +6,9 @@
 //! two ways (CVE-2021-41190). So a document is refused when it has both `manifests` and
 //! `layers`/`config`, when its own `mediaType` contradicts the one it was served or described
 //! as, when a key kiln relies on appears twice, when its `schemaVersion` is not 2, when it is
-//! Docker schema 1, or when it names a digest kiln cannot verify. The builder's store reads
-//! documents with the same rules; this module is the wire's copy of them, because the registry
-//! crate sits below the builder.
+//! Docker schema 1, or when it names a digest kiln cannot verify. This is the one reader: the
+//! builder reads its store, archives and pulled documents through [`parse_described`], the wire
+//! through [`parse`] (which is only more lenient about a `Content-Type`).
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
@@ -25,9 +25,12 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 /// Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker schema 1 (obsolete; refused).
-const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 /// Signed Docker schema 1 (obsolete; refused).
-const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+/// Docker "foreign" (non-distributable) gzip layer.
+pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// The `Accept` header for manifest requests: every type kiln reads, preferred first.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -44,7 +47,7 @@ const NON_DISTRIBUTABLE: &[&str] = &[
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    DOCKER_LAYER_FOREIGN_GZIP,
 ];
 
 /// Why a document cannot be read.
@@ -63,7 +66,7 @@ pub enum ManifestError {
     #[error("ambiguous document: it could be read both as a manifest and as an index")]
     Ambiguous,
     /// The document's `mediaType` differs from the one it was served or described as.
-    #[error("Content-Type {expected} does not match the document's mediaType {found}")]
+    #[error("media type mismatch: expected {expected}, document says {found}")]
     MediaTypeMismatch {
         /// The served or described media type.
         expected: String,
@@ -73,6 +76,9 @@ pub enum ManifestError {
     /// A media type that is not a manifest or index kiln reads.
     #[error("unsupported manifest media type {0}")]
     Unsupported(String),
+    /// Docker schema 1, which kiln refuses.
+    #[error("unsupported media type {0}: Docker schema 1 manifests are obsolete")]
+    Schema1(String),
     /// Neither a media type nor the shape says what the document is.
     #[error("document is neither a manifest nor an index")]
     Unrecognised,
@@ -84,7 +90,8 @@ pub enum ManifestError {
     Digest(#[source] DigestError),
 }
 
-/// What a manifest or index document is, read from verified bytes.
+/// What a manifest or index document is, read from verified bytes (boxed: the two differ a lot
+/// in size).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
     /// An image manifest (OCI or Docker schema 2).
@@ -109,6 +116,14 @@ impl Document {
             Self::Index(i) => i.manifests().clone(),
         }
     }
+
+    /// Every descriptor in the document: config and layers, or an index's manifests.
+    fn descriptors(&self) -> Vec<&Descriptor> {
+        match self {
+            Self::Manifest(m) => std::iter::once(m.config()).chain(m.layers()).collect(),
+            Self::Index(i) => i.manifests().iter().collect(),
+        }
+    }
 }
 
 /// Whether a layer media type is one that registries do not store (Windows "foreign" layers).
@@ -116,19 +131,21 @@ pub fn is_non_distributable(media_type: &MediaType) -> bool {
     NON_DISTRIBUTABLE.contains(&media_type.as_ref())
 }
 
-/// Whether a media type names an image manifest.
-pub fn is_manifest_type(media_type: &str) -> bool {
-    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+/// Whether a media type (a `str` or `oci-spec`'s `MediaType`) names an image manifest, OCI or
+/// Docker schema 2.
+pub fn is_manifest_media_type(media_type: &(impl AsRef<str> + ?Sized)) -> bool {
+    let m = media_type.as_ref();
+    m == OCI_MANIFEST || m == DOCKER_MANIFEST
 }
 
-/// Whether a media type names an index.
-pub fn is_index_type(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+/// Whether a media type names an index (OCI index or Docker manifest list).
+pub fn is_index_media_type(media_type: &(impl AsRef<str> + ?Sized)) -> bool {
+    let m = media_type.as_ref();
+    m == OCI_INDEX || m == DOCKER_MANIFEST_LIST
 }
 
-/// Converts `oci-spec`'s digest to a validated sha256 [`Digest`].
-pub fn digest_of(desc: &Descriptor) -> Result<Digest, DigestError> {
-    desc.digest().as_ref().parse()
+fn is_schema1(media_type: &str) -> bool {
+    media_type == DOCKER_SCHEMA1 || media_type == DOCKER_SCHEMA1_SIGNED
 }
 
 /// Just enough of a document to decide what it is. Deriving `Deserialize` makes a repeated key
@@ -144,10 +161,21 @@ struct Probe {
     fs_layers: Option<IgnoredAny>,
 }
 
-/// Reads a manifest or index from exactly these bytes. `served` is the `Content-Type` (without
-/// parameters) or descriptor media type; a type that is not a manifest type (some registries say
-/// `application/json`) is ignored and the document's own `mediaType` or shape decides.
+/// Reads a manifest or index from exactly these bytes, as a registry served them. `served` is the
+/// `Content-Type`: its parameters are dropped, and a type that is not a manifest type (some
+/// registries say `application/json`) is ignored, so the document's own `mediaType` or shape
+/// decides. Otherwise as [`parse_described`].
 pub fn parse(bytes: &[u8], served: Option<&str>) -> Result<Document, ManifestError> {
+    let served = served
+        .map(|s| s.split(';').next().unwrap_or_default().trim())
+        .filter(|s| is_manifest_media_type(*s) || is_index_media_type(*s) || is_schema1(s));
+    parse_described(bytes, served)
+}
+
+/// Reads a manifest or index from exactly these bytes, described as `media_type` (a descriptor's,
+/// taken as written: a type that is not a manifest or index type is an error). With `None` the
+/// document's own `mediaType` or, for old OCI documents without one, its shape decides.
+pub fn parse_described(bytes: &[u8], media_type: Option<&str>) -> Result<Document, ManifestError> {
     let probe: Probe = serde_json::from_slice(bytes).map_err(|source| ManifestError::Json {
         what: "manifest",
         source,
@@ -157,32 +185,35 @@ pub fn parse(bytes: &[u8], served: Option<&str>) -> Result<Document, ManifestErr
         return Err(ManifestError::Ambiguous);
     }
     let declared = probe.media_type.as_deref();
-    let served = served.map(|s| s.split(';').next().unwrap_or_default().trim());
-    for m in [served, declared].into_iter().flatten() {
-        if m == DOCKER_SCHEMA1 || m == DOCKER_SCHEMA1_SIGNED {
-            return Err(ManifestError::Unsupported(m.to_owned()));
-        }
+    if let Some(m) = [media_type, declared]
+        .into_iter()
+        .flatten()
+        .find(|m| is_schema1(m))
+    {
+        return Err(ManifestError::Schema1(m.to_owned()));
     }
     if probe.fs_layers.is_some() {
-        return Err(ManifestError::Unsupported(DOCKER_SCHEMA1.to_owned()));
+        return Err(ManifestError::Schema1(DOCKER_SCHEMA1.to_owned()));
     }
-    let served = served.filter(|s| is_manifest_type(s) || is_index_type(s));
-    if let (Some(s), Some(d)) = (served, declared)
-        && s != d
+    if let (Some(e), Some(d)) = (media_type, declared)
+        && e != d
     {
         return Err(ManifestError::MediaTypeMismatch {
-            expected: s.to_owned(),
+            expected: e.to_owned(),
             found: d.to_owned(),
         });
     }
-    let is_index = match served.or(declared) {
-        Some(m) if is_index_type(m) => true,
-        Some(m) if is_manifest_type(m) => false,
+    let is_index = match media_type.or(declared) {
+        Some(m) if is_index_media_type(m) => true,
+        Some(m) if is_manifest_media_type(m) => false,
         Some(m) => return Err(ManifestError::Unsupported(m.to_owned())),
         None if probe.manifests.is_some() => true,
         None if has_manifest_fields => false,
         None => return Err(ManifestError::Unrecognised),
     };
+    // The shape must agree with the name: a "manifest" with a manifests list, or an "index" with
+    // layers or a config, is the ambiguity CVE-2021-41190 is about. (A document merely missing
+    // its required fields fails the typed parse below.)
     if (is_index && has_manifest_fields) || (!is_index && probe.manifests.is_some()) {
         return Err(ManifestError::Ambiguous);
     }
@@ -204,8 +235,9 @@ pub fn parse(bytes: &[u8], served: Option<&str>) -> Result<Document, ManifestErr
             })?;
         Document::Manifest(Box::new(manifest))
     };
-    for child in doc.children() {
-        digest_of(&child).map_err(ManifestError::Digest)?;
+    // Every digest, non-distributable layers' too: none may become a path unverified.
+    for desc in doc.descriptors() {
+        Digest::from_oci(desc.digest()).map_err(ManifestError::Digest)?;
     }
     Ok(doc)
 }
@@ -278,8 +310,13 @@ mod tests {
             (&trailing, None, "json"),
             (&v1, None, "schema"),
             (&sha512, None, "digest"),
-            (r#"{"schemaVersion":1,"fsLayers":[]}"#, None, "unsupported"),
-            (&m, Some(DOCKER_SCHEMA1_SIGNED), "unsupported"),
+            (r#"{"schemaVersion":1,"fsLayers":[]}"#, None, "schema 1"),
+            (&m, Some(DOCKER_SCHEMA1_SIGNED), "schema 1"),
+            (
+                &m.replace(OCI_MANIFEST, "text/plain"),
+                None,
+                "not a manifest",
+            ),
             (r#"{"schemaVersion":2}"#, None, "unrecognised"),
             ("[]", None, "json"),
         ];
@@ -292,10 +329,20 @@ mod tests {
                 Err(ManifestError::Json { .. }) => "json".into(),
                 Err(ManifestError::SchemaVersion(_)) => "schema".into(),
                 Err(ManifestError::Digest(_)) => "digest".into(),
-                Err(ManifestError::Unsupported(_)) => "unsupported".into(),
+                Err(ManifestError::Unsupported(_)) => "not a manifest".into(),
+                Err(ManifestError::Schema1(_)) => "schema 1".into(),
                 Err(ManifestError::Unrecognised) => "unrecognised".into(),
             };
             assert_eq!(got, *expected, "{bytes} as {served:?}");
         }
+        // A descriptor's media type is taken as written.
+        assert!(matches!(
+            parse_described(m.as_bytes(), Some("application/json")),
+            Err(ManifestError::MediaTypeMismatch { .. })
+        ));
+        assert!(matches!(
+            parse_described(bare.as_bytes(), Some("application/json")),
+            Err(ManifestError::Unsupported(_))
+        ));
     }
 }

@@ -72,7 +72,7 @@ pub async fn pull(
             let entry = index
                 .manifests()
                 .iter()
-                .filter(|d| manifest::is_manifest_type(d.media_type().as_ref()))
+                .filter(|d| manifest::is_manifest_media_type(d.media_type()))
                 .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
                 .ok_or_else(|| Error::NoPlatform {
                     reference: reference.to_string(),
@@ -92,7 +92,7 @@ pub async fn pull(
                         .collect(),
                 })?
                 .clone();
-            let digest = manifest::digest_of(&entry).map_err(|e| Error::Manifest {
+            let digest = Digest::from_oci(entry.digest()).map_err(|e| Error::Manifest {
                 what: format!("index {}", root.digest),
                 source: manifest::ManifestError::Digest(e),
             })?;
@@ -125,7 +125,7 @@ pub async fn pull(
 
     let mut blobs: Vec<(Digest, u64)> = Vec::new();
     for desc in doc.children() {
-        let digest = manifest::digest_of(&desc).map_err(|e| Error::Manifest {
+        let digest = Digest::from_oci(desc.digest()).map_err(|e| Error::Manifest {
             what: format!("manifest {}", manifest.digest),
             source: manifest::ManifestError::Digest(e),
         })?;
@@ -158,7 +158,7 @@ pub async fn pull(
     let mut desc = Descriptor::new(
         MediaType::from(manifest.media_type.as_str()),
         manifest_size,
-        oci_digest(&manifest.digest),
+        manifest.digest.to_oci(),
     );
     desc.set_platform(platform_of_entry);
     Ok(Pulled {
@@ -215,13 +215,4 @@ fn parse(m: &Manifest, described: Option<&MediaType>) -> Result<Document, Error>
         what: format!("manifest {}", m.digest),
         source,
     })
-}
-
-/// A validated digest as `oci-spec`'s type.
-pub fn oci_digest(digest: &Digest) -> oci_spec::image::Digest {
-    // A kiln Digest is `sha256:` and 64 lowercase hex digits, which oci-spec always accepts.
-    digest
-        .to_string()
-        .parse()
-        .expect("a validated sha256 digest is a valid OCI digest")
 }

@@ -159,7 +159,7 @@ pub async fn push(
 /// Reads a manifest or index named by `desc` from the source: bounded, size- and
 /// digest-checked.
 fn read_document(source: &dyn BlobSource, desc: &Descriptor) -> Result<Manifest, Error> {
-    let digest = manifest::digest_of(desc).map_err(|e| Error::Manifest {
+    let digest = Digest::from_oci(desc.digest()).map_err(|e| Error::Manifest {
         what: format!("descriptor {}", desc.digest()),
         source: manifest::ManifestError::Digest(e),
     })?;
@@ -208,7 +208,7 @@ fn parse(m: &Manifest) -> Result<Document, Error> {
 /// Adds a manifest's config and layers (with their sizes) to `blobs`.
 fn collect_blobs(doc: &Document, blobs: &mut BTreeMap<Digest, u64>) -> Result<(), Error> {
     for desc in doc.children() {
-        let digest = manifest::digest_of(&desc).map_err(|e| Error::Manifest {
+        let digest = Digest::from_oci(desc.digest()).map_err(|e| Error::Manifest {
             what: format!("descriptor {}", desc.digest()),
             source: manifest::ManifestError::Digest(e),
         })?;

@@ -377,7 +377,7 @@ fn failures_name_their_cause() {
 
     // A descriptor that is not in the store.
     let mut missing = manifest.clone();
-    missing.set_digest(image::to_oci_digest(&Digest::of(b"no such manifest")));
+    missing.set_digest(Digest::of(b"no such manifest").to_oci());
     let err = write_rootfs(&store, &missing, &dir.path().join("b")).unwrap_err();
     assert!(matches!(err, ExportError::Store(_)), "{err:?}");
 }

@@ -7,7 +7,7 @@
 //!   reject malformed patterns up front (`[`, `[a-b-c]`, a trailing `\`).
 //! * [`compile`] is `Pattern.compile`: it classifies a cleaned pattern as an exact, prefix or suffix
 //!   match, or produces the RE2 expression Go would build, byte for byte. The expression is what
-//!   decides matching, even where it differs from `filepath.Match` (see `regex.rs`).
+//!   decides matching, even where it differs from `filepath.Match` (see `re2.rs`).
 
 /// `filepath.Clean` for `/` separators: lexical `.`/`..` processing, no trailing slash, `.` for
 /// an empty result.

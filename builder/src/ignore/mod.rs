@@ -11,15 +11,16 @@
 //! This is a port of the algorithm, not a reimplementation of its intent: patterns are cleaned,
 //! checked with `filepath.Match`'s syntax rules, classified as exact, prefix, suffix or regexp
 //! matches, and regexp patterns are compiled to the same RE2 expression Go builds (`glob.rs`) and
-//! run by a small RE2-compatible engine (`regex.rs`), so odd patterns behave as they do in Docker.
+//! run with Go's `regexp` semantics on the `regex` crate (`re2.rs`), so odd patterns behave as they
+//! do in Docker.
 
 mod glob;
-mod regex;
+mod re2;
 
 use glob::MatchKind;
 pub(crate) use glob::clean;
-use regex::Regex;
-pub use regex::RegexError;
+use re2::Regex;
+pub use re2::RegexError;
 use thiserror::Error;
 
 /// A pattern list that cannot be built or used.

@@ -276,9 +276,10 @@ fn matching_table() {
         // The regexp, not filepath.Match, decides: a raw `[[:alpha:]]` is a POSIX class.
         (&["[[:alpha:]]"], "q", true),
         (&["[[:alpha:]]"], "[", false),
-        // `\d` reaches RE2 as a digit class.
+        // `\d` reaches RE2 as a digit class (ASCII, as in Go); `\pL` as a Unicode class.
         (&["v\\d"], "v1", true),
         (&["v\\d"], "vd", false),
+        (&["\\pL"], "é", true),
         // A suffix pattern compares bytes: `**o` matches any name ending in `o`.
         (&["**o"], "a/foo", true),
         (&[".*"], ".git/config", true),
@@ -319,12 +320,12 @@ fn errors() {
         })
     );
     // An invalid expression is only reported when its pattern is evaluated.
-    let pm = PatternMatcher::new(&["x", "!\\pL"]).unwrap();
+    let pm = PatternMatcher::new(&["x", "!\\pX"]).unwrap();
     assert_eq!(pm.matches_or_parent_matches("y"), Ok(false));
     assert!(matches!(
         pm.matches_or_parent_matches("x"),
         Err(IgnoreError::InvalidRegexp {
-            source: RegexError::UnicodeClass(_),
+            source: RegexError::InvalidCharRange(_),
             ..
         })
     ));

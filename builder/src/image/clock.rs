@@ -1,19 +1,20 @@
-//! The one clock kiln reads, and RFC 3339 formatting written by hand.
+//! The one clock kiln reads, and RFC 3339 written and read (through the `time` crate).
 //!
 //! Every timestamp kiln records (config `created`, history `created`) comes from [`now`], which
 //! honours `SOURCE_DATE_EPOCH` (reproducible-builds.org: a decimal count of seconds since the Unix
 //! epoch; a malformed value is an error, not a silent fallback to the wall clock). Formatting is
 //! UTC with a `Z` suffix, as Go's `time.RFC3339Nano` prints it: whole seconds have no fraction and
 //! a fraction has its trailing zeros trimmed. Years past 9999 cannot be written in RFC 3339, so a
-//! [`Timestamp`] never holds one.
+//! [`Timestamp`] never holds one. [`parse_rfc3339`] reads back the times images carry.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcDateTime};
+
 /// The environment variable that pins every timestamp kiln writes.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
-
-const SECS_PER_DAY: u64 = 86_400;
 
 /// A point in time at or after the Unix epoch, no later than 9999-12-31T23:59:59.999999999Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,50 +93,19 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (year, month, day) = civil_from_days(self.secs / SECS_PER_DAY);
-        let rem = self.secs % SECS_PER_DAY;
-        let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}"
-        )?;
-        if self.nanos != 0 {
-            let fraction = format!("{:09}", self.nanos);
-            write!(f, ".{}", fraction.trim_end_matches('0'))?;
-        }
-        f.write_str("Z")
+        // A Timestamp is within 1970..=9999 by construction, where neither step can fail.
+        let nanos = i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos);
+        let time = UtcDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| fmt::Error)?;
+        f.write_str(&time.format(&Rfc3339).map_err(|_| fmt::Error)?)
     }
 }
 
-/// The proleptic Gregorian date `days` days after 1970-01-01.
-///
-/// Howard Hinnant's `civil_from_days`, restricted to non-negative day counts: the calendar is
-/// counted in 400-year eras (146097 days) starting on 0000-03-01, so that the leap day falls at
-/// the end of each year of the shifted calendar.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // 719468 days separate 0000-03-01 from 1970-01-01.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097; // day of era, [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1st, [0, 365]
-    let mp = (5 * doy + 2) / 153; // month from March, [0, 11]
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date, negative before it (Howard Hinnant's
-/// `days_from_civil`, the inverse of `civil_from_days` below); HTTP dates and docker ages use it.
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Seconds since the Unix epoch of an RFC 3339 timestamp (`2024-02-29T12:00:00.5+01:00`), or
+/// `None` if it is not one. Fractions are dropped; negative before 1970.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(OffsetDateTime::unix_timestamp)
 }
 
 /// Parses a `SOURCE_DATE_EPOCH` value: ASCII digits only, no sign, no fraction, no spaces.
@@ -210,44 +180,56 @@ mod tests {
         assert_eq!(cases.len(), 14);
     }
 
-    /// Inverse of `civil_from_days`, the straightforward way, to cross-check every day.
-    fn days_from_civil_naive(year: u64, month: u64, day: u64) -> u64 {
+    #[test]
+    fn every_day_from_1970_to_2500_round_trips() {
         let leap =
             |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
         let month_len = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        // The date of day `days`, advanced by hand one day at a time.
+        let (mut y, mut m, mut d) = (1970, 1, 1);
         let mut days = 0;
-        for y in 1970..year {
-            days += if leap(y) { 366 } else { 365 };
+        while y < 2500 {
+            let secs = days * 86_400;
+            let text = Timestamp::from_unix(secs, 0).unwrap().to_rfc3339();
+            assert_eq!(
+                text,
+                format!("{y:04}-{m:02}-{d:02}T00:00:00Z"),
+                "day {days}"
+            );
+            assert_eq!(parse_rfc3339(&text), Some(secs as i64), "{text}");
+            days += 1;
+            d += 1;
+            if d > month_len[m as usize - 1] + u64::from(m == 2 && leap(y)) {
+                (m, d) = (m + 1, 1);
+            }
+            if m > 12 {
+                (y, m) = (y + 1, 1);
+            }
         }
-        for m in 1..month {
-            days += month_len[(m - 1) as usize] + u64::from(m == 2 && leap(year));
-        }
-        days + day - 1
+        assert_eq!(days, 193_579);
     }
 
     #[test]
-    fn every_day_from_1970_to_2500_round_trips() {
-        let mut expected = (1970, 1, 1);
-        let mut count = 0;
-        let end = days_from_civil_naive(2500, 1, 1);
-        for days in 0..end {
-            let got = civil_from_days(days);
-            assert_eq!(got, expected, "day {days}");
-            assert_eq!(days_from_civil_naive(got.0, got.1, got.2), days);
-            let (y, m, d) = (got.0 as i64, got.1 as i64, got.2 as i64);
-            assert_eq!(days_from_civil(y, m, d), days as i64);
-            // Advance `expected` by one day by hand.
-            let next = civil_from_days(days + 1);
-            expected = if next.2 == expected.2 + 1 {
-                (expected.0, expected.1, expected.2 + 1)
-            } else if next.1 == expected.1 + 1 {
-                (expected.0, expected.1 + 1, 1)
-            } else {
-                (expected.0 + 1, 1, 1)
-            };
-            count += 1;
+    fn rfc3339_parsing() {
+        let table: [(&str, Option<i64>); 14] = [
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("2024-02-29T12:00:00Z", Some(1_709_208_000)),
+            ("2024-02-29T12:00:00.123456789Z", Some(1_709_208_000)),
+            ("2024-02-29T13:30:00+01:30", Some(1_709_208_000)),
+            ("2024-02-29T10:00:00-02:00", Some(1_709_208_000)),
+            ("2024-02-29t12:00:00z", Some(1_709_208_000)),
+            ("2024-02-29 12:00:00Z", Some(1_709_208_000)),
+            ("1969-12-31T23:59:59Z", Some(-1)),
+            ("2024-02-29", None),
+            ("2024-13-01T00:00:00Z", None),
+            ("2023-02-29T00:00:00Z", None),
+            ("2024-02-29T12:00:00", None),
+            ("2024-02-29T12:00:00.Z", None),
+            ("2024-02-29T12:00:00+24:00", None),
+        ];
+        for (s, expected) in table {
+            assert_eq!(parse_rfc3339(s), expected, "{s}");
         }
-        assert_eq!(count, 193_579);
     }
 
     #[test]

@@ -160,7 +160,8 @@ pub struct ContainerConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub on_build: Vec<String>,
-    /// `SHELL` for shell-form RUN, CMD and ENTRYPOINT; empty means `["/bin/sh", "-c"]`.
+    /// `SHELL` for shell-form RUN, CMD and ENTRYPOINT; empty means
+    /// [`DEFAULT_SHELL`](crate::exec::DEFAULT_SHELL), `["/bin/sh", "-c"]`.
     #[serde(
         rename = "Shell",
         default,

@@ -6,38 +6,30 @@
 //!
 //! - Platforms are always set field by field from values we were given, never from `oci-spec`'s
 //!   defaults (which describe the host).
-//! - Reading accepts OCI and Docker schema 2 manifests and indexes, and rejects what would let the
-//!   same bytes mean two things: a document with both `manifests` and `layers`/`config`, a
-//!   `mediaType` that contradicts the descriptor's, duplicate keys, trailing bytes, and digests
-//!   other than sha256 (kiln cannot verify them, and must never turn them into paths).
+//! - Reading is the registry crate's reader ([`kiln_registry::manifest::parse_described`]), the
+//!   one copy of the rules: OCI and Docker schema 2 manifests and indexes, refusing what would
+//!   let the same bytes mean two things (both `manifests` and `layers`/`config`, a `mediaType`
+//!   that contradicts the descriptor's, duplicate keys, trailing bytes) and digests other than
+//!   sha256 (kiln cannot verify them, and must never turn them into paths).
 
 use kiln_registry::Digest;
+pub use kiln_registry::manifest::{
+    DOCKER_LAYER_FOREIGN_GZIP, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1_SIGNED,
+    Document, is_index_media_type, is_manifest_media_type,
+};
 use oci_spec::image::{
     Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
-    Platform, Sha256Digest,
+    Platform,
 };
-use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use super::ImageError;
 
-/// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker manifest list (Docker's index).
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker image config.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker gzip-compressed layer.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker uncompressed layer (as `docker save` and containerd use it).
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-/// Docker "foreign" (non-distributable) gzip layer.
-pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-/// Docker schema 1 manifest: obsolete, refused.
-pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-/// Signed Docker schema 1 manifest: obsolete, refused.
-pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 /// Which family of media types kiln writes: OCI by default, Docker schema 2 on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -129,37 +121,14 @@ impl LayerKind {
     }
 }
 
-/// Whether a media type names an image manifest (OCI or Docker schema 2).
-pub fn is_manifest_media_type(media_type: &MediaType) -> bool {
-    matches!(media_type, MediaType::ImageManifest)
-        || matches!(media_type, MediaType::Other(s) if s == DOCKER_MANIFEST)
-}
-
-/// Whether a media type names an index (OCI index or Docker manifest list).
-pub fn is_index_media_type(media_type: &MediaType) -> bool {
-    matches!(media_type, MediaType::ImageIndex)
-        || matches!(media_type, MediaType::Other(s) if s == DOCKER_MANIFEST_LIST)
-}
-
-/// Converts a validated digest to `oci-spec`'s type.
-pub fn to_oci_digest(digest: &Digest) -> oci_spec::image::Digest {
-    // A kiln Digest is 64 lowercase hex characters by construction, which is exactly what
-    // Sha256Digest accepts, so this cannot fail.
-    let sha: Sha256Digest = digest
-        .hex()
-        .parse()
-        .expect("a validated sha256 digest is a valid OCI sha256 digest");
-    sha.into()
-}
-
-/// Converts `oci-spec`'s digest to a validated sha256 digest, refusing other algorithms.
+/// [`Digest::from_oci`] with the builder's error: refuses algorithms other than sha256.
 pub fn from_oci_digest(digest: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
-    digest.as_ref().parse().map_err(ImageError::Digest)
+    Digest::from_oci(digest).map_err(ImageError::Digest)
 }
 
 /// A descriptor with exactly these three fields.
 pub fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Descriptor {
-    Descriptor::new(media_type, size, to_oci_digest(digest))
+    Descriptor::new(media_type, size, digest.to_oci())
 }
 
 /// A platform with every field given, nothing taken from the host.
@@ -217,135 +186,14 @@ pub fn build_index(manifests: &[Descriptor], media: MediaTypes) -> Result<ImageI
         .map_err(ImageError::Build)
 }
 
-/// A manifest or an index, as read from bytes (boxed: the two differ a lot in size).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Document {
-    /// An image manifest (OCI or Docker schema 2).
-    Manifest(Box<ImageManifest>),
-    /// An index or Docker manifest list.
-    Index(Box<ImageIndex>),
-}
-
-/// Just enough of a document to decide what it is before parsing it for real. Deriving
-/// `Deserialize` makes a repeated key among these an error.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Probe {
-    schema_version: Option<u32>,
-    media_type: Option<String>,
-    manifests: Option<IgnoredAny>,
-    layers: Option<IgnoredAny>,
-    config: Option<IgnoredAny>,
-    fs_layers: Option<IgnoredAny>,
-}
-
-/// What a document is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Manifest,
-    Index,
-}
-
-impl Kind {
-    /// The kind a media type names, or `None` for anything else.
-    fn of(media_type: &str) -> Option<Self> {
-        let m = MediaType::from(media_type);
-        if is_manifest_media_type(&m) {
-            Some(Self::Manifest)
-        } else if is_index_media_type(&m) {
-            Some(Self::Index)
-        } else {
-            None
-        }
-    }
-}
-
 /// Reads a manifest or index from exactly these bytes.
 ///
-/// `expected` is the media type the bytes were fetched as (the descriptor's, or the registry's
-/// `Content-Type`); `None` when unknown, in which case the document's own `mediaType` or, for
-/// old OCI documents without one, its shape decides.
+/// `expected` is the media type the bytes were fetched as (the descriptor's); `None` when
+/// unknown, in which case the document's own `mediaType` or, for old OCI documents without one,
+/// its shape decides.
 pub fn parse_document(bytes: &[u8], expected: Option<&MediaType>) -> Result<Document, ImageError> {
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
-        what: "manifest",
-        source,
-    })?;
-    if probe.manifests.is_some() && (probe.layers.is_some() || probe.config.is_some()) {
-        return Err(ImageError::Ambiguous);
-    }
-    let declared = probe.media_type.as_deref();
-    for m in [expected.map(MediaType::as_ref), declared]
-        .into_iter()
-        .flatten()
-    {
-        if m == DOCKER_SCHEMA1 || m == DOCKER_SCHEMA1_SIGNED {
-            return Err(ImageError::UnsupportedMediaType {
-                media_type: m.to_owned(),
-                reason: "Docker schema 1 manifests are obsolete",
-            });
-        }
-    }
-    if probe.fs_layers.is_some() {
-        return Err(ImageError::UnsupportedMediaType {
-            media_type: DOCKER_SCHEMA1.to_owned(),
-            reason: "Docker schema 1 manifests are obsolete",
-        });
-    }
-    if let (Some(e), Some(d)) = (expected, declared)
-        && e.as_ref() != d
-    {
-        return Err(ImageError::MediaTypeMismatch {
-            expected: e.to_string(),
-            found: d.to_owned(),
-        });
-    }
-    let named = expected.map(MediaType::as_ref).or(declared);
-    let has_manifest_fields = probe.layers.is_some() || probe.config.is_some();
-    let kind = match named {
-        Some(m) => Kind::of(m).ok_or_else(|| ImageError::NotAManifest {
-            media_type: m.to_owned(),
-        })?,
-        None if probe.manifests.is_some() => Kind::Index,
-        None if has_manifest_fields => Kind::Manifest,
-        None => return Err(ImageError::Unrecognised),
-    };
-    // The shape must agree with the name: a "manifest" with a manifests list, or an "index"
-    // with layers or a config, is the ambiguity CVE-2021-41190 is about. (A document merely
-    // missing its required fields fails the typed parse below.)
-    let contradicts = match kind {
-        Kind::Manifest => probe.manifests.is_some(),
-        Kind::Index => has_manifest_fields,
-    };
-    if contradicts {
-        return Err(ImageError::Ambiguous);
-    }
-    if probe.schema_version != Some(2) {
-        return Err(ImageError::SchemaVersion {
-            found: probe.schema_version,
-        });
-    }
-    if kind == Kind::Index {
-        let index: ImageIndex =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
-                what: "index",
-                source,
-            })?;
-        for m in index.manifests() {
-            from_oci_digest(m.digest())?;
-        }
-        Ok(Document::Index(Box::new(index)))
-    } else {
-        let manifest: ImageManifest =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
-                what: "manifest",
-                source,
-            })?;
-        from_oci_digest(manifest.config().digest())?;
-        for l in manifest.layers() {
-            from_oci_digest(l.digest())?;
-        }
-        Ok(Document::Manifest(Box::new(manifest)))
-    }
+    let expected = expected.map(MediaType::as_ref);
+    Ok(kiln_registry::manifest::parse_described(bytes, expected)?)
 }
 
 /// Reads an image manifest; an index is an error.

@@ -23,12 +23,16 @@ pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, cha
 pub use manifest::{
     Document, MediaTypes, build_index, build_manifest, descriptor, from_oci_digest, image_id,
     is_index_media_type, is_manifest_media_type, parse_document, parse_index, parse_manifest,
-    platform, to_oci_digest,
+    platform,
 };
 
 /// Why an image document could not be built or read.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// A manifest or index that cannot be read (the registry crate's reader, the one copy of
+    /// the rules).
+    #[error(transparent)]
+    Manifest(#[from] kiln_registry::manifest::ManifestError),
     /// The bytes are not valid JSON for the document (this includes duplicate keys and
     /// trailing data).
     #[error("invalid {what} JSON")]
@@ -42,18 +46,6 @@ pub enum ImageError {
     /// A value could not be turned into JSON.
     #[error("cannot serialise to JSON")]
     Serialize(#[source] serde_json::Error),
-    /// A document has both `manifests` and `layers`/`config`, or a shape that contradicts its
-    /// media type.
-    #[error("ambiguous document: it could be read both as a manifest and as an index")]
-    Ambiguous,
-    /// The document's own `mediaType` differs from the one it was fetched as.
-    #[error("media type mismatch: expected {expected}, document says {found}")]
-    MediaTypeMismatch {
-        /// The media type of the descriptor or response.
-        expected: String,
-        /// The document's `mediaType` field.
-        found: String,
-    },
     /// A media type kiln recognises but will not handle.
     #[error("unsupported media type {media_type}: {reason}")]
     UnsupportedMediaType {
@@ -73,15 +65,6 @@ pub enum ImageError {
     NotALayer {
         /// The media type.
         media_type: String,
-    },
-    /// Neither a media type nor the shape says what the document is.
-    #[error("document is neither a manifest nor an index")]
-    Unrecognised,
-    /// `schemaVersion` is missing or not 2.
-    #[error("unsupported schemaVersion {found:?}: expected 2")]
-    SchemaVersion {
-        /// The value found, if any.
-        found: Option<u32>,
     },
     /// An index was found where an image manifest was needed.
     #[error("expected an image manifest, found an index")]

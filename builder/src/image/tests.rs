@@ -409,17 +409,20 @@ enum Outcome {
 }
 
 fn outcome(r: Result<Document, ImageError>) -> Outcome {
+    use kiln_registry::manifest::ManifestError;
     match r {
         Ok(Document::Manifest(_)) => Outcome::Manifest,
         Ok(Document::Index(_)) => Outcome::Index,
-        Err(ImageError::Ambiguous) => Outcome::Ambiguous,
-        Err(ImageError::MediaTypeMismatch { .. }) => Outcome::Mismatch,
-        Err(ImageError::UnsupportedMediaType { .. }) => Outcome::Unsupported,
-        Err(ImageError::NotAManifest { .. }) => Outcome::NotAManifest,
-        Err(ImageError::Unrecognised) => Outcome::Unrecognised,
-        Err(ImageError::SchemaVersion { .. }) => Outcome::SchemaVersion,
-        Err(ImageError::Json { .. }) => Outcome::Json,
-        Err(ImageError::Digest(_)) => Outcome::Digest,
+        Err(ImageError::Manifest(e)) => match e {
+            ManifestError::Ambiguous => Outcome::Ambiguous,
+            ManifestError::MediaTypeMismatch { .. } => Outcome::Mismatch,
+            ManifestError::Schema1(_) => Outcome::Unsupported,
+            ManifestError::Unsupported(_) => Outcome::NotAManifest,
+            ManifestError::Unrecognised => Outcome::Unrecognised,
+            ManifestError::SchemaVersion(_) => Outcome::SchemaVersion,
+            ManifestError::Json { .. } => Outcome::Json,
+            ManifestError::Digest(_) => Outcome::Digest,
+        },
         Err(e) => panic!("unexpected error {e:?}"),
     }
 }
@@ -654,7 +657,7 @@ fn documents_are_read_strictly() {
 #[test]
 fn digests_convert_both_ways() {
     let d = digest(7);
-    let oci = to_oci_digest(&d);
+    let oci = d.to_oci();
     assert_eq!(oci.to_string(), d.to_string());
     assert_eq!(from_oci_digest(&oci).unwrap(), d);
     let sha512: oci_spec::image::Digest = format!("sha512:{}", "c".repeat(128)).parse().unwrap();

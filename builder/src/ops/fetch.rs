@@ -21,6 +21,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use kiln_registry::http_date::parse_http_date;
 use kiln_registry::{Digest, DigestWriter};
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::redirect::Policy;
@@ -311,78 +312,6 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An HTTP date in seconds since the epoch, in any of the formats Go's `http.ParseTime`
-/// accepts: RFC 1123 (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850
-/// (`Sunday, 06-Nov-94 08:49:37 GMT`) and ANSI C `asctime` (`Sun Nov  6 08:49:37 1994`).
-pub fn parse_http_date(value: &str) -> Option<i64> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const LONG_DAYS: [&str; 7] = [
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-    ];
-    let fields: Vec<&str> = value.split_whitespace().collect();
-    let (day, month, year, time) = match fields.as_slice() {
-        // RFC 1123, the only format servers should send.
-        [weekday, day, month, year, time, "GMT"]
-            if DAYS.contains(&weekday.strip_suffix(',')?) && year.len() == 4 =>
-        {
-            (*day, *month, year.parse().ok()?, *time)
-        }
-        // RFC 850: two-digit years, 69–99 in the 1900s (Go's rule).
-        [weekday, date, time, zone]
-            if LONG_DAYS.contains(&weekday.strip_suffix(',')?)
-                && zone.chars().all(|c| c.is_ascii_uppercase()) =>
-        {
-            let mut parts = date.split('-');
-            let (day, month, yy) = (parts.next()?, parts.next()?, parts.next()?);
-            if parts.next().is_some() || yy.len() != 2 {
-                return None;
-            }
-            let yy: i64 = yy.parse().ok()?;
-            (
-                day,
-                month,
-                if yy >= 69 { 1900 + yy } else { 2000 + yy },
-                *time,
-            )
-        }
-        [weekday, month, day, time, year] if DAYS.contains(weekday) && year.len() == 4 => {
-            (*day, *month, year.parse().ok()?, *time)
-        }
-        _ => return None,
-    };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    let number = |s: &str, max: i64| -> Option<i64> {
-        let ok = (1..=2).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-        ok.then(|| s.parse().ok()).flatten().filter(|n| *n <= max)
-    };
-    let day = number(day, 31).filter(|d| *d >= 1 && *d <= days_in_month(year, month))?;
-    let mut hms = time.split(':');
-    let (h, m, s) = (hms.next()?, hms.next()?, hms.next()?);
-    if hms.next().is_some() || [h, m, s].iter().any(|f| f.len() != 2) {
-        return None;
-    }
-    let (h, m, s) = (number(h, 23)?, number(m, 59)?, number(s, 59)?);
-    Some(crate::image::clock::days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
 }
 
 #[cfg(test)]

@@ -17,9 +17,6 @@ use crate::image::{Healthcheck, History, ImageConfig};
 /// The comment BuildKit puts on every history entry of a Dockerfile build.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
-/// The shell when the image sets none.
-pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
-
 /// A metadata instruction with a value the image cannot hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetaError {
@@ -73,7 +70,7 @@ impl ImageState {
     /// The shell that shell-form commands run under.
     pub fn shell(&self) -> Vec<String> {
         if self.config.config.shell.is_empty() {
-            DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
+            crate::exec::DEFAULT_SHELL.map(str::to_owned).to_vec()
         } else {
             self.config.config.shell.clone()
         }

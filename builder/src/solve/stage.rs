@@ -583,14 +583,12 @@ fn stack(state: &mut StageState, chain_id: Digest, record: &CacheRecord) {
     ));
 }
 
-/// The PATH BuildKit gives a Linux stage whose base sets none (`scratch` included).
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Adds [`DEFAULT_PATH`] to a base's environment when it has no PATH, as BuildKit does at FROM.
+/// Adds [`DEFAULT_PATH`](crate::exec::DEFAULT_PATH) to a base's environment when it has no
+/// PATH, as BuildKit does at FROM (`scratch` included).
 fn with_default_path(config: &mut ImageConfig) {
     let env = &mut config.config.env;
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.push(DEFAULT_PATH.to_owned());
+        env.push(format!("PATH={}", crate::exec::DEFAULT_PATH));
     }
 }
 

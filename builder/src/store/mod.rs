@@ -63,8 +63,8 @@ pub use remove::Removal;
 /// The OCI image-layout version kiln writes and reads.
 pub const LAYOUT_VERSION: &str = "1.0.0";
 
-/// The largest manifest or index kiln reads (reliability rule 7).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The largest manifest or index kiln reads (reliability rule 7): the registry client's limit.
+pub const MAX_MANIFEST_BYTES: u64 = kiln_registry::manifest::MAX_MANIFEST_BYTES;
 
 /// The largest image config kiln reads; configs carry the whole history, so more room.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;

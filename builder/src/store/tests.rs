@@ -300,7 +300,9 @@ fn read_manifest_checks_size_and_kind() {
     assert!(matches!(
         store.read_manifest(&as_docker),
         Err(StoreError::BadDocument {
-            source: image::ImageError::MediaTypeMismatch { .. },
+            source: image::ImageError::Manifest(
+                kiln_registry::manifest::ManifestError::MediaTypeMismatch { .. }
+            ),
             ..
         })
     ));

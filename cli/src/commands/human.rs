@@ -1,5 +1,5 @@
-//! Human-readable output as docker prints it: sizes (`4.26MB`), ages (`2 minutes ago`), RFC 3339
-//! timestamps read back, and tables aligned like Go's `tabwriter` in docker's settings.
+//! Human-readable output as docker prints it: sizes (`4.26MB`), ages (`2 minutes ago`) and tables
+//! aligned like Go's `tabwriter` in docker's settings.
 //!
 //! Every function is pure; the numbers follow docker's `go-units` package exactly, including
 //! its quirks (decimal units, three significant digits through Go's `%g`, so `999.7 kB` prints
@@ -66,58 +66,6 @@ pub fn duration(secs: u64) -> String {
         _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
         _ => format!("{} years", secs / 3600 / 24 / 365),
     }
-}
-
-/// Seconds since the Unix epoch of an RFC 3339 timestamp (`2024-02-29T12:00:00.5+01:00`), or
-/// `None` if it is not one. Fractions are dropped.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(range)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = &fraction[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let tz = rest.get(1..)?;
-            if tz.len() != 5 || tz.as_bytes()[2] != b':' {
-                return None;
-            }
-            let (h, m): (i64, i64) = (tz[..2].parse().ok()?, tz[3..].parse().ok()?);
-            sign * (h * 3600 + m * 60)
-        }
-    };
-    let days = kiln_builder::image::clock::days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
 }
 
 /// Rows aligned as docker's tables are (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`): each
@@ -197,25 +145,6 @@ mod tests {
         ];
         for (secs, expected) in table {
             assert_eq!(duration(secs), expected, "{secs}");
-        }
-    }
-
-    #[test]
-    fn rfc3339_table() {
-        let table: [(&str, Option<i64>); 10] = [
-            ("1970-01-01T00:00:00Z", Some(0)),
-            ("2024-02-29T12:00:00Z", Some(1_709_208_000)),
-            ("2024-02-29T12:00:00.123456789Z", Some(1_709_208_000)),
-            ("2024-02-29T13:30:00+01:30", Some(1_709_208_000)),
-            ("2024-02-29T10:00:00-02:00", Some(1_709_208_000)),
-            ("1969-12-31T23:59:59Z", Some(-1)),
-            ("2024-02-29", None),
-            ("2024-13-01T00:00:00Z", None),
-            ("2024-02-29T12:00:00", None),
-            ("2024-02-29T12:00:00.Z", None),
-        ];
-        for (s, expected) in table {
-            assert_eq!(parse_rfc3339(s), expected, "{s}");
         }
     }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use kiln_builder::image::clock;
 use kiln_registry::Reference;
 
 use super::lookup::{self, Tagged};
@@ -73,7 +74,7 @@ pub fn run(global: &Global, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                 .config
                 .created
                 .as_deref()
-                .and_then(human::parse_rfc3339),
+                .and_then(clock::parse_rfc3339),
             size: image.size(),
         });
     }
