@@ -182,9 +182,10 @@ fn environment_user_workdir_and_network() {
         ),
         "0\n/made/here\n"
     );
+    // The primary gid is a supplementary group too, as docker run sets it since CVE-2023-25173.
     assert_eq!(
         run_ok(&kiln, &["--user", "1234:5678", "busybox", "id"]),
-        "uid=1234 gid=5678\n"
+        "uid=1234 gid=5678 groups=5678\n"
     );
     let (code, _, stderr) = run(&kiln, &["-w", "relative", "busybox", "pwd"]);
     assert_eq!(code, 125, "{stderr}");

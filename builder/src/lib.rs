@@ -20,7 +20,8 @@
 //!   └─ export      an image's flattened root filesystem, as files or one tar
 //! ```
 //!
-//! The library never prints: it returns values and typed errors, and the `kiln` binary renders
+//! [`build::prepare`] and [`build::build`] are the entry point that runs this flow for one
+//! Dockerfile. The library never prints: it returns values and typed errors, and the `kiln` binary renders
 //! them.
 
 #![deny(missing_docs)]
@@ -28,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod archive;
+pub mod build;
 pub mod context;
 pub mod dockerfile;
 pub mod exec;

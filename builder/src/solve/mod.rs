@@ -26,7 +26,7 @@ use std::sync::{Mutex, mpsc};
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::Descriptor;
 
-use crate::context::{Visible, load_ignore};
+use crate::context::Visible;
 use crate::dockerfile::Location;
 use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
 use crate::image::{ImageConfig, MediaTypes};
@@ -82,8 +82,6 @@ pub enum Event<'a> {
 pub struct BuildOptions<'a> {
     /// The build context directory.
     pub context: &'a Path,
-    /// The Dockerfile's path (its `<name>.dockerignore` wins over the context's).
-    pub dockerfile: &'a Path,
     /// `--secret id=…` values.
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--label` values for the final image.
@@ -165,7 +163,7 @@ impl BuildError {
 }
 
 /// `BuildError::Step` with a cause, for `map_err`.
-fn step_err<E: Into<BoxError>>(
+pub(crate) fn step_err<E: Into<BoxError>>(
     location: Location,
     message: impl Into<String>,
 ) -> impl FnOnce(E) -> BuildError {
@@ -193,9 +191,11 @@ struct StageState {
     newest: Option<String>,
 }
 
-/// Runs `plan` and writes the target's image into `store`.
+/// Runs `plan` over the context filtered by the `ignore` patterns and writes the target's image
+/// into `store`, untagged ([`crate::build::build`] tags it).
 pub fn build(
     plan: &Plan,
+    ignore: &[String],
     store: &Store,
     images: &dyn BaseImages,
     options: &BuildOptions<'_>,
@@ -207,9 +207,7 @@ pub fn build(
         .map_err(step_err(here, "taking a lease on the store"))?;
     let snapshots = Snapshots::open(store, &Default::default())
         .map_err(step_err(here, "opening the snapshots"))?;
-    let (patterns, _) = load_ignore(options.context, options.dockerfile)
-        .map_err(step_err(here, "reading .dockerignore"))?;
-    let visible = Visible::walk(options.context, &patterns)
+    let visible = Visible::walk(options.context, ignore)
         .map_err(step_err(here, "reading the build context"))?;
     let solver = Solver {
         plan,

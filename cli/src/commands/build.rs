@@ -11,16 +11,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_builder::context::load_ignore;
+use kiln_builder::build::{Failure, Request};
+use kiln_builder::dockerfile::Location;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
-use kiln_builder::dockerfile::{Location, parse};
 use kiln_builder::exec::{Canceller, NetworkMode};
-use kiln_builder::ignore::PatternMatcher;
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
 use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::{Base, Plan, PlanOptions, Platform, Scope};
-use kiln_builder::solve::{self, BaseImages, BuildError, BuildOptions};
+use kiln_builder::solve::{BaseImages, BuildError, BuildOptions};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -116,56 +115,40 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .render()
     };
 
-    let file = match parse(&source) {
-        Ok(file) => file,
-        Err(e) => {
-            eprintln!("error: {}", located(&e.message, e.location));
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    for w in &file.warnings {
-        eprintln!("warning: {}", located(&w.message, w.location));
-    }
     let platform = match &args.platform {
         Some(p) => p.parse::<Platform>().context("--platform")?,
         None => Platform::host(),
     };
-    let options = PlanOptions {
-        build_args: build_args(&args.build_args),
-        target: args.target.clone(),
-        platform: platform.clone(),
+    let request = Request {
+        dockerfile: &source,
+        dockerfile_path: &dockerfile_path,
+        context: &args.context,
+        plan: PlanOptions {
+            build_args: build_args(&args.build_args),
+            target: args.target.clone(),
+            platform: platform.clone(),
+        },
     };
-    let plan = match Plan::new(&file, options) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: {}", located(&e.message, e.location));
+    let prepared = match kiln_builder::build::prepare(&request) {
+        Ok(prepared) => prepared,
+        Err(Failure::Dockerfile { message, location }) => {
+            eprintln!("error: {}", located(&message, location));
             return Ok(ExitCode::FAILURE);
         }
+        Err(e) => return Err(e.into()),
     };
-    for w in &plan.warnings {
+    for w in &prepared.warnings {
         match w.location {
             Some(location) => eprintln!("warning: {}", located(&w.message, location)),
             None => eprintln!("warning: {}", w.message),
         }
     }
-    check_ignore_file(&args.context, &dockerfile_path)?;
     if args.check {
-        return print_plan(&plan, &file_name, &located);
-    }
-    if platform != Platform::host()
-        && let Some(location) = first_run(&plan)
-    {
-        let message = format!(
-            "cannot RUN for {platform} on a {} host: kiln does not emulate other CPUs",
-            Platform::host()
-        );
-        eprintln!("error: {}", located(&message, location));
-        return Ok(ExitCode::FAILURE);
+        return print_plan(&prepared.plan, &file_name, &located);
     }
     let store = global.store()?;
     let options = BuildOptions {
         context: &args.context,
-        dockerfile: &dockerfile_path,
         secrets: secrets(&args.secrets)?,
         labels: args
             .labels
@@ -199,12 +182,15 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress
     };
-    let reporter = Reporter::new(mode, plan.order.len());
-    let built = solve::build(&plan, &store, &bases, &options, &|e| reporter.event(e));
+    let reporter = Reporter::new(mode, prepared.plan.order.len());
+    let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+    let built = kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &|e| {
+        reporter.event(e)
+    });
     reporter.finish();
     let built = match built {
         Ok(built) => built,
-        Err(e) => {
+        Err(Failure::Build(e)) => {
             let message = match &e {
                 BuildError::Cancelled { .. } => {
                     "the build was cancelled; nothing was tagged".into()
@@ -235,21 +221,18 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::FAILURE);
         }
+        Err(e) => return Err(e.into()),
     };
     let id = built.manifest.digest().clone();
     let config_digest = kiln_builder::image::image_id(&store.read_manifest(&built.manifest)?)?;
-    for tag in &tags {
-        store
-            .tag(&tag.to_string(), &built.manifest)
-            .with_context(|| format!("tagging {tag}"))?;
-        reporter.line(&format!("naming to {tag}"));
+    for name in &names {
+        reporter.line(&format!("naming to {name}"));
     }
     if let Some(file) = &args.iidfile {
         std::fs::write(file, config_digest.to_string())
             .with_context(|| format!("writing {}", file.display()))?;
     }
     if let Some(file) = &args.metadata_file {
-        let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
         let metadata = serde_json::json!({
             "containerimage.digest": id.to_string(),
             "containerimage.config.digest": config_digest.to_string(),
@@ -283,15 +266,6 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{config_digest}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where the first RUN of the stages the target needs is, if there is one.
-fn first_run(plan: &Plan) -> Option<Location> {
-    plan.order
-        .iter()
-        .flat_map(|&i| &plan.stages[i].steps)
-        .find(|step| matches!(step.instruction, Instruction::Run(_)))
-        .map(|step| step.location)
 }
 
 /// The error's message with its causes (the first line of the report).
@@ -393,16 +367,6 @@ fn build_args(given: &[String]) -> BTreeMap<String, String> {
             None => std::env::var(arg).ok().map(|v| (arg.clone(), v)),
         })
         .collect()
-}
-
-/// The `.dockerignore` that applies must be valid even when only checking.
-fn check_ignore_file(context: &Path, dockerfile: &Path) -> anyhow::Result<()> {
-    let (patterns, file) = load_ignore(context, dockerfile)?;
-    if let Err(e) = PatternMatcher::new(&patterns) {
-        let file = file.map_or_else(|| ".dockerignore".to_owned(), |f| f.display().to_string());
-        bail!("{file}: {e}");
-    }
-    Ok(())
 }
 
 fn print_plan(

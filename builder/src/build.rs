@@ -1,0 +1,173 @@
+//! The library's entry point for a build: Dockerfile text, a context and options in; an image
+//! in the store, tagged, out. The `kiln` binary only turns flags into a [`Request`] and
+//! [`BuildOptions`], renders [`Event`]s, warnings and [`Failure`]s, and writes outputs.
+//!
+//! Two calls, so that `kiln build --check` can stop half-way:
+//! - [`prepare`] parses and plans the Dockerfile, reads the `.dockerignore` that applies once
+//!   (its patterns are checked even when nothing is built), and refuses a RUN for a platform
+//!   the host cannot run, before anything is pulled or run;
+//! - [`build`] runs the prepared plan with the solver and tags the image with every name while
+//!   it still holds a lease on the store, so no concurrent prune collects the new blobs between
+//!   the last write and the tag. A build that fails tags nothing.
+
+use std::path::Path;
+
+use crate::context::{ContextError, load_ignore};
+use crate::dockerfile::instructions::Instruction;
+use crate::dockerfile::{Location, parse};
+use crate::ignore::{IgnoreError, PatternMatcher};
+use crate::plan::{Plan, PlanOptions, Platform};
+use crate::solve::{self, BaseImages, BuildError, BuildOptions, Built, Event};
+use crate::store::{Store, StoreError};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The Dockerfile's text.
+    pub dockerfile: &'a str,
+    /// The Dockerfile's path: a `<name>.dockerignore` beside it wins over the context's.
+    pub dockerfile_path: &'a Path,
+    /// The build context directory.
+    pub context: &'a Path,
+    /// Build args, target and platform.
+    pub plan: PlanOptions,
+}
+
+/// Something to tell the user that does not stop the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// What to say.
+    pub message: String,
+    /// Where, when it is in the Dockerfile.
+    pub location: Option<Location>,
+}
+
+/// A Dockerfile parsed and planned, with the context's ignore patterns: ready to build.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The stages the target needs.
+    pub plan: Plan,
+    /// Parser and planner warnings, in Dockerfile order of discovery.
+    pub warnings: Vec<Warning>,
+    /// The `.dockerignore` patterns that filter the context.
+    pub ignore: Vec<String>,
+}
+
+/// Why a build did not produce a tagged image.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The Dockerfile does not parse, does not plan, or asks what kiln cannot do.
+    #[error("{message}")]
+    Dockerfile {
+        /// What is wrong.
+        message: String,
+        /// Where.
+        location: Location,
+    },
+    /// The ignore file cannot be read.
+    #[error("reading .dockerignore")]
+    ReadIgnore(#[source] ContextError),
+    /// The ignore file has a pattern that does not compile.
+    #[error("{file}: {source}")]
+    Ignore {
+        /// The ignore file.
+        file: String,
+        /// Why.
+        source: IgnoreError,
+    },
+    /// A step failed, or the build was cancelled.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The image was built but a name could not be given to it.
+    #[error("tagging {name}")]
+    Tag {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Parses and plans `request`, and reads the ignore file that applies (see the module doc).
+pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
+    let dockerfile = |message: String, location| Failure::Dockerfile { message, location };
+    let file = parse(request.dockerfile).map_err(|e| dockerfile(e.message, e.location))?;
+    let mut warnings: Vec<Warning> = file
+        .warnings
+        .iter()
+        .map(|w| Warning {
+            message: w.message.clone(),
+            location: Some(w.location),
+        })
+        .collect();
+    let platform = request.plan.platform.clone();
+    let plan =
+        Plan::new(&file, request.plan.clone()).map_err(|e| dockerfile(e.message, e.location))?;
+    warnings.extend(plan.warnings.iter().map(|w| Warning {
+        message: w.message.clone(),
+        location: w.location,
+    }));
+    let (ignore, ignore_file) =
+        load_ignore(request.context, request.dockerfile_path).map_err(Failure::ReadIgnore)?;
+    if let Err(source) = PatternMatcher::new(&ignore) {
+        let file =
+            ignore_file.map_or_else(|| ".dockerignore".to_owned(), |f| f.display().to_string());
+        return Err(Failure::Ignore { file, source });
+    }
+    let host = Platform::host();
+    if platform != host
+        && let Some(location) = first_run(&plan)
+    {
+        return Err(dockerfile(
+            format!("cannot RUN for {platform} on a {host} host: kiln does not emulate other CPUs"),
+            location,
+        ));
+    }
+    Ok(Prepared {
+        plan,
+        warnings,
+        ignore,
+    })
+}
+
+/// Builds `prepared` into `store` and tags the image with every name in `tags`.
+pub fn build(
+    prepared: &Prepared,
+    store: &Store,
+    images: &dyn BaseImages,
+    options: &BuildOptions<'_>,
+    tags: &[String],
+    events: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Built, Failure> {
+    let _lease = store.lease().map_err(solve::step_err(
+        Location::default(),
+        "taking a lease on the store",
+    ))?;
+    let built = solve::build(
+        &prepared.plan,
+        &prepared.ignore,
+        store,
+        images,
+        options,
+        events,
+    )?;
+    for name in tags {
+        store
+            .tag(name, &built.manifest)
+            .map_err(|source| Failure::Tag {
+                name: name.clone(),
+                source,
+            })?;
+    }
+    Ok(built)
+}
+
+/// Where the first RUN of the stages the target needs is, if there is one.
+fn first_run(plan: &Plan) -> Option<Location> {
+    plan.order
+        .iter()
+        .flat_map(|&i| &plan.stages[i].steps)
+        .find(|step| matches!(step.instruction, Instruction::Run(_)))
+        .map(|step| step.location)
+}
