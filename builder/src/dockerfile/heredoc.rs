@@ -10,7 +10,7 @@ use super::shell::{Lexer, ShellError};
 use std::collections::BTreeMap;
 
 /// One heredoc attached to an instruction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Heredoc {
     /// The terminator word, unquoted (`EOF`).
     pub name: String,

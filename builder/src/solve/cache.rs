@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::ops::fetch::{Download, Validators};
 use crate::store::{Problem, Repair, Store, StoreError};
 
-/// Changes whenever what a key covers changes, so old records stop matching.
-const KEY_VERSION: &str = concat!("kiln build cache 1 (", env!("CARGO_PKG_VERSION"), ")");
+/// The key format: changes whenever what a key covers or how it is written changes, so old
+/// records stop matching. It is the same for every kiln build that writes this format, on every
+/// machine, so a cache exported by one runner is hit by another.
+const KEY_VERSION: &str = "kiln build cache 2";
 
 /// The layer a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,9 +48,14 @@ pub struct CacheRecord {
 }
 
 /// The inputs of one step, in order, hashed into its key.
+///
+/// Each input is an explicit serialised structure (strings, numbers and the instruction types'
+/// `Serialize` forms: field names and enum spellings are part of the format), written as
+/// canonical JSON: object keys sorted, no whitespace. Never `Debug` output, which may change
+/// with a compiler or a refactoring; the pinned keys in the tests below fail if a key moves.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyBuilder {
-    parts: Vec<(&'static str, String)>,
+    parts: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl KeyBuilder {
@@ -56,22 +63,29 @@ impl KeyBuilder {
     pub fn on(parent: &Digest) -> Self {
         Self {
             parts: vec![
-                ("version", KEY_VERSION.to_owned()),
-                ("parent", parent.to_string()),
+                ("version", KEY_VERSION.into()),
+                ("parent", parent.to_string().into()),
             ],
         }
     }
 
     /// Adds a named input.
-    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.parts.push((name, value.into()));
+    pub fn with(mut self, name: &'static str, value: impl Serialize) -> Self {
+        // Serialising plain data into a `Value` cannot fail (no maps with non-string keys).
+        let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+        self.parts.push((name, value));
         self
     }
 
-    /// The key: the sha256 of the inputs as a JSON array of `[name, value]` pairs.
+    /// The key: the sha256 of the inputs as a JSON array of `[name, value]` pairs. A
+    /// `serde_json::Value` object keeps its keys sorted, so the text is canonical.
     pub fn finish(self) -> Digest {
-        let json = serde_json::to_vec(&self.parts).unwrap_or_default();
-        Digest::of(&json)
+        Digest::of(self.text().as_bytes())
+    }
+
+    /// The canonical JSON text the key is the sha256 of.
+    pub fn text(&self) -> String {
+        serde_json::to_string(&self.parts).unwrap_or_default()
     }
 }
 

@@ -19,6 +19,9 @@ mod checksum;
 mod run;
 mod stage;
 
+#[cfg(test)]
+mod key_tests;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, mpsc};

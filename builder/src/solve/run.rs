@@ -10,11 +10,14 @@
 
 use std::collections::VecDeque;
 
+use super::cache::KeyBuilder;
 use super::stage::Announce;
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{MountType, Network, Run, RunMount, Sharing};
-use crate::exec::{CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, RunSpec};
+use crate::exec::{
+    CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, NetworkMode, RunSpec,
+};
 use crate::plan::{PROXY_ARGS, Scope};
 use crate::snapshot::Mutable;
 
@@ -56,16 +59,14 @@ impl Solver<'_> {
         }
         let created_by = format!("RUN {}", run_command_string(&spec.args, &state.scope));
 
-        let mut key = self
-            .key_on(state)
-            .with("instruction", format!("{run:?}"))
-            .with("args", json(&spec.args))
-            .with("env", json(&spec.env))
-            .with("declared", json(state.scope.args()))
-            .with("cwd", spec.cwd.as_str())
-            .with("user", spec.user.as_str())
-            .with("shell", json(&shell))
-            .with("network", format!("{:?}", spec.network));
+        let mut key = run_key(
+            self.key_on(state),
+            run,
+            &mounts,
+            &spec,
+            state.scope.args(),
+            &shell,
+        );
         for m in mounts.iter().filter(|m| m.kind == MountType::Bind) {
             let source = m.source.clone().unwrap_or_default();
             let content = match &m.from {
@@ -79,7 +80,7 @@ impl Solver<'_> {
                     .to_string(),
                 Some(from) => self.key_of_from(from, location)?,
             };
-            key = key.with("bind", content);
+            key = key.with("bind", &content);
         }
 
         // Proxy build args reach RUN without being declared (and stay out of history and the
@@ -233,8 +234,32 @@ impl Solver<'_> {
     }
 }
 
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
+/// A RUN's key inputs besides what its bind mounts read (see the module doc): the command as
+/// written and expanded, its parsed mounts, the argv the shell makes of it, the environment,
+/// the ARGs declared so far, the working directory, user, shell and network.
+pub(super) fn run_key(
+    on: KeyBuilder,
+    run: &Run,
+    mounts: &[RunMount],
+    spec: &RunSpec,
+    declared: &[(String, Option<String>)],
+    shell: &[String],
+) -> KeyBuilder {
+    on.with("command", &run.command)
+        .with("mounts", mounts)
+        .with("args", &spec.args)
+        .with("env", &spec.env)
+        .with("declared", declared)
+        .with("cwd", &spec.cwd)
+        .with("user", &spec.user)
+        .with("shell", shell)
+        .with(
+            "network",
+            match spec.network {
+                NetworkMode::Host => "host",
+                NetworkMode::None => "none",
+            },
+        )
 }
 
 /// BuildKit's `runCommandString`: the declared ARGs with their values (`|2 A=1 B=2`), then

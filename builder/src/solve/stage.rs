@@ -13,7 +13,7 @@ use crate::dockerfile::Location;
 use crate::dockerfile::instructions::{Add, Copy, Instruction};
 use crate::error_chain;
 use crate::image::{ImageConfig, descriptor};
-use crate::layer::Root;
+use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
@@ -21,8 +21,31 @@ use crate::plan::{Base, Scope, Step, onbuild_steps};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
+/// The key inputs every filesystem step shares: the key of the filesystem it runs on, and
+/// what else decides the layer's bytes.
+pub(super) fn key_on(
+    parent: &Digest,
+    source_date_epoch: Option<i64>,
+    compression: Compression,
+) -> KeyBuilder {
+    KeyBuilder::on(parent)
+        .with("source_date_epoch", source_date_epoch)
+        .with("compression", compression.media_type())
+}
+
+/// A COPY's or ADD's key inputs besides the content of its sources: the instruction, expanded,
+/// and the working directory its relative paths start from.
+pub(super) fn copy_key(on: KeyBuilder, kind: CopyKind<'_>, workdir: &str) -> KeyBuilder {
+    match kind {
+        CopyKind::Copy(c) => on.with("copy", c),
+        CopyKind::Add(a) => on.with("add", a),
+    }
+    .with("workdir", workdir)
+}
+
 /// COPY or ADD, which share the file op.
-enum CopyKind<'a> {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CopyKind<'a> {
     Copy(&'a Copy),
     Add(&'a Add),
 }
@@ -189,12 +212,11 @@ impl Solver<'_> {
 
     /// The key inputs every filesystem step shares: what else decides the layer's bytes.
     pub(super) fn key_on(&self, state: &StageState) -> KeyBuilder {
-        KeyBuilder::on(&state.key)
-            .with(
-                "source_date_epoch",
-                format!("{:?}", self.options.source_date_epoch),
-            )
-            .with("compression", self.options.compression.media_type())
+        key_on(
+            &state.key,
+            self.options.source_date_epoch,
+            self.options.compression,
+        )
     }
 
     /// A filesystem step through the cache: with a record for `key` (and `--no-cache` not
@@ -396,7 +418,7 @@ impl Solver<'_> {
         location: Location,
         announce: Announce<'_>,
     ) -> Result<(), BuildError> {
-        let (keyword, files, flags, from, parents, unpack, checksum, debug) = match kind {
+        let (keyword, files, flags, from, parents, unpack, checksum) = match kind {
             CopyKind::Copy(c) => (
                 "COPY",
                 &c.files,
@@ -405,7 +427,6 @@ impl Solver<'_> {
                 c.parents,
                 Unpack::Never,
                 None,
-                format!("{c:?}"),
             ),
             CopyKind::Add(a) => (
                 "ADD",
@@ -415,18 +436,13 @@ impl Solver<'_> {
                 false,
                 Unpack::for_add(a.unpack),
                 a.checksum.as_deref(),
-                format!("{a:?}"),
             ),
         };
         let workdir = state.image.config.config.working_dir.clone();
-        let mut key = Some(
-            self.key_on(state)
-                .with("instruction", debug)
-                .with("workdir", workdir.as_str()),
-        );
+        let mut key = Some(copy_key(self.key_on(state), kind, &workdir));
         if let Some(from) = from {
             let key_of_from = self.key_of_from(from, location)?;
-            key = key.map(|k| k.with("from", key_of_from));
+            key = key.map(|k| k.with("from", &key_of_from));
         }
         // An unpinned URL is asked for now and the step keyed on its body (BuildKit's HTTP
         // source), so an unchanged file leaves this step and the next ones cached. The request
@@ -463,8 +479,10 @@ impl Solver<'_> {
                             record
                         }
                     };
-                    let content = format!("{} {:?}", record.digest, record.last_modified);
-                    key.map(|k| k.with("download", content))
+                    key.map(|k| {
+                        k.with("download", record.digest.to_string())
+                            .with("last_modified", record.last_modified)
+                    })
                 }
                 (None, false, _) => {
                     let sum = self.sums.of_source(source).map_err(step_err(

@@ -47,7 +47,7 @@ impl InstructionError {
 
 /// A command for RUN, CMD, ENTRYPOINT or HEALTHCHECK: exec form, or shell form to be run by the
 /// image's SHELL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Command {
     /// Exec form: the argv. Shell form: one element, the whole command text.
     pub args: Vec<String>,
@@ -76,7 +76,7 @@ pub struct ArgDecl {
 }
 
 /// A source given inline as a heredoc (`COPY <<EOF /dst`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InlineSource {
     /// The heredoc's name, which is also the file name.
     pub name: String,
@@ -87,7 +87,7 @@ pub struct InlineSource {
 }
 
 /// Sources and destination of COPY or ADD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Files {
     /// Paths (or URLs, for ADD) as written.
     pub sources: Vec<String>,
@@ -100,7 +100,7 @@ pub struct Files {
 }
 
 /// Flags shared by COPY and ADD.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct FileFlags {
     /// `--chown=user[:group]`.
     pub chown: Option<String>,
@@ -113,7 +113,7 @@ pub struct FileFlags {
 }
 
 /// COPY.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Copy {
     /// What to copy where.
     pub files: Files,
@@ -126,7 +126,7 @@ pub struct Copy {
 }
 
 /// ADD.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Add {
     /// What to add where.
     pub files: Files,
@@ -141,7 +141,8 @@ pub struct Add {
 }
 
 /// `RUN --network=…`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Network {
     /// The builder's default (the host's network, as `docker build` has).
     Default,

@@ -8,7 +8,8 @@
 use super::InstructionError;
 
 /// The kinds of `RUN --mount`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MountType {
     /// A directory or file from the context or a stage, read-only by default.
     Bind,
@@ -41,7 +42,8 @@ impl MountType {
 }
 
 /// How concurrent builds share a cache mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Sharing {
     /// Everyone uses the same directory at once (the default).
     Shared,
@@ -52,7 +54,7 @@ pub enum Sharing {
 }
 
 /// One parsed `--mount`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunMount {
     /// The kind of mount.
     pub kind: MountType,
