@@ -7,9 +7,10 @@
 //!   └─ dockerfile  text → AST with spans → typed instructions; ${VAR} expansion
 //!   └─ ignore      .dockerignore patterns, anchored at the context root
 //!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
-//!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs
+//!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs;
+//!                  lowering: each stage's steps (ONBUILD first), expanded → ops (exec, copy, meta)
 //!   └─ ops         what steps do: metadata and history (meta), COPY and ADD (file)
-//!   └─ solve       runs the plan: stages in order, each step on snapshots, layers into the store
+//!   └─ solve       runs the ops: stages in order, each step on snapshots, layers into the store
 //!   └─ user        the image's /etc/passwd and /etc/group: USER and --chown resolution
 //!   └─ exec        RUN in a sandbox of namespaces over a snapshot: mounts, user, process tree
 //!   └─ snapshot    layers unpacked once per chainID; overlayfs (or copy) roots; change → layer
@@ -21,8 +22,8 @@
 //! ```
 //!
 //! [`build::prepare`] and [`build::build`] are the entry point that runs this flow for one
-//! Dockerfile. The library never prints: it returns values and typed errors, and the `kiln` binary renders
-//! them.
+//! Dockerfile. The library never prints: it returns values and typed errors, and the `kiln`
+//! binary renders them.
 
 #![deny(missing_docs)]
 // The rule above, enforced by clippy. Unit tests may print (skips, timings) to the harness.

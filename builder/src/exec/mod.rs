@@ -41,7 +41,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::user::{ExecUser, UserError};
 
-use crate::dockerfile::instructions::{Command, Network, Run};
+use crate::plan::ExecOp;
+use crate::plan::lower::{Command, Network};
 use crate::plan::scope::Scope;
 
 pub use mounts::{CacheDir, CacheMounts, CacheOwner, Mount, MountKind};
@@ -166,11 +167,11 @@ impl RunSpec {
         }
     }
 
-    /// The spec of a RUN instruction (already expanded) in `scope` (ENV and the ARGs in
+    /// The spec of a lowered RUN in `scope` (ENV and the ARGs in
     /// scope), with the stage's SHELL (empty for the default), WORKDIR and USER, and its
     /// `--mount`s as the caller resolved them, one per `run.mounts` entry.
     pub fn for_run(
-        run: &Run,
+        run: &ExecOp,
         scope: &Scope,
         shell: &[String],
         workdir: &str,

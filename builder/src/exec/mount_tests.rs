@@ -7,13 +7,19 @@ use std::path::Path;
 
 use super::tests::{Ran, ok, rootfs, run_in, sh};
 use super::*;
-use crate::dockerfile::instructions::{Instruction, Sharing};
+use crate::dockerfile::instructions::Sharing;
 
-/// The RUN of a one-instruction Dockerfile.
-fn run_of(dockerfile: &str) -> Run {
-    let file = crate::dockerfile::parse(dockerfile).unwrap();
-    match Instruction::from_node(&file.instructions[0]).unwrap() {
-        Instruction::Run(run) => run,
+/// The RUN of a `FROM scratch` Dockerfile with one more line, lowered.
+fn run_of(line: &str) -> ExecOp {
+    let file = crate::dockerfile::parse(&format!("FROM scratch\n{line}")).unwrap();
+    let plan = crate::plan::Plan::new(&file, Default::default()).unwrap();
+    match plan
+        .lower_stage(0, &[], Scope::new(Vec::new()))
+        .unwrap()
+        .remove(0)
+        .op
+    {
+        crate::plan::Op::Exec(run) => run,
         other => panic!("not a RUN: {other:?}"),
     }
 }

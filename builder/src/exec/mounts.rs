@@ -26,7 +26,7 @@ use rustix::fs::{CWD, FlockOperation, Gid, Mode, RenameFlags, Uid};
 use rustix::io::Errno;
 
 use super::ExecError;
-use crate::dockerfile::instructions::Sharing;
+use crate::plan::lower::Sharing;
 
 /// Something mounted at a path inside the RUN.
 #[derive(Clone, PartialEq, Eq)]

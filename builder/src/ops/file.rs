@@ -39,12 +39,12 @@ use std::path::{Path, PathBuf};
 use kiln_registry::{Digest, DigestError};
 
 use crate::context::Visible;
-use crate::dockerfile::instructions::InlineSource;
 use crate::ignore::{IgnoreError, PatternMatcher, clean};
 use crate::layer::{
     ApplyError, ApplyMode, ApplyOptions, EntryHeader, EntryKind, LayerError, Root, TarBuilder,
     apply_layer,
 };
+use crate::plan::lower::InlineSource;
 
 use super::chmod::Chmod;
 use super::fetch::{self, Download, FetchError, FetchOptions};
@@ -69,7 +69,8 @@ pub struct Source<'a> {
 }
 
 /// Which sources are extracted when they are tar archives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unpack {
     /// Nothing: COPY, and `ADD --unpack=false`.
     Never,

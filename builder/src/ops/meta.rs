@@ -2,7 +2,8 @@
 //! STOPSIGNAL, SHELL, HEALTHCHECK, MAINTAINER, ONBUILD and ARG do to the image config, and the
 //! history entry each one writes, as BuildKit's `dockerfile2llb` dispatch does.
 //!
-//! Instructions arrive expanded (see [`crate::plan::Plan::expand_stage`]). The rules people
+//! Instructions arrive lowered ([`MetaOp`], see [`crate::plan::lower`]): expanded, and their
+//! ports, signal and health check validated. The rules people
 //! trip over are kept on purpose: ENTRYPOINT clears an inherited CMD unless this stage set one;
 //! CMD sets `ArgsEscaped`; shell forms run through the image's SHELL (default `/bin/sh -c`);
 //! WORKDIR is joined to the previous one and cleaned; ONBUILD adds a trigger and no history.
@@ -10,9 +11,9 @@
 
 use std::fmt::Write as _;
 
-use crate::dockerfile::instructions::{Healthcheck as HealthInstruction, Instruction};
 use crate::dockerfile::parser::go_quote;
 use crate::image::{Healthcheck, History, ImageConfig};
+use crate::plan::{CommandLine, MetaOp};
 
 /// The comment BuildKit puts on every history entry of a Dockerfile build.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -112,60 +113,55 @@ impl ImageState {
         self.commit(format!("ARG {}", parts.join(" ")), false, false);
     }
 
-    /// Applies an expanded metadata instruction to the config and records its history entry.
-    /// WORKDIR returns the directory the caller must create (a layer, unless it is `/`).
-    pub fn apply(&mut self, instruction: &Instruction) -> Result<Option<String>, MetaError> {
-        let change = self.change(instruction)?;
+    /// Applies a metadata op to the config and records its history entry. WORKDIR returns the
+    /// directory the caller must create (a layer, unless it is `/`).
+    pub fn apply(&mut self, op: &MetaOp) -> Option<String> {
+        let change = self.change(op);
         if let Some(created_by) = change.created_by {
             let with_layer = change.workdir.is_some();
             self.commit(created_by, with_layer, false);
         }
-        Ok(change.workdir)
+        change.workdir
     }
 
-    /// Applies an expanded metadata instruction to the config only (`kiln import --change`
-    /// records no history), returning what [`ImageState::apply`] records.
-    pub fn change(&mut self, instruction: &Instruction) -> Result<Change, MetaError> {
-        let cfg = &mut self.config.config;
-        let created_by = match instruction {
-            Instruction::Env(pairs) => {
+    /// Applies a metadata op to the config only (`kiln import --change` records no history),
+    /// returning what [`ImageState::apply`] records.
+    pub fn change(&mut self, op: &MetaOp) -> Change {
+        let line = |state: &Self, line: &CommandLine| match line {
+            CommandLine::Exec(args) => args.clone(),
+            CommandLine::Shell(text) => state.with_shell(std::slice::from_ref(text)),
+        };
+        let created_by = match op {
+            MetaOp::Env(pairs) => {
                 let mut message = String::from("ENV");
-                for kv in pairs {
-                    let _ = write!(message, " {}={}", kv.key, kv.value);
-                    set_env(&mut cfg.env, &kv.key, &kv.value);
+                for (key, value) in pairs {
+                    let _ = write!(message, " {key}={value}");
+                    set_env(&mut self.config.config.env, key, value);
                 }
                 message
             }
-            Instruction::Label(pairs) => {
+            MetaOp::Label(pairs) => {
                 let mut message = String::from("LABEL");
-                for kv in pairs {
-                    let _ = write!(message, " {}={}", kv.key, kv.value);
-                    cfg.labels.insert(kv.key.clone(), kv.value.clone());
+                for (key, value) in pairs {
+                    let _ = write!(message, " {key}={value}");
+                    self.config.config.labels.insert(key.clone(), value.clone());
                 }
                 message
             }
-            Instruction::Maintainer(name) => {
+            MetaOp::Maintainer(name) => {
                 self.config.author = Some(name.clone());
                 format!("MAINTAINER {name}")
             }
-            Instruction::Cmd(command) => {
-                let args = if command.prepend_shell {
-                    self.with_shell(&command.args)
-                } else {
-                    command.args.clone()
-                };
+            MetaOp::Cmd(command) => {
+                let args = line(self, command);
                 let cfg = &mut self.config.config;
                 cfg.cmd = Some(args.clone());
                 cfg.args_escaped = true;
                 self.cmd_set = true;
                 format!("CMD {}", go_list(&args))
             }
-            Instruction::Entrypoint(command) => {
-                let args = if command.prepend_shell {
-                    self.with_shell(&command.args)
-                } else {
-                    command.args.clone()
-                };
+            MetaOp::Entrypoint(command) => {
+                let args = line(self, command);
                 let cfg = &mut self.config.config;
                 cfg.entrypoint = Some(args.clone());
                 if !self.cmd_set {
@@ -173,70 +169,41 @@ impl ImageState {
                 }
                 format!("ENTRYPOINT {}", go_list(&args))
             }
-            Instruction::Healthcheck(check) => {
-                let health = match check {
-                    HealthInstruction::None => Healthcheck {
-                        test: vec!["NONE".to_owned()],
-                        ..Healthcheck::default()
-                    },
-                    HealthInstruction::Check {
-                        test,
-                        interval,
-                        timeout,
-                        start_period,
-                        start_interval,
-                        retries,
-                    } => Healthcheck {
-                        test: test.clone(),
-                        interval: nanos(*interval),
-                        timeout: nanos(*timeout),
-                        start_period: nanos(*start_period),
-                        start_interval: nanos(*start_interval),
-                        retries: i64::try_from(*retries).unwrap_or(i64::MAX),
-                        ..Healthcheck::default()
-                    },
-                };
-                let message = format!("HEALTHCHECK {}", go_health(&health));
-                cfg.healthcheck = Some(health);
-                message
+            MetaOp::Healthcheck(health) => {
+                self.config.config.healthcheck = Some(health.clone());
+                format!("HEALTHCHECK {}", go_health(health))
             }
-            Instruction::Expose(ports) => {
-                let mut added = std::collections::BTreeSet::new();
-                for spec in ports {
-                    added.extend(parse_port_spec(spec)?);
-                }
-                cfg.exposed_ports.extend(added.iter().cloned());
-                let shown: Vec<String> = added.iter().map(|p| format!("{p}:{{}}")).collect();
+            MetaOp::Expose(ports) => {
+                let cfg = &mut self.config.config;
+                cfg.exposed_ports.extend(ports.iter().cloned());
+                let shown: Vec<String> = ports.iter().map(|p| format!("{p}:{{}}")).collect();
                 format!("EXPOSE map[{}]", shown.join(" "))
             }
-            Instruction::User(user) => {
-                cfg.user = user.clone();
+            MetaOp::User(user) => {
+                self.config.config.user = user.clone();
                 format!("USER {user}")
             }
-            Instruction::Volume(paths) => {
-                cfg.volumes.extend(paths.iter().cloned());
+            MetaOp::Volume(paths) => {
+                self.config.config.volumes.extend(paths.iter().cloned());
                 format!("VOLUME [{}]", paths.join(" "))
             }
-            Instruction::StopSignal(signal) => {
-                parse_signal(signal)?;
-                cfg.stop_signal = signal.clone();
+            MetaOp::StopSignal(signal) => {
+                self.config.config.stop_signal = signal.clone();
                 format!("STOPSIGNAL {signal}")
             }
-            Instruction::Shell(shell) => {
-                cfg.shell = shell.clone();
+            MetaOp::Shell(shell) => {
+                self.config.config.shell = shell.clone();
                 format!("SHELL [{}]", shell.join(" "))
             }
-            Instruction::OnBuild(expression) => {
-                cfg.on_build.push(expression.clone());
-                return Ok(Change {
+            MetaOp::OnBuild(expression) => {
+                self.config.config.on_build.push(expression.clone());
+                return Change {
                     created_by: None,
                     workdir: None,
-                });
+                };
             }
-            Instruction::Workdir(path) => {
-                if path.is_empty() {
-                    return Err(MetaError::EmptyWorkdir);
-                }
+            MetaOp::Workdir(path) => {
+                let cfg = &mut self.config.config;
                 let joined = if path.starts_with('/') {
                     path.clone()
                 } else {
@@ -246,21 +213,16 @@ impl ImageState {
                 cfg.working_dir = dir.clone();
                 // BuildKit creates the directory (a layer) unless it is the root; the entry has
                 // no ` # buildkit` suffix because it is committed without a state.
-                return Ok(Change {
+                return Change {
                     created_by: Some(format!("WORKDIR {dir}")),
                     workdir: (dir != "/").then_some(dir),
-                });
+                };
             }
-            other @ (Instruction::From(_)
-            | Instruction::Run(_)
-            | Instruction::Copy(_)
-            | Instruction::Add(_)
-            | Instruction::Arg(_)) => return Err(MetaError::NotMetadata(other.keyword())),
         };
-        Ok(Change {
+        Change {
             created_by: Some(created_by),
             workdir: None,
-        })
+        }
     }
 }
 
@@ -274,10 +236,6 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
         Some(existing) => *existing = entry,
         None => env.push(entry),
     }
-}
-
-fn nanos(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.

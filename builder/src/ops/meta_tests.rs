@@ -1,8 +1,10 @@
 //! Metadata op tests: config effects and history strings as BuildKit writes them.
 
 use super::*;
+use crate::dockerfile::instructions::Instruction;
 use crate::dockerfile::parse;
 use crate::image::ImageConfig;
+use crate::plan::lower_meta;
 
 /// Applies every instruction of a `FROM scratch` Dockerfile (ARGs recorded without values) and
 /// returns the state.
@@ -22,7 +24,7 @@ fn run(dockerfile: &str) -> Result<ImageState, MetaError> {
             state.commit_arg(&resolved);
             continue;
         }
-        state.apply(&instruction)?;
+        state.apply(&lower_meta(instruction)?);
     }
     Ok(state)
 }
@@ -107,9 +109,7 @@ fn entrypoint_clears_inherited_cmd_but_keeps_this_stages() {
     base.config.cmd = Some(vec!["sh".into()]);
     let mut state = ImageState::new(base, None);
     let file = parse("ENTRYPOINT [\"/e\"]").unwrap();
-    state
-        .apply(&Instruction::from_node(&file.instructions[0]).unwrap())
-        .unwrap();
+    state.apply(&lower_meta(Instruction::from_node(&file.instructions[0]).unwrap()).unwrap());
     assert_eq!(state.config.config.cmd, None);
     // A CMD set earlier in the same stage survives, whatever the order.
     let state = run("CMD [\"x\"]\nENTRYPOINT [\"/e\"]").unwrap();

@@ -7,6 +7,7 @@
 //! target's dependencies are walked so unused stages are skipped; a cycle or an unknown stage is
 //! an error with the line. Per-stage variable scoping lives in [`scope`].
 
+pub mod lower;
 pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,7 @@ use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Dockerfile, Location};
 
 pub use kiln_registry::Platform;
+pub use lower::{CommandLine, CopyKeyword, CopyOp, ExecOp, Lowered, MetaOp, Op, lower_meta};
 pub use scope::{Scope, ScopeExpander};
 
 /// What the caller chooses for a build.
@@ -443,7 +445,6 @@ fn resolve_sources(
     options: &PlanOptions,
 ) -> Result<(), PlanError> {
     let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
-    let count = stages.len();
     for stage in stages.iter_mut() {
         let mut scope = Scope::new(Vec::new());
         let mut sources = BTreeMap::new();
@@ -474,38 +475,64 @@ fn resolve_sources(
             for from in froms {
                 let from =
                     ScopeExpander::new(lexer, &scope.env_map()).word_at(&from, step.location)?;
-                let lower = from.to_ascii_lowercase();
-                let source = if let Some(j) = names
-                    .iter()
-                    .position(|n| n.as_deref() == Some(lower.as_str()))
-                {
-                    Source::Stage(j)
-                } else if let Ok(j) = from.parse::<usize>() {
-                    if j >= count {
-                        return Err(plan_err(
-                            format!("invalid stage index {j}: the Dockerfile has {count} stages"),
-                            step.location,
-                        ));
-                    }
-                    Source::Stage(j)
-                } else {
-                    Source::Image(parse_reference(&from, step.location)?)
-                };
-                if source == Source::Stage(stage.index) {
-                    return Err(plan_err(
-                        format!(
-                            "circular dependency detected on stage: {}",
-                            stage.display_name()
-                        ),
-                        step.location,
-                    ));
-                }
+                let source = source_of(&names, stage, &from, step.location)?;
                 sources.entry(i).or_insert_with(Vec::new).push(source);
             }
         }
         stage.sources = sources;
     }
     Ok(())
+}
+
+/// What `--from=from` names in `stage`: a stage by name or index, else an image. A stage
+/// cannot take files from itself.
+fn source_of(
+    names: &[Option<String>],
+    stage: &Stage,
+    from: &str,
+    location: Location,
+) -> Result<Source, PlanError> {
+    let lower = from.to_ascii_lowercase();
+    let count = names.len();
+    let source = if let Some(j) = names
+        .iter()
+        .position(|n| n.as_deref() == Some(lower.as_str()))
+    {
+        Source::Stage(j)
+    } else if let Ok(j) = from.parse::<usize>() {
+        if j >= count {
+            return Err(plan_err(
+                format!("invalid stage index {j}: the Dockerfile has {count} stages"),
+                location,
+            ));
+        }
+        Source::Stage(j)
+    } else {
+        Source::Image(parse_reference(from, location)?)
+    };
+    if source == Source::Stage(stage.index) {
+        return Err(plan_err(
+            format!(
+                "circular dependency detected on stage: {}",
+                stage.display_name()
+            ),
+            location,
+        ));
+    }
+    Ok(source)
+}
+
+impl Plan {
+    /// What `--from=from` names in stage `index` (see [`source_of`]).
+    pub(crate) fn source_named(
+        &self,
+        index: usize,
+        from: &str,
+        location: Location,
+    ) -> Result<Source, PlanError> {
+        let names: Vec<Option<String>> = self.stages.iter().map(|s| s.name.clone()).collect();
+        source_of(&names, &self.stages[index], from, location)
+    }
 }
 
 /// The stages `target` needs, dependencies first, by a depth-first walk that reports cycles.

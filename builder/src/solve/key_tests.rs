@@ -4,12 +4,11 @@
 
 use super::cache::{KeyBuilder, base_key};
 use super::run::run_key;
-use super::stage::{CopyKind, copy_key, key_on};
-use crate::dockerfile::instructions::{Instruction, RunMount};
+use super::stage::{copy_key, key_on};
 use crate::dockerfile::parse;
 use crate::exec::RunSpec;
 use crate::layer::Compression;
-use crate::plan::{Plan, PlanOptions, Scope};
+use crate::plan::{ExecOp, Op, Plan, PlanOptions, Scope};
 
 const DOCKERFILE: &str = "\
 FROM scratch
@@ -18,39 +17,33 @@ COPY --chown=1:2 --chmod=644 --exclude=*.md a b /dest/
 ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 https://example.com/x.tgz /x
 ";
 
-/// The keys of the three filesystem steps of [`DOCKERFILE`] on a fixed parent, and the text
-/// the COPY's key hashes.
+/// The keys of the three filesystem steps of [`DOCKERFILE`], lowered, on a fixed parent, and
+/// the text the COPY's key hashes.
 fn keys() -> ([String; 4], String) {
     let file = parse(DOCKERFILE).unwrap();
     let plan = Plan::new(&file, PlanOptions::default()).unwrap();
-    let steps = &plan.stages[0].steps;
+    let scope = Scope::new(vec![("PATH".into(), "/usr/bin:/bin".into())]);
+    let steps = plan.lower_stage(0, &[], scope.clone()).unwrap();
     let parent = base_key("image sha256:5d41402abc4b2a76b9719d911017c592");
     let on = || -> KeyBuilder { key_on(&parent, Some(1_700_000_000), Compression::None) };
-    let Instruction::Run(run) = &steps[0].instruction else {
+    let Op::Exec(run) = &steps[0].op else {
         panic!("{:?}", steps[0])
     };
-    let mounts: Vec<RunMount> = run
-        .mounts
-        .iter()
-        .map(|m| RunMount::parse(m, &mut |v| Ok(v.to_owned())).unwrap())
-        .collect();
-    let mut bare = run.clone();
-    bare.mounts.clear();
-    let scope = Scope::new(vec![("PATH".into(), "/usr/bin:/bin".into())]);
     let shell = ["/bin/sh".to_owned(), "-c".to_owned()];
+    let bare = ExecOp {
+        mounts: Vec::new(),
+        ..run.clone()
+    };
     let spec = RunSpec::for_run(&bare, &scope, &shell, "/src", "1000", Vec::new()).unwrap();
     let declared = [("V".to_owned(), Some("1".to_owned()))];
-    let run = run_key(on(), run, &mounts, &spec, &declared, &shell).finish();
-    let Instruction::Copy(copy) = &steps[1].instruction else {
-        panic!("{:?}", steps[1])
+    let run = run_key(on(), run, &spec, &declared, &shell).finish();
+    let (Op::Copy(copy), Op::Copy(add)) = (&steps[1].op, &steps[2].op) else {
+        panic!("{:?}", &steps[1..])
     };
-    let copy = copy_key(on(), CopyKind::Copy(copy), "/src");
+    let copy = copy_key(on(), copy, "/src");
     let text = copy.text();
     let copy = copy.finish();
-    let Instruction::Add(add) = &steps[2].instruction else {
-        panic!("{:?}", steps[2])
-    };
-    let add = copy_key(on(), CopyKind::Add(add), "/").finish();
+    let add = copy_key(on(), add, "/").finish();
     ([parent, run, copy, add].map(|d| d.to_string()), text)
 }
 
@@ -62,8 +55,8 @@ fn keys_are_pinned() {
         [
             "sha256:ae1cb1dfe0516b57e802d933223479ada5dc622d73f4eced0dccd9bb06af5b91",
             "sha256:0f258e3b874b35d414cc96f627fddd72579d906ff27b3b1f877702c2ab8bcd2d",
-            "sha256:98b410ef36cd8b3ac89a7705acc09e6ede33f35caeecb1f101ff209a29737d43",
-            "sha256:0469481f59d7ea0c65243b3d468546fe75e9895fc8f84a53bef7e174267b3c49",
+            "sha256:bc0782237397438786bd75104959fe82307da9da922d3d9c81b1d6e90d989ebb",
+            "sha256:003c8c49d223113102172a075e3c5294ae17964b39a70d0d1272d85139cc2361",
         ]
     );
     // What a key hashes: named inputs in order, each canonical JSON (object keys sorted).
@@ -74,9 +67,10 @@ fn keys_are_pinned() {
             r#"["parent","sha256:ae1cb1dfe0516b57e802d933223479ada5dc622d73f4eced0dccd9bb06af5b91"],"#,
             r#"["source_date_epoch",1700000000],"#,
             r#"["compression","application/vnd.oci.image.layer.v1.tar"],"#,
-            r#"["copy",{"files":{"dest":"/dest/","inline":[],"json":false,"sources":["a","b"]},"#,
+            r#"["copy",{"checksum":null,"#,
+            r#""files":{"dest":"/dest/","inline":[],"json":false,"sources":["a","b"]},"#,
             r#""flags":{"chmod":"644","chown":"1:2","excludes":["*.md"],"link":false},"#,
-            r#""from":null,"parents":false}],"#,
+            r#""keep_git_dir":false,"keyword":"copy","parents":false,"unpack":"never"}],"#,
             r#"["workdir","/src"]]"#
         )
     );

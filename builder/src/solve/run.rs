@@ -14,11 +14,11 @@ use super::cache::KeyBuilder;
 use super::stage::Announce;
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
-use crate::dockerfile::instructions::{MountType, Network, Run, RunMount, Sharing};
 use crate::exec::{
     CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, NetworkMode, RunSpec,
 };
-use crate::plan::{PROXY_ARGS, Scope};
+use crate::plan::lower::{MountType, Network, Sharing};
+use crate::plan::{ExecOp, PROXY_ARGS, Scope};
 use crate::snapshot::Mutable;
 
 /// How many output lines a failed RUN's error keeps.
@@ -28,21 +28,18 @@ impl Solver<'_> {
     pub(super) fn run(
         &self,
         state: &mut StageState,
-        run: &Run,
+        run: &ExecOp,
         location: Location,
         stage: &str,
         announce: Announce<'_>,
     ) -> Result<(), BuildError> {
-        let mounts = run
-            .mounts
-            .iter()
-            .map(|spec| {
-                RunMount::parse(spec, &mut |v| Ok(v.to_owned()))
-                    .map_err(|e| BuildError::at(location, e.message))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut bare = run.clone();
-        bare.mounts.clear();
+        // The mounts are resolved when the step runs (their sources may need building or
+        // pulling); the spec starts without them.
+        let bare = ExecOp {
+            mounts: Vec::new(),
+            sources: Vec::new(),
+            ..run.clone()
+        };
         let shell = state.image.shell();
         let config = &state.image.config.config;
         let mut spec = RunSpec::for_run(
@@ -59,17 +56,13 @@ impl Solver<'_> {
         }
         let created_by = format!("RUN {}", run_command_string(&spec.args, &state.scope));
 
-        let mut key = run_key(
-            self.key_on(state),
-            run,
-            &mounts,
-            &spec,
-            state.scope.args(),
-            &shell,
-        );
-        for m in mounts.iter().filter(|m| m.kind == MountType::Bind) {
+        let mut key = run_key(self.key_on(state), run, &spec, state.scope.args(), &shell);
+        for (m, from) in run.mounts.iter().zip(&run.sources) {
+            if m.kind != MountType::Bind {
+                continue;
+            }
             let source = m.source.clone().unwrap_or_default();
-            let content = match &m.from {
+            let content = match from {
                 None => self
                     .sums
                     .of_source(&source)
@@ -93,7 +86,7 @@ impl Solver<'_> {
             }
         }
         self.layer_step(state, Some(key.finish()), location, announce, |root| {
-            self.execute(root, spec, &mounts, location, stage)
+            self.execute(root, spec, run, location, stage)
         })?;
         state.image.commit(created_by, true, true);
         Ok(())
@@ -104,13 +97,13 @@ impl Solver<'_> {
         &self,
         root: &Mutable,
         mut spec: RunSpec,
-        mounts: &[RunMount],
+        run: &ExecOp,
         location: Location,
         stage: &str,
     ) -> Result<(), BuildError> {
         let mut holds: Vec<CacheDir> = Vec::new();
         let mut views: Vec<Mutable> = Vec::new();
-        for m in mounts {
+        for (m, from) in run.mounts.iter().zip(&run.sources) {
             let target = m.target.clone().unwrap_or_default();
             let kind = match m.kind {
                 MountType::Tmpfs => MountKind::Tmpfs { size: m.size },
@@ -167,7 +160,7 @@ impl Solver<'_> {
                     continue;
                 }
                 MountType::Bind => {
-                    let source_root = match &m.from {
+                    let source_root = match from {
                         None => self.options.context.to_owned(),
                         Some(from) => {
                             let view = self.view_of(from, location)?;
@@ -239,14 +232,13 @@ impl Solver<'_> {
 /// the ARGs declared so far, the working directory, user, shell and network.
 pub(super) fn run_key(
     on: KeyBuilder,
-    run: &Run,
-    mounts: &[RunMount],
+    run: &ExecOp,
     spec: &RunSpec,
     declared: &[(String, Option<String>)],
     shell: &[String],
 ) -> KeyBuilder {
     on.with("command", &run.command)
-        .with("mounts", mounts)
+        .with("mounts", &run.mounts)
         .with("args", &spec.args)
         .with("env", &spec.env)
         .with("declared", declared)

@@ -10,14 +10,13 @@ use oci_spec::image::MediaType;
 use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
-use crate::dockerfile::instructions::{Add, Copy, Instruction};
 use crate::error_chain;
 use crate::image::{ImageConfig, descriptor};
 use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::plan::{Base, Scope, Step, onbuild_steps};
+use crate::plan::{Base, CopyOp, Op, Scope, Source};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
@@ -33,21 +32,10 @@ pub(super) fn key_on(
         .with("compression", compression.media_type())
 }
 
-/// A COPY's or ADD's key inputs besides the content of its sources: the instruction, expanded,
-/// and the working directory its relative paths start from.
-pub(super) fn copy_key(on: KeyBuilder, kind: CopyKind<'_>, workdir: &str) -> KeyBuilder {
-    match kind {
-        CopyKind::Copy(c) => on.with("copy", c),
-        CopyKind::Add(a) => on.with("add", a),
-    }
-    .with("workdir", workdir)
-}
-
-/// COPY or ADD, which share the file op.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum CopyKind<'a> {
-    Copy(&'a Copy),
-    Add(&'a Add),
+/// A COPY's or ADD's key inputs besides the content of its sources: the op (instruction,
+/// flags, unpack rule) and the working directory its relative paths start from.
+pub(super) fn copy_key(on: KeyBuilder, op: &CopyOp, workdir: &str) -> KeyBuilder {
+    on.with("copy", op).with("workdir", workdir)
 }
 
 /// Tells the progress reader a step starts, once it is known whether it comes from the cache.
@@ -85,22 +73,19 @@ impl Solver<'_> {
             }
             Base::Image(reference) => self.image_state(reference, stage.location)?,
         };
-        let mut steps: Vec<Step> = onbuild_steps(
-            &state.image.config.config.on_build,
-            self.plan.escape,
-            stage.location,
-        )
-        .map_err(|e| BuildError::at(e.location, e.message))?;
+        let steps = self
+            .plan
+            .lower_stage(
+                index,
+                &state.image.config.config.on_build,
+                state.scope.clone(),
+            )
+            .map_err(|e| BuildError::at(e.location, e.message))?;
         // Triggers run once: the child's image does not carry them on.
         state.image.config.config.on_build.clear();
-        steps.extend(stage.steps.iter().cloned());
-        let (expanded, _) = self
-            .plan
-            .expand_steps(&steps, state.scope.clone())
-            .map_err(|e| BuildError::at(e.location, e.message))?;
-        let total = expanded.len();
-        for (n, step) in expanded.iter().enumerate() {
-            let location = step.step.location;
+        let total = steps.len();
+        for (n, step) in steps.iter().enumerate() {
+            let location = step.location;
             if self.options.cancel.is_cancelled() {
                 return Err(BuildError::Cancelled { location });
             }
@@ -109,45 +94,22 @@ impl Solver<'_> {
                     stage: &name,
                     n: n + 1,
                     total,
-                    text: step.step.original.trim(),
+                    text: &step.text,
                     cached,
                 })
             };
             state.scope = step.scope.clone();
-            match &step.step.instruction {
-                Instruction::Arg(decls) => {
+            match &step.op {
+                Op::Arg(resolved) => {
                     announce(false);
-                    let resolved: Vec<_> = decls
-                        .iter()
-                        .map(|d| {
-                            let value = state
-                                .scope
-                                .args()
-                                .iter()
-                                .find(|(n, _)| *n == d.name)
-                                .and_then(|(_, v)| v.clone());
-                            (d.name.clone(), value)
-                        })
-                        .collect();
-                    state.image.commit_arg(&resolved);
+                    state.image.commit_arg(resolved);
                 }
-                Instruction::Run(run) => self.run(&mut state, run, location, &name, &announce)?,
-                Instruction::Copy(c) => {
-                    self.copy(&mut state, CopyKind::Copy(c), location, &announce)?
-                }
-                Instruction::Add(a) => {
-                    self.copy(&mut state, CopyKind::Add(a), location, &announce)?
-                }
-                other => {
-                    let workdir = state
-                        .image
-                        .apply(other)
-                        .map_err(|e| BuildError::at(location, e.to_string()))?;
-                    match workdir {
-                        Some(dir) => self.make_workdir(&mut state, &dir, location, &announce)?,
-                        None => announce(false),
-                    }
-                }
+                Op::Exec(exec) => self.run(&mut state, exec, location, &name, &announce)?,
+                Op::Copy(copy) => self.copy(&mut state, copy, location, &announce)?,
+                Op::Meta(meta) => match state.image.apply(meta) {
+                    Some(dir) => self.make_workdir(&mut state, &dir, location, &announce)?,
+                    None => announce(false),
+                },
             }
         }
         Ok(state)
@@ -372,41 +334,35 @@ impl Solver<'_> {
     }
 
     /// What identifies the files a `--from` reads: a stage's key, or an image's manifest.
-    pub(super) fn key_of_from(&self, from: &str, location: Location) -> Result<String, BuildError> {
-        match self.stage_named(from) {
-            Some(i) => Ok(self
-                .stage_result(i, location)?
-                .ok_or_else(|| not_built(from, location))?
-                .key
-                .to_string()),
-            None => {
-                let reference =
-                    Reference::parse(from).map_err(step_err(location, format!("--from={from}")))?;
-                Ok(self.resolve(&reference, location)?.digest().to_string())
-            }
+    pub(super) fn key_of_from(
+        &self,
+        from: &Source,
+        location: Location,
+    ) -> Result<String, BuildError> {
+        match from {
+            Source::Stage(i) => Ok(self.built_stage(*i, location)?.key.to_string()),
+            Source::Image(reference) => Ok(self.resolve(reference, location)?.digest().to_string()),
         }
     }
 
-    fn stage_named(&self, from: &str) -> Option<usize> {
-        let lower = from.to_ascii_lowercase();
-        let stages = &self.plan.stages;
-        stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| from.parse::<usize>().ok().filter(|&i| i < stages.len()))
+    /// A stage that a `--from` needs, which the plan's order has built already.
+    fn built_stage(&self, index: usize, location: Location) -> Result<StageState, BuildError> {
+        self.stage_result(index, location)?.ok_or_else(|| {
+            BuildError::at(
+                location,
+                format!(
+                    "stage {:?} has not been built before this step",
+                    self.plan.stages[index].display_name()
+                ),
+            )
+        })
     }
 
     /// A read-only view of a stage's or an image's filesystem, for `--from`.
-    pub(super) fn view_of(&self, from: &str, location: Location) -> Result<Mutable, BuildError> {
-        let state = match self.stage_named(from) {
-            Some(i) => self
-                .stage_result(i, location)?
-                .ok_or_else(|| not_built(from, location))?,
-            None => {
-                let reference =
-                    Reference::parse(from).map_err(step_err(location, format!("--from={from}")))?;
-                self.image_state(&reference, location)?
-            }
+    pub(super) fn view_of(&self, from: &Source, location: Location) -> Result<Mutable, BuildError> {
+        let state = match from {
+            Source::Stage(i) => self.built_stage(*i, location)?,
+            Source::Image(reference) => self.image_state(reference, location)?,
         };
         self.mutable(&state, location)
     }
@@ -414,32 +370,22 @@ impl Solver<'_> {
     fn copy(
         &self,
         state: &mut StageState,
-        kind: CopyKind<'_>,
+        op: &CopyOp,
         location: Location,
         announce: Announce<'_>,
     ) -> Result<(), BuildError> {
-        let (keyword, files, flags, from, parents, unpack, checksum) = match kind {
-            CopyKind::Copy(c) => (
-                "COPY",
-                &c.files,
-                &c.flags,
-                c.from.as_deref(),
-                c.parents,
-                Unpack::Never,
-                None,
-            ),
-            CopyKind::Add(a) => (
-                "ADD",
-                &a.files,
-                &a.flags,
-                None,
-                false,
-                Unpack::for_add(a.unpack),
-                a.checksum.as_deref(),
-            ),
-        };
+        let CopyOp {
+            files,
+            flags,
+            parents,
+            unpack,
+            ..
+        } = op;
+        let (parents, unpack) = (*parents, *unpack);
+        let keyword = op.keyword.as_str();
+        let (from, checksum) = (op.from.as_ref(), op.checksum.as_deref());
         let workdir = state.image.config.config.working_dir.clone();
-        let mut key = Some(copy_key(self.key_on(state), kind, &workdir));
+        let mut key = Some(copy_key(self.key_on(state), op, &workdir));
         if let Some(from) = from {
             let key_of_from = self.key_of_from(from, location)?;
             key = key.map(|k| k.with("from", &key_of_from));
@@ -624,13 +570,6 @@ fn env_scope(config: &ImageConfig) -> Scope {
                     })
             })
             .collect(),
-    )
-}
-
-fn not_built(from: &str, location: Location) -> BuildError {
-    BuildError::at(
-        location,
-        format!("stage {from:?} has not been built before this step"),
     )
 }
 

@@ -14,7 +14,7 @@ use kiln_builder::dockerfile::parse;
 use kiln_builder::dockerfile::shell::Lexer;
 use kiln_builder::image::ImageConfig;
 use kiln_builder::ops::ImageState;
-use kiln_builder::plan::ScopeExpander;
+use kiln_builder::plan::{ScopeExpander, lower_meta};
 
 /// The instructions `--change` accepts, as docker lists them.
 const ALLOWED: &str =
@@ -64,9 +64,9 @@ pub fn apply(config: &mut ImageConfig, changes: &[Instruction]) -> anyhow::Resul
         change
             .expand(&mut expander)
             .map_err(|e| anyhow!("--change {}: {}", change.keyword(), e.message))?;
-        state
-            .change(&change)
-            .map_err(|e| anyhow!("--change {}: {e}", change.keyword()))?;
+        let keyword = change.keyword();
+        let op = lower_meta(change).map_err(|e| anyhow!("--change {keyword}: {e}"))?;
+        state.change(&op);
     }
     *config = state.config;
     Ok(())
