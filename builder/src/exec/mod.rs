@@ -266,13 +266,19 @@ pub fn command_argv(command: &Command, shell: &[String]) -> Vec<String> {
     if !command.prepend_shell {
         return command.args.clone();
     }
-    let mut argv: Vec<String> = if shell.is_empty() {
-        DEFAULT_SHELL.iter().map(|s| (*s).to_owned()).collect()
-    } else {
-        shell.to_vec()
-    };
+    let mut argv = shell_or_default(shell);
     argv.push(command.args.join(" "));
     argv
+}
+
+/// The shell that shell-form commands run under: `shell` (an image's SHELL), or
+/// [`DEFAULT_SHELL`] when it is empty.
+pub fn shell_or_default(shell: &[String]) -> Vec<String> {
+    if shell.is_empty() {
+        DEFAULT_SHELL.map(str::to_owned).to_vec()
+    } else {
+        shell.to_vec()
+    }
 }
 
 /// Which stream an output line came from.

@@ -108,6 +108,20 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         .map(OffsetDateTime::unix_timestamp)
 }
 
+/// Whether RFC 3339 time `a` is later than `b`, by the instants they name (text order fails
+/// on fractions: `…00.5Z` sorts before `…00Z`). Text that does not parse compares as text.
+pub fn is_later(a: &str, b: &str) -> bool {
+    let nanos = |s: &str| {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()
+            .map(OffsetDateTime::unix_timestamp_nanos)
+    };
+    match (nanos(a), nanos(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => a > b,
+    }
+}
+
 /// Parses a `SOURCE_DATE_EPOCH` value: ASCII digits only, no sign, no fraction, no spaces.
 pub fn parse_source_date_epoch(value: &str) -> Result<Timestamp, ClockError> {
     let invalid = || ClockError::InvalidSourceDateEpoch {
@@ -285,5 +299,18 @@ mod tests {
                 nanos: 1_000_000_000
             })
         );
+    }
+
+    #[test]
+    fn later_compares_instants_not_text() {
+        let cases = [
+            ("2024-01-01T00:00:00.5Z", "2024-01-01T00:00:00Z", true),
+            ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00.5Z", false),
+            ("2024-01-01T01:00:00+02:00", "2024-01-01T00:00:00Z", false),
+            ("2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(is_later(a, b), want, "{a} > {b}");
+        }
     }
 }

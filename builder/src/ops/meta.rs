@@ -70,11 +70,7 @@ impl ImageState {
 
     /// The shell that shell-form commands run under.
     pub fn shell(&self) -> Vec<String> {
-        if self.config.config.shell.is_empty() {
-            crate::exec::DEFAULT_SHELL.map(str::to_owned).to_vec()
-        } else {
-            self.config.config.shell.clone()
-        }
+        crate::exec::shell_or_default(&self.config.config.shell)
     }
 
     /// A shell-form command line: the shell followed by the command text.

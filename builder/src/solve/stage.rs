@@ -530,7 +530,11 @@ impl Solver<'_> {
 
 /// Stacks a layer on the stage: its snapshot, its diffID, its descriptor and its time.
 fn stack(state: &mut StageState, chain_id: Digest, record: &CacheRecord) {
-    if state.newest.as_ref().is_none_or(|t| *t < record.created) {
+    if state
+        .newest
+        .as_ref()
+        .is_none_or(|t| crate::image::clock::is_later(&record.created, t))
+    {
         state.newest = Some(record.created.clone());
     }
     state.chain.push(chain_id);
