@@ -1,8 +1,9 @@
 //! The HTTP layer under the client: options, trusted CAs, which registries may use plain HTTP,
 //! the redirect policy, and the idle watchdog.
 //!
-//! TLS is rustls with ring, verifying against the system roots plus the CAs docker would add
-//! for the host (`<certs.d>/<host[:port]>/*.crt`) and any `--tls-ca` files. Plain HTTP (and
+//! TLS is rustls with ring, verifying against the system roots (Mozilla's, built in, on a system
+//! without any, such as a `FROM scratch` CI image) plus the CAs docker would add for the host
+//! (`<certs.d>/<host[:port]>/*.crt`) and any `--tls-ca` files. Plain HTTP (and
 //! https without verification) is allowed only for loopback registries and those listed as
 //! insecure, as docker's daemon does. Redirects are followed up to ten hops, never from https
 //! to http, never to an internal IP literal on another host from a registry that is not itself
@@ -105,10 +106,13 @@ impl Transport {
                 .connect_timeout(options.connect_timeout)
                 .redirect(redirect_policy())
         };
-        let verified = base()
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(Error::Client)?;
+        let verified = if system_has_roots() {
+            base().tls_certs_merge(certs)
+        } else {
+            base().tls_certs_only(bundled_roots().chain(certs))
+        }
+        .build()
+        .map_err(Error::Client)?;
         let unverified = insecure
             .then(|| base().tls_danger_accept_invalid_certs(true).build())
             .transpose()
@@ -119,6 +123,20 @@ impl Transport {
             allow_http: insecure || crate::reference::is_loopback_registry(registry),
         })
     }
+}
+
+/// Whether the system has CA roots (a CA bundle, or `SSL_CERT_FILE`/`SSL_CERT_DIR` naming
+/// some). Looked at once per process.
+fn system_has_roots() -> bool {
+    static HAS_ROOTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS_ROOTS.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
+}
+
+/// Mozilla's roots, built into kiln: what a minimal image without a CA bundle verifies against.
+fn bundled_roots() -> impl Iterator<Item = Certificate> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| Certificate::from_der(der).ok())
 }
 
 /// Whether `registry` (`host[:port]`) is on the list, exactly or by host name alone.
