@@ -16,7 +16,7 @@ use crate::context::{ContextError, load_ignore};
 use crate::dockerfile::instructions::Instruction;
 use crate::dockerfile::{Location, parse};
 use crate::ignore::{IgnoreError, PatternMatcher};
-use crate::plan::{Plan, PlanOptions, Platform};
+use crate::plan::{Plan, PlanOptions, PlanWarning, Platform};
 use crate::solve::{self, BaseImages, BuildError, BuildOptions, Built, Event};
 use crate::store::{Store, StoreError};
 
@@ -33,22 +33,13 @@ pub struct Request<'a> {
     pub plan: PlanOptions,
 }
 
-/// Something to tell the user that does not stop the build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    /// What to say.
-    pub message: String,
-    /// Where, when it is in the Dockerfile.
-    pub location: Option<Location>,
-}
-
 /// A Dockerfile parsed and planned, with the context's ignore patterns: ready to build.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The stages the target needs.
     pub plan: Plan,
-    /// Parser and planner warnings, in Dockerfile order of discovery.
-    pub warnings: Vec<Warning>,
+    /// Parser and planner warnings, in the order they were found.
+    pub warnings: Vec<PlanWarning>,
     /// The `.dockerignore` patterns that filter the context.
     pub ignore: Vec<String>,
 }
@@ -93,10 +84,10 @@ pub enum Failure {
 pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
     let dockerfile = |message: String, location| Failure::Dockerfile { message, location };
     let file = parse(request.dockerfile).map_err(|e| dockerfile(e.message, e.location))?;
-    let mut warnings: Vec<Warning> = file
+    let mut warnings: Vec<PlanWarning> = file
         .warnings
         .iter()
-        .map(|w| Warning {
+        .map(|w| PlanWarning {
             message: w.message.clone(),
             location: Some(w.location),
         })
@@ -104,10 +95,7 @@ pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
     let platform = request.plan.platform.clone();
     let plan =
         Plan::new(&file, request.plan.clone()).map_err(|e| dockerfile(e.message, e.location))?;
-    warnings.extend(plan.warnings.iter().map(|w| Warning {
-        message: w.message.clone(),
-        location: w.location,
-    }));
+    warnings.extend(plan.warnings.iter().cloned());
     let (ignore, ignore_file) =
         load_ignore(request.context, request.dockerfile_path).map_err(Failure::ReadIgnore)?;
     if let Err(source) = PatternMatcher::new(&ignore) {

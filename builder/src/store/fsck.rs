@@ -35,6 +35,7 @@ use super::gc::Root;
 use super::index::ref_name;
 use super::tmp::Leftover;
 use super::{Store, StoreError, sorted_entries};
+use crate::error_chain;
 
 /// The read buffer for re-hashing blobs.
 const HASH_BUF: usize = 128 * 1024;
@@ -242,18 +243,6 @@ impl FsckReport {
     }
 }
 
-/// An error and its causes on one line, for a [`Problem`]'s reason.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        source = e.source();
-    }
-    s
-}
-
 /// The sha256 and size of a file, streamed.
 fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
     let mut file = fs::File::open(path)?;
@@ -327,7 +316,9 @@ impl Store {
         let index = match self.read_index() {
             Ok(index) => index,
             Err(e @ StoreError::CorruptIndex { .. }) => {
-                problems.push(Problem::BadIndex { reason: chain(&e) });
+                problems.push(Problem::BadIndex {
+                    reason: error_chain(&e),
+                });
                 return Ok(report);
             }
             Err(e) => return Err(e),
@@ -339,7 +330,7 @@ impl Store {
                 Ok(root) => self.walk([root]),
                 Err(e) => {
                     problems.push(Problem::BadIndex {
-                        reason: format!("entry {tag}: {}", chain(&e)),
+                        reason: format!("entry {tag}: {}", error_chain(&e)),
                     });
                     continue;
                 }
@@ -369,7 +360,7 @@ impl Store {
                     }
                     err => Problem::BadDocument {
                         digest,
-                        reason: chain(&err),
+                        reason: error_chain(&err),
                     },
                 });
             }
@@ -469,12 +460,12 @@ impl Store {
     fn incomplete(&self, entry: &Descriptor) -> Option<String> {
         let root = match Root::from_descriptor(entry) {
             Ok(root) => root,
-            Err(e) => return Some(chain(&e)),
+            Err(e) => return Some(error_chain(&e)),
         };
         let walk = self.walk([root]);
         if let Some(digest) = walk.missing.first() {
             return Some(format!("blob {digest} is missing"));
         }
-        walk.broken.first().map(|(_, err)| chain(err))
+        walk.broken.first().map(|(_, err)| error_chain(err))
     }
 }
