@@ -34,8 +34,8 @@ use rustix::mount::{
 
 use super::SnapshotError;
 use super::fsutil::{
-    S_IFDIR, content_xattrs, in_user_namespace, is_opaque, is_overlay_xattr, is_whiteout, lstat,
-    read_xattrs, type_bits,
+    S_IFDIR, content_xattrs, is_opaque, is_overlay_xattr, is_whiteout, lstat, read_xattrs,
+    type_bits,
 };
 use super::merge::merge_into;
 
@@ -126,7 +126,7 @@ impl OverlayMount {
         if lowers.len() > MAX_STACK {
             lowers = flatten_bottom(&lowers, lowers.len() - MAX_STACK + 1, dirs.scratch)?;
         }
-        let userxattr = in_user_namespace();
+        let userxattr = crate::privileges::current().overlay_userxattr;
         if api == MountApi::Auto {
             match mount_new_api(dirs, &lowers, userxattr) {
                 Ok(()) => {
