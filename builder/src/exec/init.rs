@@ -554,11 +554,17 @@ fn mount_dev(dev: &Path) -> Result<(), String> {
         Ok::<_, String>(path)
     };
     let pts = mkdir("pts", 0o755)?;
+    // Terminals belong to group tty (5), unless a single-id user namespace has no such group.
+    let pts_options = if crate::privileges::current().gid_map.contains(5) {
+        c"newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        c"newinstance,ptmxmode=0666,mode=0620"
+    };
     mount_fs(
         "devpts",
         &pts,
         MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(pts_options),
     )?;
     let shm = mkdir("shm", 0o1777)?;
     mount_fs(

@@ -109,17 +109,34 @@ impl IdMap {
         *self == Self::identity()
     }
 
-    /// The ids that exist, as `0-65536` ranges for messages.
+    /// The ids that exist, as `0-65536` ranges for messages (adjacent lines merged).
     pub fn describe(&self) -> String {
-        if self.ranges.is_empty() {
-            return "none".to_owned();
-        }
-        let parts: Vec<String> = self
+        let mut spans: Vec<(u64, u64)> = self
             .ranges
             .iter()
-            .map(|r| match r.count {
-                1 => r.inside.to_string(),
-                n => format!("{}-{}", r.inside, u64::from(r.inside) + u64::from(n) - 1),
+            .map(|r| {
+                (
+                    u64::from(r.inside),
+                    u64::from(r.inside) + u64::from(r.count),
+                )
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        if merged.is_empty() {
+            return "none".to_owned();
+        }
+        let parts: Vec<String> = merged
+            .iter()
+            .map(|&(start, end)| match end - start {
+                1 => start.to_string(),
+                _ => format!("{start}-{}", end - 1),
             })
             .collect();
         parts.join(",")
@@ -258,8 +275,8 @@ impl Privileges {
                 user_name(*host_uid)
             ),
             Mode::Rootless { host_uid, .. } => format!(
-                "kiln runs rootless: widen {}'s ranges in /etc/subuid and /etc/subgid, or run \
-                 kiln as root",
+                "for more ids widen {}'s ranges in /etc/subuid and /etc/subgid, or run kiln \
+                 as root",
                 user_name(*host_uid)
             ),
             Mode::Unprivileged { .. } => "run kiln as root".to_owned(),
@@ -275,8 +292,8 @@ impl Privileges {
             return None;
         }
         Some(format!(
-            "kiln runs without root: a RUN cannot create device nodes (mknod), set trusted.* \
-             attributes or use ids outside {} (uids) and {} (gids); {}",
+            "kiln runs without root (uids {}, gids {} in its user namespace): a RUN cannot \
+             create device nodes (mknod), set trusted.* attributes or use other ids; {}",
             self.uid_map.describe(),
             self.gid_map.describe(),
             self.map_fix()
@@ -362,7 +379,9 @@ mod tests {
         ] {
             assert_eq!(map.contains(id), inside, "{id}");
         }
-        assert_eq!(map.describe(), "0,1-65536");
+        assert_eq!(map.describe(), "0-65536");
+        assert_eq!(IdMap::parse("0 1000 1\n").describe(), "0");
+        assert_eq!(IdMap::parse("0 1 1\n5 9 2\n").describe(), "0,5-6");
         assert!(!map.is_identity());
         assert!(IdMap::parse("0 0 4294967295\n").is_identity());
         assert!(IdMap::identity().contains(u32::MAX - 1));
@@ -392,7 +411,7 @@ mod tests {
         assert!(single.check_owner(0, 0).is_ok());
         let err = single.check_owner(1001, 0).unwrap_err().to_string();
         assert!(err.starts_with("uid 1001 does not exist"), "{err}");
-        assert!(err.contains("mapped: 0)"), "{err}");
+        assert!(err.contains("(mapped: 0)"), "{err}");
         assert!(err.contains("usermod --add-subuids"), "{err}");
         let full = rootless(true, "0 1000 1\n1 100000 65536\n");
         assert!(full.check_owner(1001, 1001).is_ok());
