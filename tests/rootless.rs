@@ -440,6 +440,14 @@ fn ctrl_c_in_a_rootless_run_leaves_no_process_or_tag() {
         }
     }
     wait_until("the RUN to sleep", || !processes_with(&marker).is_empty());
+    // The RUN's root is an overlay (userxattr) in kiln's own mount namespace, not a copy.
+    let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", child.0.id())).unwrap();
+    assert!(
+        mountinfo
+            .lines()
+            .any(|l| l.contains(" - overlay ") && l.contains("userxattr")),
+        "{mountinfo}"
+    );
     // setpriv execs kiln: the child's pid is kiln's.
     let status = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
