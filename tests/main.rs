@@ -22,6 +22,9 @@ mod images;
 mod outputs;
 // kiln against the real registry server: push, pull, auth, TLS, faults, interop.
 mod registry;
+// Rootless: a slice of the suite as an unprivileged user with subordinate ids; root vs rootless
+// digests.
+mod rootless;
 // `kiln run`: the command, its environment, streams and exit codes, and Ctrl-C.
 mod run;
 // Shared fixtures and harnesses (busybox rootfs, registry server, token issuer, fault proxy).

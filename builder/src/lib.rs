@@ -17,6 +17,7 @@
 //!   └─ layer       a change set → deterministic tar → diffID and compressed blob in one pass
 //!   └─ image       config (a Docker superset), history, manifest, index
 //!   └─ store       OCI image layout on disk with atomic commits
+//!   └─ privileges  what the process may do (root, or rootless in its own user namespace)
 //!   └─ archive     rootfs tarballs in (import); oci-archive and docker-archive files out and in
 //!   └─ export      an image's flattened root filesystem, as files or one tar
 //! ```
@@ -40,6 +41,7 @@ pub mod image;
 pub mod layer;
 pub mod ops;
 pub mod plan;
+pub mod privileges;
 pub mod snapshot;
 pub mod solve;
 pub mod store;

@@ -7,6 +7,7 @@ mod commands;
 mod diagnostics;
 mod interrupt;
 mod progress;
+mod rootless;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,16 @@ fn main() -> ExitCode {
     }
     quiet_on_closed_stdout();
     let cli = Cli::parse();
+    // Still one thread: a non-root user's kiln enters its user namespace here.
+    let need = match cli.command {
+        Command::Login(_) | Command::Logout(_) => rootless::Need::Nothing,
+        Command::Build(_) | Command::Run(_) => rootless::Need::Sandbox,
+        _ => rootless::Need::Files,
+    };
+    if let Err(err) = rootless::setup(need) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let global = commands::Global { root: cli.root };
     let result = match cli.command {
         Command::Build(args) => commands::build::run(&global, *args),

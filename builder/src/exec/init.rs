@@ -154,6 +154,8 @@ pub(super) fn helper_main() -> i32 {
 }
 
 fn helper() -> Result<i32, String> {
+    // Probed before the namespaces below change what /proc shows.
+    crate::privileges::current();
     sys::close_from(3, false).map_err(|e| format!("closing inherited descriptors: {e}"))?;
     let mut bytes = Vec::new();
     std::io::stdin()
@@ -339,8 +341,30 @@ fn bind(source: &Path, target: &Path, recursive: bool) -> Result<(), String> {
 }
 
 fn remount_read_only(target: &Path, extra: MountFlags) -> Result<(), String> {
-    rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY | extra, "")
+    let flags = MountFlags::BIND | MountFlags::RDONLY | extra | locked_flags(target);
+    rustix::mount::mount_remount(target, flags, "")
         .map_err(errno(format_args!("making {} read-only", target.display())))
+}
+
+/// The flags `target`'s mount already has that a remount must keep: in a user namespace
+/// (rootless kiln) the kernel locks a host mount's nosuid, nodev, noexec and atime flags, and
+/// refuses a remount that would clear them.
+fn locked_flags(target: &Path) -> MountFlags {
+    use rustix::fs::StatVfsMountFlags as S;
+    let Ok(st) = rustix::fs::statvfs(target) else {
+        return MountFlags::empty();
+    };
+    [
+        (S::NOSUID, MountFlags::NOSUID),
+        (S::NODEV, MountFlags::NODEV),
+        (S::NOEXEC, MountFlags::NOEXEC),
+        (S::NOATIME, MountFlags::NOATIME),
+        (S::NODIRATIME, MountFlags::NODIRATIME),
+        (S::RELATIME, MountFlags::RELATIME),
+    ]
+    .into_iter()
+    .filter(|(have, _)| st.f_flag.contains(*have))
+    .fold(MountFlags::empty(), |all, (_, flag)| all | flag)
 }
 
 /// Mounts the rootfs and everything in it, then makes it `/`.
@@ -530,11 +554,17 @@ fn mount_dev(dev: &Path) -> Result<(), String> {
         Ok::<_, String>(path)
     };
     let pts = mkdir("pts", 0o755)?;
+    // Terminals belong to group tty (5), unless a single-id user namespace has no such group.
+    let pts_options = if crate::privileges::current().gid_map.contains(5) {
+        c"newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        c"newinstance,ptmxmode=0666,mode=0620"
+    };
     mount_fs(
         "devpts",
         &pts,
         MountFlags::NOSUID | MountFlags::NOEXEC,
-        Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(pts_options),
     )?;
     let shm = mkdir("shm", 0o1777)?;
     mount_fs(
@@ -576,7 +606,11 @@ fn become_user(config: &HelperConfig, last_cap: u32) -> Result<(), String> {
     sys::drop_bounding_caps(config.caps, last_cap)
         .map_err(|e| format!("dropping capabilities: {e}"))?;
     let groups: Vec<Gid> = config.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-    rustix::thread::set_thread_groups(&groups).map_err(errno("setgroups"))?;
+    // Denied in a single-id user namespace: the builder then checked that the user needs no
+    // group but its own.
+    if crate::privileges::current().setgroups {
+        rustix::thread::set_thread_groups(&groups).map_err(errno("setgroups"))?;
+    }
     let gid = Gid::from_raw(config.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(errno("setresgid"))?;
     let uid = Uid::from_raw(config.uid);

@@ -23,7 +23,7 @@ pub mod image;
 mod init;
 mod mounts;
 mod rootfs;
-mod sys;
+pub(crate) mod sys;
 
 #[cfg(test)]
 mod mount_tests;
@@ -430,6 +430,15 @@ pub enum ExecError {
         /// The cause.
         #[source]
         source: UserError,
+    },
+    /// USER's ids do not exist in kiln's user namespace.
+    #[error("USER {user:?}")]
+    Unmapped {
+        /// The USER value.
+        user: String,
+        /// What is missing and how to map it.
+        #[source]
+        source: crate::privileges::PrivilegeError,
     },
     /// A mount target cannot be used.
     #[error("mount target {target}: {reason}")]

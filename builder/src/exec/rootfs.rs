@@ -237,7 +237,24 @@ fn prepare_inner(
         source,
     };
     prepared.user = exec_user_in_root(root_real, &spec.user).map_err(user_err)?;
+    check_mapped(&spec.user, &prepared.user)?;
     make_workdir(root, root_real, &spec.cwd, &prepared.user)
+}
+
+/// Fails when USER's ids do not exist in kiln's user namespace (rootless), before anything runs;
+/// without `setgroups` the supplementary groups are dropped (the sandbox cannot set them).
+fn check_mapped(spec: &str, user: &ExecUser) -> Result<(), ExecError> {
+    let privileges = crate::privileges::current();
+    let mut check = privileges.check_owner(user.uid, user.gid);
+    if privileges.setgroups {
+        for &g in &user.groups {
+            check = check.and_then(|()| privileges.check_id(crate::privileges::IdKind::Group, g));
+        }
+    }
+    check.map_err(|source| ExecError::Unmapped {
+        user: spec.to_owned(),
+        source,
+    })
 }
 
 /// The rootfs' `/etc` (created as a stub when missing), or `None` when it is not a directory.

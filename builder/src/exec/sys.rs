@@ -21,7 +21,7 @@ use rustix::thread::UnshareFlags;
 
 /// The result of [`fork`].
 #[derive(Debug)]
-pub(super) enum Forked {
+pub(crate) enum Forked {
     /// In the new process.
     Child,
     /// In the caller; the child's pid.
@@ -40,7 +40,7 @@ fn single_threaded() -> bool {
 }
 
 /// `fork()`, refused unless the process is single-threaded.
-pub(super) fn fork() -> io::Result<Forked> {
+pub(crate) fn fork() -> io::Result<Forked> {
     if !single_threaded() {
         return Err(io::Error::other(
             "refusing to fork a multi-threaded process",
@@ -59,7 +59,7 @@ pub(super) fn fork() -> io::Result<Forked> {
 }
 
 /// `unshare(flags)`; `flags` must not contain `CLONE_FILES`.
-pub(super) fn unshare(flags: UnshareFlags) -> io::Result<()> {
+pub(crate) fn unshare(flags: UnshareFlags) -> io::Result<()> {
     if flags.contains(UnshareFlags::FILES) {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
@@ -197,7 +197,7 @@ pub(super) fn loopback_up() -> io::Result<()> {
 
 /// Ends a forked process at once: no destructors, no atexit handlers, no stdio flush of buffers
 /// inherited from the parent.
-pub(super) fn exit_now(code: i32) -> ! {
+pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit(2) never returns and touches no process state that could be inconsistent.
     unsafe { libc::_exit(code) }
 }

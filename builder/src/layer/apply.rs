@@ -10,13 +10,16 @@
 //! file is never written through an existing symlink or hard link. Hard links must name an
 //! existing entry inside the root and link it without following it. Modes are set with
 //! `fchmod` on an fd opened `O_NOFOLLOW` (after `fchown`, which clears setuid bits), device nodes
-//! are created only by root (others are skipped and reported), overlayfs xattrs from the archive
+//! are created only where [`Privileges::mknod`] allows (others are skipped and reported), an owner
+//! that does not exist in kiln's user namespace is an error (never a wrong owner), overlayfs xattrs from the archive
 //! are never applied, and directory times are restored after everything inside them.
 //!
 //! Whiteouts: in [`ApplyMode::Merge`] `.wh.<name>` deletes `<name>` (unless this same layer
 //! created it: a whiteout only hides lower layers) and `.wh..wh..opq` empties its directory of
 //! everything this layer did not create; in [`ApplyMode::OverlayLower`] they become what
-//! overlayfs reads in a lowerdir: a 0/0 character device and `trusted.overlay.opaque=y`.
+//! overlayfs reads in a lowerdir: a 0/0 character device and `trusted.overlay.opaque=y` (or
+//! `user.overlay.opaque=y` where trusted attributes are out of reach, read by a `userxattr`
+//! mount).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -31,12 +34,15 @@ use super::apply_fs::{self, Root, display_path, file_type, lstat_at, remove_all}
 use super::compress::decompress;
 use super::entry::{Kind, Meta, device_of, kind_of, meta_of, normalize};
 use super::walk::{OPAQUE_MARKER, OVERLAY_XATTR_PREFIXES, WHITEOUT_PREFIX};
+use crate::privileges::{self, PrivilegeError, Privileges};
 
 /// aufs's own metadata files (`.wh..wh.plnk`, `.wh..wh.aufs`): not whiteouts, skipped as Docker
 /// does.
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 /// The xattr that makes a lowerdir directory opaque to overlayfs.
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The same for an overlay mounted with `userxattr` (in a user namespace).
+const USER_OVERLAY_OPAQUE_XATTR: &str = "user.overlay.opaque";
 /// Read size when copying file contents out of the archive.
 const COPY_BUFFER: usize = 128 * 1024;
 
@@ -62,11 +68,11 @@ pub struct ApplyOptions {
 }
 
 impl ApplyOptions {
-    /// Options for `mode`, preserving ownership when running as root.
+    /// Options for `mode`, preserving ownership when the process may ([`Privileges::chown`]).
     pub fn new(mode: ApplyMode) -> Self {
         Self {
             mode,
-            preserve_ownership: rustix::process::geteuid().is_root(),
+            preserve_ownership: privileges::current().chown,
             owner: None,
         }
     }
@@ -186,6 +192,9 @@ pub enum EntryError {
         #[source]
         source: io::Error,
     },
+    /// The entry's owner does not exist in kiln's user namespace.
+    #[error("setting the owner")]
+    Owner(#[source] PrivilegeError),
 }
 
 fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> EntryError {
@@ -224,7 +233,7 @@ pub fn apply_layer<R: Read>(
     let mut applier = Applier {
         root: root_dir,
         options: *options,
-        may_mknod: rustix::process::geteuid().is_root(),
+        privileges: privileges::current(),
         unpacked: HashSet::new(),
         dir_times: Vec::new(),
         stats: ApplyStats::default(),
@@ -270,7 +279,8 @@ struct DirTime {
 struct Applier {
     root: Root,
     options: ApplyOptions,
-    may_mknod: bool,
+    /// Which devices, owners and attributes may be created.
+    privileges: &'static Privileges,
     /// Every path this layer created, for whiteout semantics (same-layer entries stay).
     unpacked: HashSet<Vec<u8>>,
     dir_times: Vec<DirTime>,
@@ -340,7 +350,7 @@ impl Applier {
                     FileType::BlockDevice
                 };
                 let (major, minor) = device_of(entry.header())?;
-                if !self.may_mknod {
+                if !self.privileges.mknod {
                     self.stats.skipped_devices.push(display_path(&comps));
                     return Ok(());
                 }
@@ -354,7 +364,7 @@ impl Applier {
                     dev,
                 ) {
                     Ok(()) => {}
-                    // Root in a user namespace may not create devices.
+                    // A container's seccomp or device cgroup may refuse even root.
                     Err(Errno::PERM) => {
                         self.stats.skipped_devices.push(display_path(&comps));
                         return Ok(());
@@ -505,7 +515,7 @@ impl Applier {
         expect: Option<FileType>,
     ) -> Result<(), EntryError> {
         if self.options.preserve_ownership {
-            let (uid, gid) = self.options.owner_of(meta);
+            let (uid, gid) = self.owner_of(meta)?;
             rustix::fs::chownat(
                 parent,
                 name,
@@ -557,7 +567,7 @@ impl Applier {
         meta: &Meta,
     ) -> Result<(), EntryError> {
         if self.options.preserve_ownership {
-            let (uid, gid) = self.options.owner_of(meta);
+            let (uid, gid) = self.owner_of(meta)?;
             rustix::fs::fchown(fd, Some(uid), Some(gid)).map_err(errno("setting the owner"))?;
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))
@@ -571,6 +581,16 @@ impl Applier {
             self.xattr_result(comps, key, result)?;
         }
         Ok(())
+    }
+
+    /// The owner an entry gets, which must exist in this user namespace: a wrong owner is
+    /// never written silently.
+    fn owner_of(&self, meta: &Meta) -> Result<(Uid, Gid), EntryError> {
+        let (uid, gid) = self.options.owner_of(meta);
+        self.privileges
+            .check_owner(uid.as_raw(), gid.as_raw())
+            .map_err(EntryError::Owner)?;
+        Ok((uid, gid))
     }
 
     /// Overlay xattrs are never applied; unsupported or unprivileged ones are reported.
@@ -685,7 +705,13 @@ impl Applier {
                     .dir_creating(dir_comps)
                     .map_err(io_err("resolving the opaque directory"))?;
                 let fd = readable_dir(&dir).map_err(errno("opening the opaque directory"))?;
-                rustix::fs::fsetxattr(&fd, OVERLAY_OPAQUE_XATTR, b"y", XattrFlags::empty())
+                // What the overlay mount will read: trusted.* as root, user.* with `userxattr`.
+                let name = if self.privileges.trusted_xattrs {
+                    OVERLAY_OPAQUE_XATTR
+                } else {
+                    USER_OVERLAY_OPAQUE_XATTR
+                };
+                rustix::fs::fsetxattr(&fd, name, b"y", XattrFlags::empty())
                     .map_err(errno("marking a directory opaque"))
             }
         }

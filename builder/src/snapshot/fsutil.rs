@@ -83,14 +83,12 @@ pub(crate) fn is_opaque(path: &Path) -> io::Result<bool> {
 /// Marks the directory at `path` opaque: `trusted.overlay.opaque=y` where the process may set
 /// trusted attributes (root), `user.overlay.opaque=y` otherwise (what a `userxattr` mount reads).
 pub(crate) fn set_opaque(path: &Path) -> io::Result<()> {
-    match rustix::fs::lsetxattr(path, "trusted.overlay.opaque", b"y", XattrFlags::empty()) {
-        Ok(()) => Ok(()),
-        Err(Errno::PERM) => {
-            rustix::fs::lsetxattr(path, "user.overlay.opaque", b"y", XattrFlags::empty())
-                .map_err(Into::into)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let name = if crate::privileges::current().trusted_xattrs {
+        "trusted.overlay.opaque"
+    } else {
+        "user.overlay.opaque"
+    };
+    rustix::fs::lsetxattr(path, name, b"y", XattrFlags::empty()).map_err(Into::into)
 }
 
 /// Sets `xattrs` on `path` (not following a symlink). Attributes the filesystem or the
@@ -193,18 +191,6 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Whether this process runs in a user namespace other than the initial one (then overlayfs
-/// needs `userxattr` and whiteouts are limited).
-pub(crate) fn in_user_namespace() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
-        Ok(map) => {
-            let fields: Vec<&str> = map.split_whitespace().collect();
-            fields != ["0", "0", "4294967295"]
-        }
-        Err(_) => false,
-    }
 }
 
 #[cfg(test)]

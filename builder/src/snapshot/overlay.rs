@@ -1,7 +1,8 @@
 //! Mounting a stack of snapshot directories as one writable overlayfs, and turning the
 //! upperdir back into a clean change set afterwards.
 //!
-//! Options: `lowerdir` top first, `redirect_dir=off` and `metacopy=off` (a renamed directory or a
+//! Options: `lowerdir` top first, `redirect_dir=off` (`nofollow` with `userxattr`) and
+//! `metacopy=off` (a renamed directory or a
 //! metadata-only copy-up cannot be expressed as a layer), `index=off` and `xino=off` (no state
 //! outside the upperdir that a later mount could trip over), `userxattr` inside a user
 //! namespace. Lowerdirs are passed one by one with the new mount API (`fsconfig` `lowerdir+`,
@@ -34,8 +35,8 @@ use rustix::mount::{
 
 use super::SnapshotError;
 use super::fsutil::{
-    S_IFDIR, content_xattrs, in_user_namespace, is_opaque, is_overlay_xattr, is_whiteout, lstat,
-    read_xattrs, type_bits,
+    S_IFDIR, content_xattrs, is_opaque, is_overlay_xattr, is_whiteout, lstat, read_xattrs,
+    type_bits,
 };
 use super::merge::merge_into;
 
@@ -50,6 +51,18 @@ const FIXED_OPTIONS: [(&str, &str); 4] = [
     ("index", "off"),
     ("xino", "off"),
 ];
+
+/// [`FIXED_OPTIONS`] for a mount with or without `userxattr`. With it, `redirect_dir=off` is
+/// refused where the kernel is built to always follow redirects (`off` then means `follow`:
+/// "conflicting options: userxattr,redirect_dir=follow"); `nofollow` creates no redirect
+/// either, and is what `userxattr` implies.
+fn fixed_options(userxattr: bool) -> [(&'static str, &'static str); 4] {
+    let mut options = FIXED_OPTIONS;
+    if userxattr {
+        options[0] = ("redirect_dir", "nofollow");
+    }
+    options
+}
 /// How often a busy unmount is retried before detaching (the RUN's mount namespace may still
 /// be going away).
 const UNMOUNT_RETRIES: usize = 50;
@@ -126,7 +139,7 @@ impl OverlayMount {
         if lowers.len() > MAX_STACK {
             lowers = flatten_bottom(&lowers, lowers.len() - MAX_STACK + 1, dirs.scratch)?;
         }
-        let userxattr = in_user_namespace();
+        let userxattr = crate::privileges::current().overlay_userxattr;
         if api == MountApi::Auto {
             match mount_new_api(dirs, &lowers, userxattr) {
                 Ok(()) => {
@@ -266,7 +279,7 @@ fn mount_new_api(
     }
     rustix::mount::fsconfig_set_string(&fs, "upperdir", dirs.upper).map_err(failed)?;
     rustix::mount::fsconfig_set_string(&fs, "workdir", dirs.work).map_err(failed)?;
-    for (key, value) in FIXED_OPTIONS {
+    for (key, value) in fixed_options(userxattr) {
         rustix::mount::fsconfig_set_string(&fs, key, value).map_err(failed)?;
     }
     if userxattr {
@@ -361,7 +374,7 @@ fn legacy_tail(dirs: &OverlayDirs<'_>, userxattr: bool) -> Result<Vec<u8>, Snaps
     tail.extend_from_slice(&option_path(dirs.upper)?);
     tail.extend_from_slice(b",workdir=");
     tail.extend_from_slice(&option_path(dirs.work)?);
-    for (key, value) in FIXED_OPTIONS {
+    for (key, value) in fixed_options(userxattr) {
         tail.extend_from_slice(format!(",{key}={value}").as_bytes());
     }
     if userxattr {

@@ -218,10 +218,11 @@ impl Store {
 }
 
 /// Where the store lives when neither `--root` nor `KILN_ROOT` says: `/var/lib/kiln` for root,
-/// else `$XDG_DATA_HOME/kiln` or `~/.local/share/kiln`.
+/// else (rootless kiln included: root only in its own user namespace) `$XDG_DATA_HOME/kiln` or
+/// `~/.local/share/kiln`.
 pub fn default_root() -> Result<PathBuf, StoreError> {
     default_root_for(
-        rustix::process::geteuid().is_root(),
+        crate::privileges::current().mode == crate::privileges::Mode::Root,
         std::env::var_os("XDG_DATA_HOME"),
         std::env::var_os("HOME"),
     )

@@ -219,6 +219,11 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("  {line}");
                 }
             }
+            if let BuildError::RunFailed { output, .. } = &e
+                && let Some(note) = crate::rootless::note_for_failed_run(output)
+            {
+                eprintln!("note: {note}");
+            }
             return Ok(ExitCode::FAILURE);
         }
         Err(e) => return Err(e.into()),

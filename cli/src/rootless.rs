@@ -1,0 +1,55 @@
+//! Deciding kiln's privileges once, at the start of `main`: run by a non-root user, kiln first
+//! moves into a user namespace of its own (see `kiln_builder::privileges`) so that builds run
+//! as root there, then probes what it may do and installs that for the whole process.
+//!
+//! The store's default place (`$XDG_DATA_HOME/kiln`) is the user's own even inside the
+//! namespace: the environment is unchanged, and the store reads the mode from the installed
+//! privileges, not from the uid. Warnings and errors name what does not work and the fix.
+
+use kiln_builder::privileges::{self, Privileges};
+
+/// What a command needs from the user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing (it only talks to a registry's credentials): stay as the user.
+    Nothing,
+    /// Files owned by the image's ids (the store's snapshots): enter it, or warn and go on.
+    Files,
+    /// A sandbox (RUN, `kiln run`): enter it, or fail.
+    Sandbox,
+}
+
+/// Enters kiln's user namespace when run by a non-root user and `need` asks for it, then
+/// probes and installs the privileges. Must run while the process has one thread.
+pub fn setup(need: Need) -> anyhow::Result<&'static Privileges> {
+    if need != Need::Nothing && !privileges::effective_uid_is_root() {
+        match privileges::enter_user_namespace() {
+            Ok(entered) => {
+                if let Some(warning) = &entered.warning {
+                    eprintln!("warning: {warning}");
+                }
+            }
+            Err(e) if need == Need::Sandbox => {
+                return Err(anyhow::Error::new(e)
+                    .context("kiln needs a user namespace of its own to run as a non-root user"));
+            }
+            Err(e) => eprintln!(
+                "warning: {:#}; continuing as an unprivileged user: snapshots keep your own ids",
+                anyhow::Error::new(e)
+            ),
+        }
+    }
+    Ok(privileges::install(Privileges::probe()))
+}
+
+/// A note for a RUN that failed on something a user namespace does not allow, when kiln runs
+/// without root; `None` otherwise.
+pub fn note_for_failed_run(output: &[String]) -> Option<String> {
+    let denied = output
+        .iter()
+        .any(|line| line.contains("Operation not permitted") || line.contains("Invalid argument"));
+    if !denied {
+        return None;
+    }
+    privileges::current().run_limits()
+}
