@@ -301,6 +301,13 @@ impl Plan {
             }
         }
 
+        // Only ARGs (or nothing but comments and directives): there is no stage to build.
+        if stages.is_empty() {
+            return Err(plan_err(
+                "dockerfile contains no stages to build",
+                Location::default(),
+            ));
+        }
         resolve_bases(&mut stages)?;
         resolve_sources(&mut stages, &lexer, &meta_args, &options)?;
         let target = match &options.target {

@@ -194,6 +194,9 @@ fn errors_name_the_line() {
             "{source}"
         );
     }
+    // Found by fuzzing: picking the last stage of none underflowed.
+    let err = plan_with("ARG A=1\nARG B=${A}", &[], None).unwrap_err();
+    assert_eq!(err.message, "dockerfile contains no stages to build");
     let err = plan_with("FROM Alpine", &[], None).unwrap_err();
     assert!(err.message.contains("must be lowercase"), "{}", err.message);
     let err = plan_with("FROM busybox", &[], Some("nope")).unwrap_err();
