@@ -17,6 +17,9 @@
 //!   gives `["b"]`). We keep the pre-optimisation behaviour, `["ab"]`.
 //! * An unterminated `${name` is reported as `syntax error: missing '}'`; upstream reads the
 //!   end of input as a modifier and says `unsupported modifier (\u{FFFD}) in substitution`.
+//! * `${…}` nests at most [`MAX_NESTING`] deep (`${A:-${B:-…}}`); deeper is an error. Go's
+//!   stacks grow, so upstream has no limit, but each level here is a few stack frames and a
+//!   Dockerfile line, let alone a heredoc, can hold tens of thousands of levels.
 //! * Go classifies name characters with the Unicode categories L and Nd; we use Rust's
 //!   `Alphabetic` and `Numeric` properties, which agree on every ASCII and common non-ASCII
 //!   letter but also accept combining vowel signs, letter numbers and other numbers.
@@ -29,6 +32,10 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use pattern::PatternError;
+
+/// How deep `${…}` may nest inside the words of other `${…}`: far more than any real word
+/// needs, and little enough for the smallest thread stack.
+pub const MAX_NESTING: usize = 100;
 
 /// Variables a word is expanded against. Lookups are case-sensitive (BuildKit on Unix).
 pub trait Env {
@@ -225,6 +232,12 @@ pub enum ShellError {
         /// Offset of the `$`.
         offset: usize,
     },
+    /// `${…}` nested more than [`MAX_NESTING`] deep.
+    #[error("syntax error: substitutions nested more than {} deep", MAX_NESTING)]
+    TooDeep {
+        /// Offset of the `$` whose word would go deeper.
+        offset: usize,
+    },
     /// A `#`, `%` or `/` pattern with an invalid escape.
     #[error("invalid pattern ({pattern}) in substitution")]
     InvalidPattern {
@@ -249,6 +262,7 @@ impl ShellError {
             | ShellError::BadSubstitution { offset }
             | ShellError::UnsupportedModifier { offset, .. }
             | ShellError::Required { offset, .. }
+            | ShellError::TooDeep { offset }
             | ShellError::InvalidPattern { offset, .. } => *offset,
         }
     }

@@ -355,6 +355,38 @@ fn errors_carry_buildkit_text_and_offsets() {
     assert_eq!(source.as_deref(), Some("invalid escape '\\x'"));
 }
 
+/// Found by fuzzing: each nested `${…}` is a recursion, and a long enough word overflowed the
+/// stack.
+#[test]
+fn nesting_is_limited() {
+    let nested = |depth: usize, (open, close): (&str, &str)| {
+        format!("x{}v{}", open.repeat(depth), close.repeat(depth))
+    };
+    let forms = [
+        ("${A:-", "}"),
+        ("${A/b/", "}"),
+        ("${A/", "/}"),
+        ("\"${A#", "}\""),
+    ];
+    let lexer = Lexer::new('\\');
+    for form in forms {
+        let word = nested(MAX_NESTING, form);
+        assert!(lexer.process_word(&word, &EmptyEnv).is_ok(), "{form:?}");
+        let err = lexer
+            .process_word(&nested(100_000, form), &EmptyEnv)
+            .unwrap_err();
+        assert!(matches!(err, ShellError::TooDeep { .. }), "{form:?}: {err}");
+    }
+    let err = lexer
+        .process_word(&nested(MAX_NESTING + 1, forms[0]), &EmptyEnv)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "syntax error: substitutions nested more than 100 deep"
+    );
+    assert_eq!(err.offset(), 1 + 5 * MAX_NESTING);
+}
+
 #[test]
 fn matches_record_every_lookup() {
     let lexer = Lexer::new('\\');
