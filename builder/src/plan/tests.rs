@@ -144,6 +144,19 @@ fn only_needed_stages_in_dependency_order() {
     assert_eq!((p.target, p.order.clone()), (1, vec![0, 1]));
 }
 
+/// Found by fuzzing: ordering the stages recursed once per stage of a chain, and a long enough
+/// Dockerfile overflowed the stack.
+#[test]
+fn long_stage_chains_are_ordered() {
+    let n = 5_000;
+    let mut source = "FROM scratch AS s0\n".to_owned();
+    for i in 0..n {
+        source.push_str(&format!("FROM s{i} AS s{}\n", i + 1));
+    }
+    let p = plan(&source);
+    assert_eq!(p.order, (0..=n).collect::<Vec<_>>());
+}
+
 #[test]
 fn copy_from_expands_stage_args() {
     let p =
