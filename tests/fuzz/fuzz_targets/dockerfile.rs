@@ -15,10 +15,12 @@ use kiln_builder::plan::{Plan, PlanOptions, Platform, ScopeExpander, onbuild_ste
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|source: &str| {
+    let lines = source.lines().count().max(1);
+    let check = |location| check_location(source, lines, location);
     let file = match parse(source) {
         Ok(file) => file,
         Err(e) => {
-            check_location(source, e.location);
+            check(e.location);
             return;
         }
     };
@@ -29,7 +31,7 @@ fuzz_target!(|source: &str| {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     for node in &file.instructions {
-        check_location(source, node.location);
+        check(node.location);
         match Instruction::from_node(node) {
             Ok(mut instruction) => {
                 assert!(node.keyword.eq_ignore_ascii_case(instruction.keyword()));
@@ -38,10 +40,10 @@ fuzz_target!(|source: &str| {
                         onbuild_steps(std::slice::from_ref(trigger), file.escape, node.location);
                 }
                 if let Err(e) = instruction.expand(&mut ScopeExpander::new(&lexer, &env)) {
-                    check_location(source, e.location);
+                    check(e.location);
                 }
             }
-            Err(e) => check_location(source, e.location),
+            Err(e) => check(e.location),
         }
     }
 
@@ -53,7 +55,7 @@ fuzz_target!(|source: &str| {
     let plan = match Plan::new(&file, options) {
         Ok(plan) => plan,
         Err(e) => {
-            check_location(source, e.location);
+            check(e.location);
             return;
         }
     };
@@ -63,21 +65,18 @@ fuzz_target!(|source: &str| {
         assert!(stage.stage_deps().iter().all(|d| plan.order.contains(d)));
         let _ = stage.display_name();
         if let Err(e) = plan.expand_stage(index, vec![("PATH".to_owned(), "/bin".to_owned())]) {
-            check_location(source, e.location);
+            check(e.location);
         }
     }
 });
 
 /// A location is either unknown (all zero) or ordered lines and a span inside the source.
-fn check_location(source: &str, location: Location) {
+fn check_location(source: &str, lines: usize, location: Location) {
     let span = location.span;
     assert!(
         span.start <= span.end && span.end <= source.len(),
         "{location:?}"
     );
     assert!(location.start_line <= location.end_line, "{location:?}");
-    assert!(
-        location.end_line <= source.lines().count().max(1),
-        "{location:?}"
-    );
+    assert!(location.end_line <= lines, "{location:?}");
 }
