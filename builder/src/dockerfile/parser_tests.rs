@@ -291,7 +291,7 @@ fn locations_cover_continuations_and_heredocs() {
     assert_eq!(file.instructions[2].heredocs[0].content, "body\n");
 }
 
-/// Found by fuzzing: parsing recursed once per ONBUILD, and continuation lines join any number
+/// Found while fuzzing: parsing recursed once per ONBUILD, and continuation lines join any number
 /// of them, so a long enough chain overflowed the stack.
 #[test]
 fn onbuild_chains_do_not_recurse() {

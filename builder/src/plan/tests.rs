@@ -144,7 +144,7 @@ fn only_needed_stages_in_dependency_order() {
     assert_eq!((p.target, p.order.clone()), (1, vec![0, 1]));
 }
 
-/// Found by fuzzing: ordering the stages recursed once per stage of a chain, and a long enough
+/// Found while fuzzing: ordering the stages recursed once per stage of a chain, and a long enough
 /// Dockerfile overflowed the stack.
 #[test]
 fn long_stage_chains_are_ordered() {

@@ -200,8 +200,9 @@ pub fn ip_literal(url: &Url) -> Option<IpAddr> {
     host.parse().ok()
 }
 
+/// Link-local in any spelling: an IPv4-mapped IPv6 address is the IPv4 address it maps.
 fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
@@ -286,7 +287,7 @@ mod tests {
                 Some(("a", 50)),
             ),
             (r#"{"token":"t","access_token":"a"}"#, Some(("t", 50))),
-            // Found by fuzzing: `now + u64::MAX seconds` overflowed `Instant`.
+            // Found while fuzzing: `now + u64::MAX seconds` overflowed `Instant`.
             (
                 r#"{"token":"t","expires_in":18446744073709551615}"#,
                 Some(("t", 86_390)),
@@ -334,6 +335,13 @@ mod tests {
             ("http://127.0.0.1:9/token", &local, Ok(())),
             (
                 "http://169.254.169.254/token",
+                &local,
+                Err("link-local address"),
+            ),
+            // Found while fuzzing: the IPv4-mapped spelling of a link-local address passed for a
+            // registry on an internal address.
+            (
+                "http://[::ffff:169.254.169.254]/token",
                 &local,
                 Err("link-local address"),
             ),

@@ -355,7 +355,7 @@ fn errors_carry_buildkit_text_and_offsets() {
     assert_eq!(source.as_deref(), Some("invalid escape '\\x'"));
 }
 
-/// Found by fuzzing: each nested `${…}` is a recursion, and a long enough word overflowed the
+/// Found while fuzzing: each nested `${…}` is a recursion, and a long enough word overflowed the
 /// stack.
 #[test]
 fn nesting_is_limited() {
