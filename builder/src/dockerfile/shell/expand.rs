@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use super::pattern::{self, Pattern};
-use super::{Env, Lexer, MAX_NESTING, ShellError};
+use super::{Env, Lexer, MAX_NESTING, MAX_SUBSTITUTION_LEN, ShellError};
 
 /// What one walk over a word produced.
 pub(super) struct Output {
@@ -387,7 +387,10 @@ impl<'a> Walker<'a> {
         let value = found.unwrap_or("");
         let pattern = compile(&pattern_text, true, false, offset)?;
         Ok(if all {
-            pattern.replace_all(value, &replacement)
+            let limit = MAX_SUBSTITUTION_LEN.max(value.len());
+            pattern
+                .replace_all(value, &replacement, limit)
+                .ok_or(ShellError::TooLong { offset })?
         } else {
             pattern.replace_first(value, &replacement)
         })

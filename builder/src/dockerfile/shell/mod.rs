@@ -20,6 +20,9 @@
 //! * `${…}` nests at most [`MAX_NESTING`] deep (`${A:-${B:-…}}`); deeper is an error. Go's
 //!   stacks grow, so upstream has no limit, but each level here is a few stack frames and a
 //!   Dockerfile line, let alone a heredoc, can hold tens of thousands of levels.
+//! * `${name//pattern/replacement}` may not grow its value past [`MAX_SUBSTITUTION_LEN`] bytes:
+//!   every match inserts the replacement, which may itself be such a substitution, so a short
+//!   word can ask for gigabytes (upstream builds them).
 //! * Go classifies name characters with the Unicode categories L and Nd; we use Rust's
 //!   `Alphabetic` and `Numeric` properties, which agree on every ASCII and common non-ASCII
 //!   letter but also accept combining vowel signs, letter numbers and other numbers.
@@ -36,6 +39,9 @@ pub use pattern::PatternError;
 /// How deep `${…}` may nest inside the words of other `${…}`: far more than any real word
 /// needs, and little enough for the smallest thread stack.
 pub const MAX_NESTING: usize = 100;
+
+/// The most bytes `${name//pattern/replacement}` may produce, unless the value alone is longer.
+pub const MAX_SUBSTITUTION_LEN: usize = 1 << 20;
 
 /// Variables a word is expanded against. Lookups are case-sensitive (BuildKit on Unix).
 pub trait Env {
@@ -238,6 +244,12 @@ pub enum ShellError {
         /// Offset of the `$` whose word would go deeper.
         offset: usize,
     },
+    /// `${name//pattern/replacement}` would produce more than [`MAX_SUBSTITUTION_LEN`] bytes.
+    #[error("substitution result is longer than {} bytes", MAX_SUBSTITUTION_LEN)]
+    TooLong {
+        /// Offset of the `$`.
+        offset: usize,
+    },
     /// A `#`, `%` or `/` pattern with an invalid escape.
     #[error("invalid pattern ({pattern}) in substitution")]
     InvalidPattern {
@@ -263,6 +275,7 @@ impl ShellError {
             | ShellError::UnsupportedModifier { offset, .. }
             | ShellError::Required { offset, .. }
             | ShellError::TooDeep { offset }
+            | ShellError::TooLong { offset }
             | ShellError::InvalidPattern { offset, .. } => *offset,
         }
     }
