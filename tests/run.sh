@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs kiln's whole test suite: installs the Debian packages the tests need when they are
-# missing, checks formatting and lints, then runs every test of the workspace.
+# missing, checks formatting and lints, runs every test of the workspace, then a short fuzz pass
+# (tests/fuzz/run.sh: each cargo-fuzz target replays its corpus and fuzzes ~20 s more).
 # `.ci/run` calls exactly this script; any failure exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,4 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+bash tests/fuzz/run.sh

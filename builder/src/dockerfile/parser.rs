@@ -432,14 +432,7 @@ fn split_tokens(text: &str) -> impl Iterator<Item = &str> {
 /// Splits a joined line into keyword, flags and argument text, then parses the arguments in the
 /// keyword's shape.
 fn node_from_line(line: &str, escape: char, location: Location) -> Result<Node, ParseError> {
-    let line_trimmed = line.trim();
-    let (keyword, rest) = match line_trimmed.find(is_token_space) {
-        Some(i) => {
-            let rest = line_trimmed[i..].trim_start_matches(is_token_space);
-            (&line_trimmed[..i], rest)
-        }
-        None => (line_trimmed, ""),
-    };
+    let (keyword, rest) = split_keyword(line);
     let (args_text, flags) = extract_flags(rest);
     let args_text = args_text.trim();
     let args = parse_args(keyword, args_text, escape, location)?;
@@ -451,6 +444,22 @@ fn node_from_line(line: &str, escape: char, location: Location) -> Result<Node, 
         original: line.to_owned(),
         location,
     })
+}
+
+/// The keyword of a joined line and the text after it.
+fn split_keyword(line: &str) -> (&str, &str) {
+    let line = line.trim();
+    match line.find(is_token_space) {
+        Some(i) => (&line[..i], line[i..].trim_start_matches(is_token_space)),
+        None => (line, ""),
+    }
+}
+
+/// Whether the text after an `ONBUILD` is itself `ONBUILD [flags] ONBUILD …`.
+fn chains_onbuild(rest: &str) -> bool {
+    let (keyword, rest) = split_keyword(rest);
+    let (inner, _) = split_keyword(extract_flags(rest).0);
+    keyword.eq_ignore_ascii_case("onbuild") && inner.eq_ignore_ascii_case("onbuild")
 }
 
 /// BuildKit's `extractBuilderFlags`: leading words starting with `--` are flags; quotes in them are
@@ -539,6 +548,13 @@ fn parse_args(
         "onbuild" => {
             if rest.is_empty() {
                 Args::Empty
+            } else if chains_onbuild(rest) {
+                // BuildKit parses any chain and refuses `ONBUILD ONBUILD` when typing it (as
+                // `Instruction::from_node` does); a longer chain is refused here, since parsing it
+                // recurses once per ONBUILD and one line holds thousands.
+                return Err(error(
+                    "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".to_owned(),
+                ));
             } else {
                 Args::OnBuild(Box::new(node_from_line(rest, escape, location)?))
             }

@@ -232,6 +232,14 @@ fn edge_cases() {
         ("runn foo", Ok("(runn \"\")")),
         ("RUN <<EOF\n", Err("unterminated heredoc \"EOF\"")),
         (
+            "ONBUILD ONBUILD RUN x",
+            Ok("(onbuild (onbuild (run \"x\")))"),
+        ),
+        (
+            "ONBUILD ONBUILD --x ONBUILD RUN x",
+            Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        ),
+        (
             "ONBUILD RUN <<EOF\nhi\nEOF",
             Ok("(onbuild (run \"<<EOF\"))"),
         ),
@@ -281,6 +289,19 @@ fn locations_cover_continuations_and_heredocs() {
         ]
     );
     assert_eq!(file.instructions[2].heredocs[0].content, "body\n");
+}
+
+/// Found while fuzzing: parsing recursed once per ONBUILD, and continuation lines join any number
+/// of them, so a long enough chain overflowed the stack.
+#[test]
+fn onbuild_chains_do_not_recurse() {
+    let source = format!("FROM a\n{}RUN x", "ONBUILD \\\n".repeat(100_000));
+    let err = parse(&source).unwrap_err();
+    assert_eq!(
+        err.message,
+        "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+    );
+    assert_eq!(err.location.start_line, 2);
 }
 
 #[test]

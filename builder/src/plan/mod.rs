@@ -303,6 +303,13 @@ impl Plan {
             }
         }
 
+        // Only ARGs (or nothing but comments and directives): there is no stage to build.
+        if stages.is_empty() {
+            return Err(plan_err(
+                "dockerfile contains no stages to build",
+                Location::default(),
+            ));
+        }
         resolve_bases(&mut stages)?;
         resolve_sources(&mut stages, &lexer, &meta_args, &options)?;
         let target = match &options.target {
@@ -543,36 +550,37 @@ fn build_order(stages: &[Stage], target: usize) -> Result<Vec<usize>, PlanError>
         Active,
         Done,
     }
-    fn visit(
-        stages: &[Stage],
-        i: usize,
-        marks: &mut [Mark],
-        order: &mut Vec<usize>,
-    ) -> Result<(), PlanError> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
+    // Depth first, each stage after its dependencies, on an explicit stack: a chain of stages
+    // is as deep as the Dockerfile is long, too deep to recurse.
+    let mut marks = vec![Mark::New; stages.len()];
+    let mut order = Vec::new();
+    let mut stack = vec![(target, stages[target].stage_deps().into_iter())];
+    marks[target] = Mark::Active;
+    while let Some((i, deps)) = stack.last_mut() {
+        let i = *i;
+        let Some(dep) = deps.next() else {
+            marks[i] = Mark::Done;
+            order.push(i);
+            stack.pop();
+            continue;
+        };
+        match marks[dep] {
+            Mark::Done => {}
             Mark::Active => {
                 return Err(plan_err(
                     format!(
                         "circular dependency detected on stage: {}",
-                        stages[i].display_name()
+                        stages[dep].display_name()
                     ),
-                    stages[i].location,
+                    stages[dep].location,
                 ));
             }
-            Mark::New => {}
+            Mark::New => {
+                marks[dep] = Mark::Active;
+                stack.push((dep, stages[dep].stage_deps().into_iter()));
+            }
         }
-        marks[i] = Mark::Active;
-        for dep in stages[i].stage_deps() {
-            visit(stages, dep, marks, order)?;
-        }
-        marks[i] = Mark::Done;
-        order.push(i);
-        Ok(())
     }
-    let mut marks = vec![Mark::New; stages.len()];
-    let mut order = Vec::new();
-    visit(stages, target, &mut marks, &mut order)?;
     Ok(order)
 }
 

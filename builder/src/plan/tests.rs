@@ -144,6 +144,19 @@ fn only_needed_stages_in_dependency_order() {
     assert_eq!((p.target, p.order.clone()), (1, vec![0, 1]));
 }
 
+/// Found while fuzzing: ordering the stages recursed once per stage of a chain, and a long enough
+/// Dockerfile overflowed the stack.
+#[test]
+fn long_stage_chains_are_ordered() {
+    let n = 5_000;
+    let mut source = "FROM scratch AS s0\n".to_owned();
+    for i in 0..n {
+        source.push_str(&format!("FROM s{i} AS s{}\n", i + 1));
+    }
+    let p = plan(&source);
+    assert_eq!(p.order, (0..=n).collect::<Vec<_>>());
+}
+
 #[test]
 fn copy_from_expands_stage_args() {
     let p =
@@ -194,6 +207,9 @@ fn errors_name_the_line() {
             "{source}"
         );
     }
+    // Found by fuzzing: picking the last stage of none underflowed.
+    let err = plan_with("ARG A=1\nARG B=${A}", &[], None).unwrap_err();
+    assert_eq!(err.message, "dockerfile contains no stages to build");
     let err = plan_with("FROM Alpine", &[], None).unwrap_err();
     assert!(err.message.contains("must be lowercase"), "{}", err.message);
     let err = plan_with("FROM busybox", &[], Some("nope")).unwrap_err();

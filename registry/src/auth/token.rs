@@ -4,7 +4,7 @@
 //! Scopes are `repository:<name>:<actions>`; a name may contain a port (`host:5000/repo`), so the
 //! actions are what follows the last colon (distribution `scope.md`). A token response carries
 //! `token` and/or `access_token`; `expires_in` defaults to 60 seconds and, as docker does, is
-//! never taken as less than that.
+//! never taken as less than that; nor as more than a day.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -13,6 +13,10 @@ use reqwest::Url;
 
 /// The shortest lifetime kiln assumes for a token (docker's `minimumTokenLifetimeSeconds`).
 const MIN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The longest lifetime kiln believes: a token is renewed at least daily, and an absurd
+/// `expires_in` cannot overflow the clock.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A token is renewed this long before it expires, so that it does not expire in flight.
 const RENEW_BEFORE: Duration = Duration::from_secs(10);
@@ -145,7 +149,7 @@ impl Token {
             .expires_in
             .map(Duration::from_secs)
             .unwrap_or(MIN_LIFETIME)
-            .max(MIN_LIFETIME);
+            .clamp(MIN_LIFETIME, MAX_LIFETIME);
         Some(Self {
             value,
             renew_at: now + lifetime - RENEW_BEFORE,
@@ -196,8 +200,9 @@ pub fn ip_literal(url: &Url) -> Option<IpAddr> {
     host.parse().ok()
 }
 
+/// Link-local in any spelling: an IPv4-mapped IPv6 address is the IPv4 address it maps.
 fn is_link_local(ip: IpAddr) -> bool {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
@@ -282,6 +287,11 @@ mod tests {
                 Some(("a", 50)),
             ),
             (r#"{"token":"t","access_token":"a"}"#, Some(("t", 50))),
+            // Found while fuzzing: `now + u64::MAX seconds` overflowed `Instant`.
+            (
+                r#"{"token":"t","expires_in":18446744073709551615}"#,
+                Some(("t", 86_390)),
+            ),
             (r#"{"expires_in":300}"#, None),
             ("not json", None),
         ];
@@ -325,6 +335,13 @@ mod tests {
             ("http://127.0.0.1:9/token", &local, Ok(())),
             (
                 "http://169.254.169.254/token",
+                &local,
+                Err("link-local address"),
+            ),
+            // Found while fuzzing: the IPv4-mapped spelling of a link-local address passed for a
+            // registry on an internal address.
+            (
+                "http://[::ffff:169.254.169.254]/token",
                 &local,
                 Err("link-local address"),
             ),

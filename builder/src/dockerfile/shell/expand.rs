@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use super::pattern::{self, Pattern};
-use super::{Env, Lexer, ShellError};
+use super::{Env, Lexer, MAX_NESTING, MAX_SUBSTITUTION_LEN, ShellError};
 
 /// What one walk over a word produced.
 pub(super) struct Output {
@@ -30,6 +30,7 @@ pub(super) fn run(lexer: &Lexer, word: &str, env: &dyn Env) -> Result<Output, Sh
         // Go's text/scanner silently drops a byte order mark at the very start of its input.
         pos: if word.starts_with('\u{FEFF}') { 3 } else { 0 },
         raw_escapes: lexer.raw_escapes,
+        depth: 0,
         matched: BTreeSet::new(),
         unmatched: BTreeSet::new(),
     };
@@ -97,6 +98,8 @@ struct Walker<'a> {
     pos: usize,
     /// Whether escape tokens are kept; patterns switch it on for their nested walk.
     raw_escapes: bool,
+    /// How many modifier words the walk is inside (each is a recursion).
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -384,7 +387,10 @@ impl<'a> Walker<'a> {
         let value = found.unwrap_or("");
         let pattern = compile(&pattern_text, true, false, offset)?;
         Ok(if all {
-            pattern.replace_all(value, &replacement)
+            let limit = MAX_SUBSTITUTION_LEN.max(value.len());
+            pattern
+                .replace_all(value, &replacement, limit)
+                .ok_or(ShellError::TooLong { offset })?
         } else {
             pattern.replace_first(value, &replacement)
         })
@@ -398,7 +404,15 @@ impl<'a> Walker<'a> {
         raw_escapes: bool,
         missing: ShellError,
     ) -> Result<String, ShellError> {
-        match self.process_until(Some(stop), raw_escapes) {
+        if self.depth == MAX_NESTING {
+            return Err(ShellError::TooDeep {
+                offset: missing.offset(),
+            });
+        }
+        self.depth += 1;
+        let word = self.process_until(Some(stop), raw_escapes);
+        self.depth -= 1;
+        match word {
             Ok(Some((word, _))) => Ok(word),
             Ok(None) => Err(missing),
             Err(_) if self.at_end() => Err(missing),

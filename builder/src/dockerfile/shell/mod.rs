@@ -17,6 +17,12 @@
 //!   gives `["b"]`). We keep the pre-optimisation behaviour, `["ab"]`.
 //! * An unterminated `${name` is reported as `syntax error: missing '}'`; upstream reads the
 //!   end of input as a modifier and says `unsupported modifier (\u{FFFD}) in substitution`.
+//! * `${…}` nests at most [`MAX_NESTING`] deep (`${A:-${B:-…}}`); deeper is an error. Go's
+//!   stacks grow, so upstream has no limit, but each level here is a few stack frames and a
+//!   Dockerfile line, let alone a heredoc, can hold tens of thousands of levels.
+//! * `${name//pattern/replacement}` may not grow its value past [`MAX_SUBSTITUTION_LEN`] bytes:
+//!   every match inserts the replacement, which may itself be such a substitution, so a short
+//!   word can ask for gigabytes (upstream builds them).
 //! * Go classifies name characters with the Unicode categories L and Nd; we use Rust's
 //!   `Alphabetic` and `Numeric` properties, which agree on every ASCII and common non-ASCII
 //!   letter but also accept combining vowel signs, letter numbers and other numbers.
@@ -29,6 +35,13 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub use pattern::PatternError;
+
+/// How deep `${…}` may nest inside the words of other `${…}`: far more than any real word
+/// needs, and little enough for the smallest thread stack.
+pub const MAX_NESTING: usize = 100;
+
+/// The most bytes `${name//pattern/replacement}` may produce, unless the value alone is longer.
+pub const MAX_SUBSTITUTION_LEN: usize = 1 << 20;
 
 /// Variables a word is expanded against. Lookups are case-sensitive (BuildKit on Unix).
 pub trait Env {
@@ -225,6 +238,18 @@ pub enum ShellError {
         /// Offset of the `$`.
         offset: usize,
     },
+    /// `${…}` nested more than [`MAX_NESTING`] deep.
+    #[error("syntax error: substitutions nested more than {} deep", MAX_NESTING)]
+    TooDeep {
+        /// Offset of the `$` whose word would go deeper.
+        offset: usize,
+    },
+    /// `${name//pattern/replacement}` would produce more than [`MAX_SUBSTITUTION_LEN`] bytes.
+    #[error("substitution result is longer than {} bytes", MAX_SUBSTITUTION_LEN)]
+    TooLong {
+        /// Offset of the `$`.
+        offset: usize,
+    },
     /// A `#`, `%` or `/` pattern with an invalid escape.
     #[error("invalid pattern ({pattern}) in substitution")]
     InvalidPattern {
@@ -249,6 +274,8 @@ impl ShellError {
             | ShellError::BadSubstitution { offset }
             | ShellError::UnsupportedModifier { offset, .. }
             | ShellError::Required { offset, .. }
+            | ShellError::TooDeep { offset }
+            | ShellError::TooLong { offset }
             | ShellError::InvalidPattern { offset, .. } => *offset,
         }
     }

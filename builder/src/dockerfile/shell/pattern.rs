@@ -145,8 +145,14 @@ impl Pattern {
 
     /// Replaces every match as Go's `Regexp.ReplaceAllString` does: the replacement is a
     /// template (`$0` is the match, `$$` a dollar, other `$name` empty), an empty match right
-    /// after a match is not replaced, and the search always advances.
-    pub(super) fn replace_all(&self, value: &str, replacement: &str) -> String {
+    /// after a match is not replaced, and the search always advances. `None` as soon as the
+    /// result is longer than `limit` bytes.
+    pub(super) fn replace_all(
+        &self,
+        value: &str,
+        replacement: &str,
+        limit: usize,
+    ) -> Option<String> {
         let text: Vec<char> = value.chars().collect();
         let mut out = String::new();
         let mut search = 0;
@@ -160,11 +166,14 @@ impl Pattern {
                 let matched: String = text[start..end].iter().collect();
                 expand_template(&mut out, replacement, &matched);
             }
+            if out.len() > limit {
+                return None;
+            }
             last_end = end;
             search = if search + 1 > end { search + 1 } else { end };
         }
         out.extend(&text[last_end.min(text.len())..]);
-        out
+        (out.len() <= limit).then_some(out)
     }
 }
 
@@ -388,7 +397,9 @@ mod tests {
                 "/{pattern:?}"
             );
             assert_eq!(
-                compiled.replace_all(value, replacement),
+                compiled
+                    .replace_all(value, replacement, usize::MAX)
+                    .unwrap(),
                 all,
                 "//{pattern:?}"
             );

@@ -355,6 +355,62 @@ fn errors_carry_buildkit_text_and_offsets() {
     assert_eq!(source.as_deref(), Some("invalid escape '\\x'"));
 }
 
+/// Found while fuzzing: each nested `${…}` is a recursion, and a long enough word overflowed the
+/// stack.
+#[test]
+fn nesting_is_limited() {
+    let nested = |depth: usize, (open, close): (&str, &str)| {
+        format!("x{}v{}", open.repeat(depth), close.repeat(depth))
+    };
+    let forms = [
+        ("${A:-", "}"),
+        ("${A/b/", "}"),
+        ("${A/", "/}"),
+        ("\"${A#", "}\""),
+    ];
+    let lexer = Lexer::new('\\');
+    for form in forms {
+        let word = nested(MAX_NESTING, form);
+        assert!(lexer.process_word(&word, &EmptyEnv).is_ok(), "{form:?}");
+        let err = lexer
+            .process_word(&nested(100_000, form), &EmptyEnv)
+            .unwrap_err();
+        assert!(matches!(err, ShellError::TooDeep { .. }), "{form:?}: {err}");
+    }
+    let err = lexer
+        .process_word(&nested(MAX_NESTING + 1, forms[0]), &EmptyEnv)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "syntax error: substitutions nested more than 100 deep"
+    );
+    assert_eq!(err.offset(), 1 + 5 * MAX_NESTING);
+}
+
+/// Found while fuzzing: every match of `${X//pattern/…}` inserts the replacement, which can be
+/// another such substitution, so a few hundred bytes asked for gigabytes and hung.
+#[test]
+fn substitutions_cannot_explode() {
+    let env = env(&[
+        ("P", &"x".repeat(30)),
+        ("BIG", &"y".repeat(2 * MAX_SUBSTITUTION_LEN)),
+    ]);
+    let lexer = Lexer::new('\\');
+    // 31 insertions of 31 insertions of … : 31^6 ≈ 900 million bytes.
+    let word = format!("{}v{}", "${P///".repeat(6), "}".repeat(6));
+    let err = lexer.process_word(&word, &env).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "substitution result is longer than 1048576 bytes"
+    );
+    // The third level from the outside is the first to pass the limit.
+    assert_eq!(err.offset(), 2 * 6);
+    // Growth is limited, not size: a value already longer than the limit may be rewritten.
+    let value = lexer.process_word("${BIG//y/z}", &env).unwrap();
+    assert_eq!(value.len(), 2 * MAX_SUBSTITUTION_LEN);
+    assert_eq!(lexer.process_word("${P//x/ab}", &env).unwrap().len(), 60);
+}
+
 #[test]
 fn matches_record_every_lookup() {
     let lexer = Lexer::new('\\');
