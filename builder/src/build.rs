@@ -59,11 +59,12 @@ pub enum Failure {
     #[error("reading .dockerignore")]
     ReadIgnore(#[source] ContextError),
     /// The ignore file has a pattern that does not compile.
-    #[error("{file}: {source}")]
+    #[error("{file}")]
     Ignore {
         /// The ignore file.
         file: String,
         /// Why.
+        #[source]
         source: IgnoreError,
     },
     /// A step failed, or the build was cancelled.
