@@ -32,7 +32,8 @@ fuzz_target!(|input: &[u8]| {
 
     if let Ok(doc) = manifest::parse(body, served) {
         for child in doc.children() {
-            manifest::digest_of(&child).expect("a parsed document names usable digests");
+            kiln_registry::Digest::from_oci(child.digest())
+                .expect("a parsed document names usable digests");
         }
         let again = match &doc {
             Document::Manifest(m) => serde_json::to_vec(m),
