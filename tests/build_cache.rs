@@ -4,15 +4,15 @@
 //! machine-readable outputs.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{
-    KillOnDrop, Kiln, context, inspect, mounts_under, processes_with, wait_until, with_busybox,
+    Kiln, context, inspect, mounts_under, processes_with, spawn_until_sleeping, with_busybox,
 };
 use crate::text;
 
@@ -452,22 +452,11 @@ fn ctrl_c_during_a_run_leaves_no_mount_process_or_tag() {
         &format!("FROM busybox\nRUN echo started && sleep {marker}\n"),
         &[],
     );
-    let mut child = KillOnDrop(
-        kiln.cmd()
-            .args(["build", "--progress=plain", "-t", "interrupted:latest"])
-            .arg(&ctx)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().trim() == "started" {
-            break;
-        }
-    }
-    // `started` is printed just before the sleep begins.
-    wait_until("the RUN to sleep", || !processes_with(&marker).is_empty());
+    let mut build = kiln.cmd();
+    build
+        .args(["build", "--progress=plain", "-t", "interrupted:latest"])
+        .arg(&ctx);
+    let (mut child, lines) = spawn_until_sleeping(build, &marker);
     let status = Command::new("kill")
         .args(["-INT", &child.0.id().to_string()])
         .status()

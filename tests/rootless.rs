@@ -9,14 +9,14 @@
 //! under `CI=true` it fails.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::{
-    EPOCH, KillOnDrop, busybox, processes_with, root_or_skip, run, tool, wait_until, with_busybox,
+    EPOCH, busybox, processes_with, root_or_skip, run, spawn_until_sleeping, tool, with_busybox,
+    write_context,
 };
 use crate::{repo, text};
 
@@ -242,13 +242,7 @@ impl UserKiln {
     /// A build context the user can read: `files` (path, content) and the Dockerfile.
     fn context(&self, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.dir.path().join(name);
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
-        for (path, body) in files {
-            let path = dir.join(path);
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(path, body).unwrap();
-        }
+        write_context(&dir, dockerfile, files);
         chown_tree(&dir, self.user);
         dir
     }
@@ -425,21 +419,11 @@ fn ctrl_c_in_a_rootless_run_leaves_no_process_or_tag() {
         &format!("FROM busybox\nRUN echo started && sleep {marker}\n"),
         &[],
     );
-    let mut child = KillOnDrop(
-        kiln.cmd()
-            .args(["build", "--progress=plain", "-t", "interrupted:latest"])
-            .arg(&ctx)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().trim() == "started" {
-            break;
-        }
-    }
-    wait_until("the RUN to sleep", || !processes_with(&marker).is_empty());
+    let mut build = kiln.cmd();
+    build
+        .args(["build", "--progress=plain", "-t", "interrupted:latest"])
+        .arg(&ctx);
+    let (mut child, lines) = spawn_until_sleeping(build, &marker);
     // The RUN's root is an overlay (userxattr) in kiln's own mount namespace, not a copy.
     let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", child.0.id())).unwrap();
     assert!(

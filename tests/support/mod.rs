@@ -163,14 +163,19 @@ pub fn is_root() -> bool {
 /// content).
 pub fn context(kiln: &Kiln, dockerfile: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = kiln.path("ctx");
-    fs::create_dir_all(&dir).unwrap();
+    write_context(&dir, dockerfile, files);
+    dir
+}
+
+/// Writes the Dockerfile and `files` (path, content) into the directory `dir`.
+pub fn write_context(dir: &Path, dockerfile: &str, files: &[(&str, &str)]) {
+    fs::create_dir_all(dir).unwrap();
     fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     for (path, body) in files {
         let path = dir.join(path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, body).unwrap();
     }
-    dir
 }
 
 /// `kiln inspect NAME`, parsed: the image's object.
@@ -230,4 +235,27 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Starts `build` (a `kiln build --progress=plain` of a Dockerfile whose RUN prints `started`,
+/// then sleeps with `marker` in its command line) and returns once the sleep runs, with the
+/// rest of kiln's standard error to read.
+pub fn spawn_until_sleeping(
+    mut build: Command,
+    marker: &str,
+) -> (
+    KillOnDrop,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = KillOnDrop(build.stderr(std::process::Stdio::piped()).spawn().unwrap());
+    let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().trim() == "started" {
+            break;
+        }
+    }
+    // `started` is printed just before the sleep begins.
+    wait_until("the RUN to sleep", || !processes_with(marker).is_empty());
+    (child, lines)
 }
