@@ -10,6 +10,9 @@ mod hardening;
 mod differential;
 // `kiln build --check`: parsing and planning through the CLI, and how errors read.
 mod check;
+// kiln inside an unprivileged container (podman, default seccomp and capabilities), as a user
+// and as root; one digest in every mode.
+mod container;
 // Crash safety: every command killed at every crash point of the store, then `kiln fsck`.
 mod crash;
 // A full disk: a pull, a build and a tag that do not fit fail cleanly.

@@ -15,6 +15,7 @@ use kiln_registry::Digest;
 use serde_json::Value;
 
 use crate::support::busybox::busybox_rootfs;
+use crate::support::podman::Podman;
 use crate::support::registry::{Config, RegistryServer};
 use crate::support::{Kiln, context, run, tool, with_busybox};
 
@@ -177,45 +178,6 @@ fn stored(kiln: &Kiln, name: &str) -> (String, kiln_builder::image::ImageConfig)
 
 fn skopeo_json(skopeo: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&run(Command::new(skopeo).args(args))).unwrap()
-}
-
-/// podman with private storage in a temporary directory, usable without systemd or a
-/// configured cgroup manager.
-struct Podman {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Podman {
-    /// `None` (after saying so) when podman or runc is missing outside CI.
-    fn new() -> Option<Self> {
-        let bin = tool("podman")?;
-        tool("runc")?;
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("containers.conf"),
-            "[containers]\ndefault_ulimits = []\n",
-        )
-        .unwrap();
-        Some(Self { bin, dir })
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .arg("--cgroup-manager=cgroupfs")
-            .args(["--runtime", "runc", "--storage-driver", "vfs"])
-            .arg("--root")
-            .arg(self.dir.path().join("root"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("runroot"))
-            .arg("--events-backend=file");
-        cmd
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        run(self.cmd().args(args))
-    }
 }
 
 #[test]

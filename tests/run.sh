@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # docker-registry (the real registry server the registry tests push to and pull from), podman
 # and runc (load and run what kiln builds and pushes), buildah (the differential suite builds
 # every case with it too and compares), binutils (readelf checks busybox is static), uidmap
-# (newuidmap/newgidmap: the rootless tests run kiln as a user with subordinate ids).
-packages=(busybox-static skopeo umoci docker-registry podman runc buildah binutils uidmap)
+# (newuidmap/newgidmap: the rootless tests run kiln as a user with subordinate ids), libcap2-bin
+# (setcap: the container tests give newuidmap/newgidmap file capabilities in kiln's container).
+packages=(busybox-static skopeo umoci docker-registry podman runc buildah binutils uidmap libcap2-bin)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

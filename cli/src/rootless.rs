@@ -1,6 +1,7 @@
-//! Deciding kiln's privileges once, at the start of `main`: run by a non-root user, kiln first
-//! moves into a user namespace of its own (see `kiln_builder::privileges`) so that builds run
-//! as root there, then probes what it may do and installs that for the whole process.
+//! Deciding kiln's privileges once, at the start of `main`: run by a non-root user, or by root
+//! without `CAP_SYS_ADMIN` (in an unprivileged container), kiln first moves into a user
+//! namespace of its own (see `kiln_builder::privileges`) so that builds run as root there, then
+//! probes what it may do and installs that for the whole process.
 //!
 //! The store's default place (`$XDG_DATA_HOME/kiln`) is the user's own even inside the
 //! namespace: the environment is unchanged, and the store reads the mode from the installed
@@ -19,10 +20,10 @@ pub enum Need {
     Sandbox,
 }
 
-/// Enters kiln's user namespace when run by a non-root user and `need` asks for it, then
-/// probes and installs the privileges. Must run while the process has one thread.
+/// Enters kiln's user namespace when kiln cannot mount and `need` asks for it, then probes and
+/// installs the privileges. Must run while the process has one thread.
 pub fn setup(need: Need) -> anyhow::Result<&'static Privileges> {
-    if need != Need::Nothing && !privileges::effective_uid_is_root() {
+    if need != Need::Nothing && !privileges::can_mount() {
         match privileges::enter_user_namespace() {
             Ok(entered) => {
                 if let Some(warning) = &entered.warning {
@@ -39,7 +40,16 @@ pub fn setup(need: Need) -> anyhow::Result<&'static Privileges> {
             ),
         }
     }
-    Ok(privileges::install(Privileges::probe()))
+    let privileges = privileges::install(Privileges::probe());
+    if !privileges.fresh_proc && need == Need::Sandbox {
+        eprintln!(
+            "warning: this container's /proc has masked paths, so RUN steps get it bound \
+             instead of one of their own: they see the container's processes (their own still \
+             end with the step); unmask /proc for full isolation (Kubernetes: `procMount: \
+             Unmasked` with `hostUsers: false`; podman: `--security-opt unmask=ALL`)"
+        );
+    }
+    Ok(privileges)
 }
 
 /// A note for a RUN that failed on something a user namespace does not allow, when kiln runs

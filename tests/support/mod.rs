@@ -2,6 +2,7 @@
 //! failing under `CI=true`), running `kiln` against a private store, and fixtures.
 
 pub mod busybox;
+pub mod podman;
 pub mod registry;
 pub mod registry_image;
 pub mod registry_proxy;

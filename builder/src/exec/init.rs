@@ -106,6 +106,8 @@ pub(super) struct HelperConfig {
     pub env: Vec<(String, String)>,
     /// Its working directory, inside the rootfs.
     pub cwd: String,
+    /// The builder's privileges (the helper must not probe its own: it may not fork then).
+    pub privileges: crate::privileges::Privileges,
 }
 
 /// A bind mount of a host file onto a path in the rootfs.
@@ -154,8 +156,9 @@ pub(super) fn helper_main() -> i32 {
 }
 
 fn helper() -> Result<i32, String> {
-    // Probed before the namespaces below change what /proc shows.
-    crate::privileges::current();
+    // Nothing outside the sandbox may be ptraced or read through a /proc the command sees.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .map_err(|e| format!("making the helper non-dumpable: {e}"))?;
     sys::close_from(3, false).map_err(|e| format!("closing inherited descriptors: {e}"))?;
     let mut bytes = Vec::new();
     std::io::stdin()
@@ -165,6 +168,7 @@ fn helper() -> Result<i32, String> {
         .map_err(|e| format!("reading the sandbox config: {e}"))?;
     let config: HelperConfig =
         serde_json::from_slice(&bytes).map_err(|e| format!("parsing the sandbox config: {e}"))?;
+    crate::privileges::install(config.privileges.clone());
     // Out of the builder's session: a terminal's Ctrl-C reaches the builder, which cancels.
     rustix::process::setsid().map_err(|e| format!("setsid: {e}"))?;
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))
@@ -292,10 +296,15 @@ fn init_setup(config: &HelperConfig, alive: &OwnedFd) -> Result<u32, String> {
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .map_err(errno("making the init non-dumpable"))?;
     mount_root(config)?;
-    rustix::system::sethostname(config.hostname.as_bytes()).map_err(errno(format_args!(
-        "setting the hostname {:?}",
-        config.hostname
-    )))?;
+    match rustix::system::sethostname(config.hostname.as_bytes()) {
+        // A container's seccomp profile refuses sethostname without CAP_SYS_ADMIN in the
+        // container: the command keeps the container's name, in a UTS namespace of its own.
+        Ok(()) | Err(Errno::PERM) => {}
+        result => result.map_err(errno(format_args!(
+            "setting the hostname {:?}",
+            config.hostname
+        )))?,
+    }
     if config.network_none {
         sys::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
     }
@@ -381,7 +390,12 @@ fn mount_root(config: &HelperConfig) -> Result<(), String> {
     for dir in ["proc", "dev", "sys"] {
         real_dir(&root.join(dir))?;
     }
-    mount_fs("proc", &root.join("proc"), hardened, None)?;
+    if config.privileges.fresh_proc {
+        mount_fs("proc", &root.join("proc"), hardened, None)?;
+    } else {
+        // The masked paths below are mounted over the bound ones again.
+        bind(Path::new("/proc"), &root.join("proc"), true)?;
+    }
     let sys_dir = root.join("sys");
     if mount_fs("sysfs", &sys_dir, hardened | MountFlags::RDONLY, None).is_err() {
         bind(Path::new("/sys"), &sys_dir, true)?;

@@ -654,6 +654,7 @@ fn run_prepared(
         args: spec.args.clone(),
         env: command_env(spec, &prepared.user),
         cwd: rootfs::clean_path(&spec.cwd),
+        privileges: crate::privileges::current().clone(),
     };
     let config = serde_json::to_vec(&config).map_err(|e| ExecError::Spawn(e.into()))?;
     let (mut ours, theirs) = UnixStream::pair().map_err(ExecError::Spawn)?;

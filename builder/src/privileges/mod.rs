@@ -1,11 +1,13 @@
 //! The privilege model: what this process may do, decided once and read everywhere.
 //!
-//! kiln runs in one of three ways. As root in the initial user namespace ([`Mode::Root`]) it may
-//! do everything. As a non-root user the `kiln` binary first enters a user namespace of its own
+//! kiln runs in one of three ways. As root with `CAP_SYS_ADMIN` ([`Mode::Root`]) it may do
+//! everything. As a non-root user the `kiln` binary first enters a user namespace of its own
 //! ([`enter_user_namespace`], before any thread starts) where the user's uid is 0 and the user's
 //! subordinate ids (`/etc/subuid`, `/etc/subgid`, mapped by `newuidmap`/`newgidmap`) are 1 and
 //! up ([`Mode::Rootless`]): the same code then runs as "root", and what that root cannot do is
-//! listed here. Without a user namespace ([`Mode::Unprivileged`]: a library caller, a unit test)
+//! listed here. Root without `CAP_SYS_ADMIN` (root in an unprivileged container) does the same
+//! with every id it has mapped to itself. In an unprivileged container the sandbox cannot mount
+//! a fresh `/proc` and binds the container's instead ([`Privileges::fresh_proc`]). Without a user namespace ([`Mode::Unprivileged`]: a library caller, a unit test)
 //! files keep the caller's ids and nothing that needs privilege works.
 //!
 //! [`Privileges::probe`] reads the answer from the process's own state (`/proc/self/uid_map`,
@@ -21,11 +23,13 @@ mod userns;
 use std::fmt;
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Serialize};
+
 pub use subid::{SubIdRange, parse_subid, subid_ranges};
 pub use userns::{Entered, UsernsError, enter_user_namespace, entered};
 
 /// How the process holds its privileges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// uid 0 in the initial user namespace.
     Root,
@@ -35,8 +39,9 @@ pub enum Mode {
         host_uid: u32,
         /// The user's own gid, outside.
         host_gid: u32,
-        /// Whether the user's subordinate ids are mapped (else only id 0 exists).
-        subordinate: bool,
+        /// Whether more ids than 0 are mapped: the user's subordinate ids, or for root every id
+        /// it has outside (else only id 0 exists).
+        multiple_ids: bool,
     },
     /// Not root, in no user namespace kiln made.
     Unprivileged {
@@ -47,7 +52,7 @@ pub enum Mode {
 
 /// One line of `/proc/self/uid_map` or `gid_map`: `count` ids from `inside` in this namespace
 /// are `outside` and up in the parent namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRange {
     /// First id in this namespace.
     pub inside: u32,
@@ -58,7 +63,7 @@ pub struct IdRange {
 }
 
 /// The ids that exist in this process's user namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdMap {
     /// The map's lines.
     pub ranges: Vec<IdRange>,
@@ -161,8 +166,9 @@ impl fmt::Display for IdKind {
     }
 }
 
-/// What the process may do. See each field for its probe, its users and its fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the process may do. See each field for its probe, its users and its fix. The sandbox
+/// helper gets the builder's value in its config instead of probing again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Privileges {
     /// How the process holds its privileges. Probed: effective uid, `/proc/self/uid_map`, and
     /// whether [`enter_user_namespace`] ran. Needed by the store's default place
@@ -193,6 +199,17 @@ pub struct Privileges {
     /// namespace whose gid map was written without `newgidmap`. Without it a RUN keeps no
     /// supplementary groups.
     pub setgroups: bool,
+    /// Whether the sandbox can mount a fresh procfs for its pid namespace. Probed (outside the
+    /// initial user namespace, where it is always allowed): a child in new pid and mount
+    /// namespaces mounts one. The kernel refuses it where the `/proc` kiln sees has paths
+    /// masked by a container runtime (Docker, podman and Kubernetes do by default). Without it
+    /// the sandbox binds that `/proc` instead: a RUN still has a pid namespace of its own (its
+    /// processes all die with the step) but sees the container's processes, as BuildKit's
+    /// `--oci-worker-no-process-sandbox` does; kiln's own processes are then undumpable, so a
+    /// RUN cannot ptrace them or open their files through `/proc`. Enabled by an unmasked
+    /// `/proc`: `procMount: Unmasked` in Kubernetes (with `hostUsers: false`), `--security-opt
+    /// unmask=ALL` in podman.
+    pub fresh_proc: bool,
 }
 
 impl Privileges {
@@ -202,13 +219,14 @@ impl Privileges {
         let read = |name: &str| std::fs::read_to_string(format!("/proc/self/{name}")).ok();
         let uid_map = read("uid_map").map_or_else(IdMap::identity, |t| IdMap::parse(&t));
         let gid_map = read("gid_map").map_or_else(IdMap::identity, |t| IdMap::parse(&t));
-        let initial = uid_map.is_identity();
+        // Root of a container entered a namespace of its own whose map looks like the initial one.
+        let initial = uid_map.is_identity() && entered().is_none();
         let mode = match (euid, entered()) {
             (0, _) if initial => Mode::Root,
             (0, Some(e)) => Mode::Rootless {
                 host_uid: e.host_uid,
                 host_gid: e.host_gid,
-                subordinate: e.subordinate(),
+                multiple_ids: e.multiple_ids,
             },
             // Root of a user namespace someone else made (a rootless container): kiln's own
             // store default and messages as for root there.
@@ -225,6 +243,7 @@ impl Privileges {
             trusted_xattrs: root_of_initial && has_effective_cap(CAP_SYS_ADMIN),
             overlay_userxattr: !initial,
             setgroups: read("setgroups").is_none_or(|s| s.trim() == "allow"),
+            fresh_proc: root_of_initial || can_mount_fresh_proc(),
         }
     }
 
@@ -236,6 +255,12 @@ impl Privileges {
     /// Whether the process runs rootless in kiln's own user namespace.
     pub fn is_rootless(&self) -> bool {
         matches!(self.mode, Mode::Rootless { .. })
+    }
+
+    /// Whether kiln was started by root (of the host or of a container): its store is then
+    /// the system's, `/var/lib/kiln`.
+    pub fn started_as_root(&self) -> bool {
+        matches!(self.mode, Mode::Root | Mode::Rootless { host_uid: 0, .. })
     }
 
     /// Checks that files can be owned by `uid:gid`.
@@ -265,7 +290,18 @@ impl Privileges {
     pub fn map_fix(&self) -> String {
         match &self.mode {
             Mode::Rootless {
-                subordinate: false,
+                multiple_ids: false,
+                host_uid: 0,
+                ..
+            } => "kiln runs as root without CAP_SYS_ADMIN and could not map the container's \
+                  ids (it needs CAP_SETUID and CAP_SETGID, which container runtimes grant root \
+                  by default), or run it with CAP_SYS_ADMIN"
+                .to_owned(),
+            Mode::Rootless { host_uid: 0, .. } => "the container maps only these ids; run kiln \
+                                                   in a container with more"
+                .to_owned(),
+            Mode::Rootless {
+                multiple_ids: false,
                 host_uid,
                 ..
             } => format!(
@@ -342,18 +378,64 @@ fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// Whether the effective uid is 0 (in whatever user namespace): no namespace of kiln's own is
-/// needed then.
-pub fn effective_uid_is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// Whether the process can mount filesystems where it is: effective uid 0 holding
+/// `CAP_SYS_ADMIN` (in whatever user namespace). Otherwise kiln needs a user namespace of its own.
+pub fn can_mount() -> bool {
+    rustix::process::geteuid().is_root() && has_effective_cap(CAP_SYS_ADMIN)
+}
+
+/// Whether a fresh procfs can be mounted for a new pid namespace: a child unshares pid and mount
+/// namespaces, and its own child (pid 1 there) mounts one over `/proc` in that private mount
+/// namespace; only the exit code comes back.
+fn can_mount_fresh_proc() -> bool {
+    use crate::exec::sys::{self, Forked};
+    use rustix::mount::{MountFlags, MountPropagationFlags};
+    use rustix::thread::UnshareFlags;
+    let wait = |pid| loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) if status.exited() || status.signaled() => {
+                break status.exit_status() == Some(0);
+            }
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break false,
+        }
+    };
+    match sys::fork() {
+        Ok(Forked::Child) => {
+            if sys::unshare(UnshareFlags::NEWPID | UnshareFlags::NEWNS).is_err() {
+                sys::exit_now(1);
+            }
+            match sys::fork() {
+                Ok(Forked::Child) => {
+                    let private = MountPropagationFlags::REC | MountPropagationFlags::PRIVATE;
+                    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+                    let mounted = rustix::mount::mount_change("/", private).is_ok()
+                        && rustix::mount::mount("proc", "/proc", "proc", flags, None).is_ok();
+                    sys::exit_now(if mounted { 0 } else { 1 })
+                }
+                Ok(Forked::Parent(pid)) => sys::exit_now(if wait(pid) { 0 } else { 1 }),
+                Err(_) => sys::exit_now(1),
+            }
+        }
+        Ok(Forked::Parent(pid)) => wait(pid),
+        Err(_) => false,
+    }
 }
 
 static CURRENT: OnceLock<Privileges> = OnceLock::new();
 
 /// Installs the privileges the whole process uses (the binary does it once, after entering its
-/// user namespace); later calls keep the first value.
+/// user namespace); later calls keep the first value. Without a fresh `/proc` for the sandbox
+/// the process becomes undumpable: a RUN sees it in the `/proc` it gets, and must not ptrace it
+/// or open its files there.
 pub fn install(privileges: Privileges) -> &'static Privileges {
-    CURRENT.get_or_init(|| privileges)
+    let installed = CURRENT.get_or_init(|| privileges);
+    if !installed.fresh_proc {
+        // Fails only for an invalid argument.
+        let _ =
+            rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    }
+    installed
 }
 
 /// The privileges of this process: the installed value, else probed once now.
@@ -388,12 +470,12 @@ mod tests {
         assert_eq!(IdMap::parse("garbage\n").ranges, vec![]);
     }
 
-    fn rootless(subordinate: bool, map: &str) -> Privileges {
+    fn rootless(multiple_ids: bool, map: &str) -> Privileges {
         Privileges {
             mode: Mode::Rootless {
                 host_uid: 1000,
                 host_gid: 1000,
-                subordinate,
+                multiple_ids,
             },
             uid_map: IdMap::parse(map),
             gid_map: IdMap::parse(map),
@@ -401,7 +483,8 @@ mod tests {
             mknod: false,
             trusted_xattrs: false,
             overlay_userxattr: true,
-            setgroups: subordinate,
+            setgroups: multiple_ids,
+            fresh_proc: false,
         }
     }
 

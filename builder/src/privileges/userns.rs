@@ -9,6 +9,11 @@
 //! kiln runs unchanged; its mounts (overlays) live in its own mount namespace and vanish with
 //! it, whatever way it exits.
 //!
+//! Root without `CAP_SYS_ADMIN` (root in a container with the runtime's default capabilities)
+//! cannot mount either, and enters a namespace the same way; its helper, holding `CAP_SETUID`
+//! and `CAP_SETGID` outside, writes the maps itself, each id root has mapped to itself, so
+//! files keep the same ids as they would for root on a host.
+//!
 //! Without subordinate ranges, without `newuidmap`/`newgidmap`, or when they fail, the process
 //! writes a single-id map itself (0 → the user; `setgroups` denied, as the kernel requires
 //! then) and the caller shows [`Entered::warning`]: images keep every file owned by 0, and
@@ -21,6 +26,7 @@ use std::sync::OnceLock;
 
 use rustix::thread::UnshareFlags;
 
+use super::IdMap;
 use super::subid::{SubIdRange, subid_ranges};
 use crate::exec::sys::{self, Forked};
 
@@ -33,20 +39,12 @@ pub struct Entered {
     pub host_gid: u32,
     /// The user's name, from the host's `/etc/passwd`.
     pub user_name: Option<String>,
-    /// The subordinate uid ranges mapped from container uid 1 up (empty: a single-id map).
-    pub uid_ranges: Vec<SubIdRange>,
-    /// The subordinate gid ranges, likewise.
-    pub gid_ranges: Vec<SubIdRange>,
+    /// Whether more ids than the user's own are mapped, for users and for groups: the user's
+    /// subordinate ids, or for root every id root has outside.
+    pub multiple_ids: bool,
     /// Why the map is a single id, and what that breaks and how to fix it: one line for the
     /// user.
     pub warning: Option<String>,
-}
-
-impl Entered {
-    /// Whether subordinate ids are mapped for both users and groups.
-    pub fn subordinate(&self) -> bool {
-        !self.uid_ranges.is_empty() && !self.gid_ranges.is_empty()
-    }
 }
 
 /// Why kiln's user namespace could not be made.
@@ -91,38 +89,19 @@ pub fn entered() -> Option<&'static Entered> {
     ENTERED.get()
 }
 
-/// Moves this process, run by a non-root user, into a new user and mount namespace where it is
-/// uid 0 (see the module documentation). Must be called while the process has one thread.
+/// Moves this process into a new user and mount namespace where it is uid 0 with every
+/// capability (see the module documentation). Must be called while the process has one thread.
 pub fn enter_user_namespace() -> Result<&'static Entered, UsernsError> {
     let host_uid = rustix::process::getuid().as_raw();
     let host_gid = rustix::process::getgid().as_raw();
     let user_name = host_user_name(host_uid);
-    let name = user_name.as_deref();
-    let uid_ranges = subid_ranges(Path::new("/etc/subuid"), name, host_uid);
-    let gid_ranges = subid_ranges(Path::new("/etc/subgid"), name, host_uid);
-    let who = name.map_or_else(|| format!("uid {host_uid}"), str::to_owned);
-    let tools = (find_tool("newuidmap"), find_tool("newgidmap"));
-    let mut problem = match (&tools, uid_ranges.is_empty(), gid_ranges.is_empty()) {
-        (_, true, _) | (_, _, true) => Some(format!(
-            "{who} has no subordinate ids in /etc/subuid and /etc/subgid (add them: `usermod \
-             --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`)"
-        )),
-        ((None, _) | (_, None), _, _) => {
-            Some("newuidmap/newgidmap are not installed (install the package uidmap)".to_owned())
-        }
-        _ => None,
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let (jobs, mut problem) = if host_uid == 0 {
+        (Some(root_jobs(pid)), None)
+    } else {
+        user_jobs(pid, host_uid, host_gid, user_name.as_deref())
     };
-    let mapper = match (&tools, &problem) {
-        ((Some(uidmap), Some(gidmap)), None) => Some(spawn_mapper(
-            uidmap,
-            gidmap,
-            host_uid,
-            host_gid,
-            &uid_ranges,
-            &gid_ranges,
-        )?),
-        _ => None,
-    };
+    let mapper = jobs.map(spawn_mapper).transpose()?;
     if let Err(e) = sys::unshare(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) {
         // The mapper sees its pipe close and exits without mapping anything.
         if let Some(mapper) = mapper {
@@ -136,7 +115,13 @@ pub fn enter_user_namespace() -> Result<&'static Entered, UsernsError> {
         let result = mapper.finish();
         mapped = (result.uid, result.gid);
         if let Some(message) = result.error {
-            problem = Some(message);
+            problem = Some(match host_uid {
+                0 => format!(
+                    "{message} (kiln maps the container's ids with CAP_SETUID and CAP_SETGID, \
+                     which container runtimes grant root by default: do not drop them)"
+                ),
+                _ => message,
+            });
         }
     }
     if !mapped.0 {
@@ -154,16 +139,63 @@ pub fn enter_user_namespace() -> Result<&'static Entered, UsernsError> {
         host_uid,
         host_gid,
         user_name,
-        uid_ranges: if mapped.0 { uid_ranges } else { Vec::new() },
-        gid_ranges: if mapped.1 { gid_ranges } else { Vec::new() },
+        multiple_ids: mapped == (true, true),
         warning: problem.map(|why| {
             format!(
-                "rootless with a single id: {why}; images can only hold files owned by 0:0 and \
-                 run as root, so USER, chown, useradd and COPY --chown to other ids fail"
+                "a user namespace with a single id: {why}; images can only hold files owned by \
+                 0:0 and run as root, so USER, chown, useradd and COPY --chown to other ids fail"
             )
         }),
     };
     Ok(ENTERED.get_or_init(|| entered))
+}
+
+/// Root without `CAP_SYS_ADMIN` (root in a container): every id root has outside is mapped to
+/// itself, written by the helper, which keeps `CAP_SETUID` and `CAP_SETGID` there.
+fn root_jobs(pid: i32) -> [MapJob; 2] {
+    ["uid_map", "gid_map"].map(|file| {
+        let own = std::fs::read_to_string(format!("/proc/self/{file}"))
+            .map_or_else(|_| IdMap::identity(), |t| IdMap::parse(&t));
+        MapJob::Write(PathBuf::from(format!("/proc/{pid}/{file}")), same_ids(&own))
+    })
+}
+
+/// The map text that maps every id of `own` to itself.
+fn same_ids(own: &IdMap) -> String {
+    own.ranges
+        .iter()
+        .map(|r| format!("{0} {0} {1}\n", r.inside, r.count))
+        .collect()
+}
+
+/// A non-root user: its own id as 0 and its subordinate ids from 1 up, through `newuidmap` and
+/// `newgidmap`; `None` and the reason when that cannot be done.
+fn user_jobs(
+    pid: i32,
+    host_uid: u32,
+    host_gid: u32,
+    name: Option<&str>,
+) -> (Option<[MapJob; 2]>, Option<String>) {
+    let uid_ranges = subid_ranges(Path::new("/etc/subuid"), name, host_uid);
+    let gid_ranges = subid_ranges(Path::new("/etc/subgid"), name, host_uid);
+    let who = name.map_or_else(|| format!("uid {host_uid}"), str::to_owned);
+    if uid_ranges.is_empty() || gid_ranges.is_empty() {
+        let why = format!(
+            "{who} has no subordinate ids in /etc/subuid and /etc/subgid (add them: `usermod \
+             --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`)"
+        );
+        return (None, Some(why));
+    }
+    let (Some(uidmap), Some(gidmap)) = (find_tool("newuidmap"), find_tool("newgidmap")) else {
+        let why = "newuidmap/newgidmap are not installed (install the package uidmap)";
+        return (None, Some(why.to_owned()));
+    };
+    let target = pid.to_string();
+    let jobs = [
+        MapJob::Tool(uidmap, map_args(&target, host_uid, &uid_ranges)),
+        MapJob::Tool(gidmap, map_args(&target, host_gid, &gid_ranges)),
+    ];
+    (Some(jobs), None)
 }
 
 /// Writes `/proc/self/<file>`.
@@ -243,20 +275,29 @@ impl Mapper {
     }
 }
 
-/// Forks the helper: it waits for a byte on its pipe (the namespace exists), runs
-/// `newuidmap` then `newgidmap` on this process, and exits 0 (both mapped), 2 (only uids) or 1
-/// (nothing), with the failing tool's message on its result pipe.
-fn spawn_mapper(
-    uidmap: &Path,
-    gidmap: &Path,
-    host_uid: u32,
-    host_gid: u32,
-    uid_ranges: &[SubIdRange],
-    gid_ranges: &[SubIdRange],
-) -> Result<Mapper, UsernsError> {
-    let target = rustix::process::getpid().as_raw_nonzero().get().to_string();
-    let uid_args = map_args(&target, host_uid, uid_ranges);
-    let gid_args = map_args(&target, host_gid, gid_ranges);
+/// How the helper writes one id map of this process.
+enum MapJob {
+    /// Runs `newuidmap` or `newgidmap` with these arguments.
+    Tool(PathBuf, Vec<String>),
+    /// Writes this text to this `/proc/<pid>/uid_map` or `gid_map`.
+    Write(PathBuf, String),
+}
+
+impl MapJob {
+    fn run(&self) -> Result<(), String> {
+        match self {
+            MapJob::Tool(tool, args) => run_tool(tool, args),
+            MapJob::Write(path, text) => {
+                std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Forks the helper: it waits for a byte on its pipe (the namespace exists), does the uid job
+/// then the gid job, and exits 0 (both mapped), 2 (only uids) or 1 (nothing), with the
+/// failure on its result pipe.
+fn spawn_mapper(jobs: [MapJob; 2]) -> Result<Mapper, UsernsError> {
     let pipe = || {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .map_err(|e| UsernsError::Fork(e.into()))
@@ -273,8 +314,8 @@ fn spawn_mapper(
             if !matches!(go.read(&mut byte), Ok(1)) {
                 sys::exit_now(1);
             }
-            for (tool, args, failed) in [(uidmap, &uid_args, 1), (gidmap, &gid_args, 2)] {
-                if let Err(message) = run_tool(tool, args) {
+            for (job, failed) in jobs.iter().zip([1, 2]) {
+                if let Err(message) = job.run() {
                     let _ = result.write_all(message.as_bytes());
                     sys::exit_now(failed);
                 }
@@ -304,23 +345,53 @@ fn map_args(target: &str, own: u32, ranges: &[SubIdRange]) -> Vec<String> {
     args
 }
 
-/// Runs a mapping tool; its stderr is the error.
+/// Runs a mapping tool; its stderr is the error, with the fix for the failure containers
+/// cause.
 fn run_tool(tool: &Path, args: &[String]) -> Result<(), String> {
     match Command::new(tool).args(args).output() {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "{} failed ({}): {}",
-            tool.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        Ok(out) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let mut message = format!(
+                "{} failed ({}): {}",
+                tool.display(),
+                out.status,
+                stderr.trim()
+            );
+            if stderr.contains("Operation not permitted") && is_setuid(tool) {
+                message.push_str(SETUID_IN_A_CONTAINER);
+            }
+            Err(message)
+        }
         Err(e) => Err(format!("running {}: {e}", tool.display())),
     }
+}
+
+/// Why a setuid-root `newuidmap` fails in a container, and the fix. Writing a map needs
+/// `CAP_SYS_ADMIN` over the new namespace, which its owner (the user) has there but a setuid-root
+/// process only has with `CAP_SYS_ADMIN` in the container, which runtimes drop by default.
+/// With file capabilities instead, the tool keeps the user's uid and so the owner's rights.
+const SETUID_IN_A_CONTAINER: &str = " (a setuid-root newuidmap/newgidmap cannot map ids in a \
+     container without CAP_SYS_ADMIN; give them file capabilities instead: `chmod u-s \
+     newuidmap newgidmap && setcap cap_setuid=ep newuidmap && setcap cap_setgid=ep newgidmap`)";
+
+/// Whether `path` has the setuid bit.
+fn is_setuid(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o4000 != 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_maps_every_id_it_has_to_itself() {
+        assert_eq!(same_ids(&IdMap::identity()), "0 0 4294967295\n");
+        // Root of a container with a user namespace of its own (podman --userns=auto).
+        let container = IdMap::parse("0 100000 65536\n70000 300000 10\n");
+        assert_eq!(same_ids(&container), "0 0 65536\n70000 70000 10\n");
+    }
 
     #[test]
     fn mapping_tool_arguments_stack_ranges_after_id_zero() {

@@ -217,12 +217,12 @@ impl Store {
     }
 }
 
-/// Where the store lives when neither `--root` nor `KILN_ROOT` says: `/var/lib/kiln` for root,
-/// else (rootless kiln included: root only in its own user namespace) `$XDG_DATA_HOME/kiln` or
-/// `~/.local/share/kiln`.
+/// Where the store lives when neither `--root` nor `KILN_ROOT` says: `/var/lib/kiln` when
+/// started by root (in a container too), else (rootless kiln included: root only in its own user
+/// namespace) `$XDG_DATA_HOME/kiln` or `~/.local/share/kiln`.
 pub fn default_root() -> Result<PathBuf, StoreError> {
     default_root_for(
-        crate::privileges::current().mode == crate::privileges::Mode::Root,
+        crate::privileges::current().started_as_root(),
         std::env::var_os("XDG_DATA_HOME"),
         std::env::var_os("HOME"),
     )
