@@ -124,9 +124,9 @@ CMD [\"sh\", \"-c\", \"cat /app/app.txt /app/artifact; stat -c '%u:%g %n' /app/a
 
 const APP_OUTPUT: &str = "hello\ncompiled\n1001:1002 /app/app.txt\n1001:1001 /app/artifact\n";
 
-/// Builds [`APP_DOCKERFILE`] in the container as `user` and pushes it; checks the image with
-/// skopeo and `podman run`, and that no process of the build is left.
-fn build_and_push(user: As, repo: &str) {
+/// Builds [`APP_DOCKERFILE`] in a container run with `options` as `user` and pushes it;
+/// checks the image with skopeo and `podman run`, and that no process of the build is left.
+fn build_and_push(options: &[&str], user: As, repo: &str) {
     let Some(container) = Container::new() else {
         return;
     };
@@ -136,7 +136,10 @@ fn build_and_push(user: As, repo: &str) {
     };
     let ctx = container.context("app", APP_DOCKERFILE, &[("app.txt", "hello\n")]);
     let name = format!("{}/{repo}:1", registry.addr);
-    let stderr = container.ok(user, &build_script(&format!("--push -t {name} {ctx}")));
+    let script = build_script(&format!("--push -t {name} {ctx}"));
+    let out = container.sh_with(options, user, &script);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.matches(PROC_WARNING).count(), 1, "{stderr}");
     assert!(!stderr.contains("single id"), "{stderr}");
     assert!(stderr.contains("started"), "{stderr}");
@@ -157,14 +160,36 @@ fn build_and_push(user: As, repo: &str) {
     assert_eq!(printed, APP_OUTPUT);
 }
 
+/// The capabilities `examples/kubernetes/job.yaml` leaves a user: only what the file
+/// capabilities of newuidmap/newgidmap need in the bounding set.
+const JOB_CAPABILITIES: [&str; 2] = ["--cap-drop=all", "--cap-add=setuid,setgid"];
+
 #[test]
 fn a_user_in_an_unprivileged_container_builds_and_pushes() {
-    build_and_push(As::Builder, "container/user");
+    build_and_push(&JOB_CAPABILITIES, As::Builder, "container/user");
 }
 
 #[test]
 fn root_without_cap_sys_admin_in_a_container_builds_and_pushes() {
-    build_and_push(As::Root, "container/root");
+    build_and_push(&[], As::Root, "container/root");
+}
+
+#[test]
+fn root_without_cap_setfcap_fails_naming_it() {
+    let Some(container) = Container::new() else {
+        return;
+    };
+    let ctx = container.context("plain", "FROM busybox\nRUN true\n", &[]);
+    let out = container.sh_with(&JOB_CAPABILITIES, As::Root, &build_script(&ctx));
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(
+            "kiln needs a user namespace of its own to run as root without CAP_SYS_ADMIN"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CAP_SETFCAP"), "{stderr}");
 }
 
 /// Builds [`IDS_DOCKERFILE`] in the container as `user`; the manifest digest.
@@ -215,7 +240,11 @@ fn root_in_a_container_keeps_the_system_store() {
     let Some(container) = Container::new() else {
         return;
     };
-    container.ok(As::Root, "kiln import busybox.tar busybox:latest");
+    // The build runs in kiln's own user namespace, the import does not need one.
+    let ctx = container.context("plain", "FROM busybox\nRUN true\n", &[]);
+    container.ok(As::Root, &build_script(&format!("-t plain {ctx}")));
+    let index = fs::read_to_string(container.rootfs.join("var/lib/kiln/oci/index.json")).unwrap();
+    assert!(index.contains("plain"), "{index}");
     assert!(exists(
         &container.rootfs.join("var/lib/kiln/oci/index.json")
     ));

@@ -15,15 +15,26 @@ pub enum Need {
     /// Nothing (it only talks to a registry's credentials): stay as the user.
     Nothing,
     /// Files owned by the image's ids (the store's snapshots): enter it, or warn and go on.
+    /// Root needs no namespace for that, with or without `CAP_SYS_ADMIN`.
     Files,
     /// A sandbox (RUN, `kiln run`): enter it, or fail.
     Sandbox,
 }
 
-/// Enters kiln's user namespace when kiln cannot mount and `need` asks for it, then probes and
-/// installs the privileges. Must run while the process has one thread.
+/// Enters kiln's user namespace when `need` asks for what kiln cannot do as it is, then probes
+/// and installs the privileges. Must run while the process has one thread.
 pub fn setup(need: Need) -> anyhow::Result<&'static Privileges> {
-    if need != Need::Nothing && !privileges::can_mount() {
+    let root = privileges::effective_uid_is_root();
+    let enter = match need {
+        Need::Nothing => false,
+        Need::Files => !root,
+        Need::Sandbox => !privileges::can_mount(),
+    };
+    if enter {
+        let who = match root {
+            true => "as root without CAP_SYS_ADMIN",
+            false => "as a non-root user",
+        };
         match privileges::enter_user_namespace() {
             Ok(entered) => {
                 if let Some(warning) = &entered.warning {
@@ -31,8 +42,9 @@ pub fn setup(need: Need) -> anyhow::Result<&'static Privileges> {
                 }
             }
             Err(e) if need == Need::Sandbox => {
-                return Err(anyhow::Error::new(e)
-                    .context("kiln needs a user namespace of its own to run as a non-root user"));
+                return Err(anyhow::Error::new(e).context(format!(
+                    "kiln needs a user namespace of its own to run {who}"
+                )));
             }
             Err(e) => eprintln!(
                 "warning: {:#}; continuing as an unprivileged user: snapshots keep your own ids",

@@ -381,7 +381,12 @@ fn user_name(uid: u32) -> String {
 /// Whether the process can mount filesystems where it is: effective uid 0 holding
 /// `CAP_SYS_ADMIN` (in whatever user namespace). Otherwise kiln needs a user namespace of its own.
 pub fn can_mount() -> bool {
-    rustix::process::geteuid().is_root() && has_effective_cap(CAP_SYS_ADMIN)
+    effective_uid_is_root() && has_effective_cap(CAP_SYS_ADMIN)
+}
+
+/// Whether the effective uid is 0 (in whatever user namespace).
+pub fn effective_uid_is_root() -> bool {
+    rustix::process::geteuid().is_root()
 }
 
 /// Whether a fresh procfs can be mounted for a new pid namespace: a child unshares pid and mount

@@ -74,6 +74,16 @@ pub enum UsernsError {
         #[source]
         source: io::Error,
     },
+    /// Root could not map itself into the namespace.
+    #[error(
+        "mapping root into kiln's user namespace ({why}): that needs CAP_SETUID, CAP_SETGID \
+         and CAP_SETFCAP, which container runtimes grant root by default (do not drop them), \
+         or CAP_SYS_ADMIN"
+    )]
+    RootMap {
+        /// Why neither the helper nor the process could.
+        why: String,
+    },
     /// The namespace was made but the process is not root in it.
     #[error("not uid 0 in the new user namespace (uid {uid})")]
     NotRoot {
@@ -115,21 +125,26 @@ pub fn enter_user_namespace() -> Result<&'static Entered, UsernsError> {
         let result = mapper.finish();
         mapped = (result.uid, result.gid);
         if let Some(message) = result.error {
-            problem = Some(match host_uid {
-                0 => format!(
-                    "{message} (kiln maps the container's ids with CAP_SETUID and CAP_SETGID, \
-                     which container runtimes grant root by default: do not drop them)"
-                ),
-                _ => message,
-            });
+            problem = Some(message);
         }
     }
-    if !mapped.0 {
-        write_map("uid_map", &format!("0 {host_uid} 1\n"))?;
-    }
-    if !mapped.1 {
-        write_map("setgroups", "deny")?;
-        write_map("gid_map", &format!("0 {host_gid} 1\n"))?;
+    let single = || -> Result<(), UsernsError> {
+        if !mapped.0 {
+            write_map("uid_map", &format!("0 {host_uid} 1\n"))?;
+        }
+        if !mapped.1 {
+            write_map("setgroups", "deny")?;
+            write_map("gid_map", &format!("0 {host_gid} 1\n"))?;
+        }
+        Ok(())
+    };
+    match single() {
+        // Mapping the parent's root needs CAP_SETFCAP even for a single id.
+        Err(e) if host_uid == 0 => {
+            let why = problem.unwrap_or_else(|| crate::error_chain(&e));
+            return Err(UsernsError::RootMap { why });
+        }
+        result => result?,
     }
     let uid = rustix::process::getuid().as_raw();
     if uid != 0 {
