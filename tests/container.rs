@@ -314,6 +314,15 @@ fn with_proc_unmasked_a_run_gets_a_proc_of_its_own() {
     let masked = container.sh(As::Builder, &script);
     assert!(text(&masked).1.contains(PROC_WARNING));
     assert_eq!(pids(&masked), 2, "the container's /proc, bound");
+    // kiln is visible there, but a RUN cannot read it (it is undumpable, and holds
+    // capabilities the RUN does not).
+    let dockerfile = "FROM busybox\nRUN for p in $(pidof kiln); do \
+                      cat /proc/$p/environ >/dev/null 2>&1 && echo kiln readable; \
+                      echo kiln seen; done\n";
+    let ctx = container.context("peek", dockerfile, &[]);
+    let stderr = container.ok(As::Builder, &build_script(&format!("--no-cache {ctx}")));
+    assert!(stderr.contains("\n  kiln seen"), "{stderr}");
+    assert!(!stderr.contains("\n  kiln readable"), "{stderr}");
     let unmasked = container.sh_with(&["--security-opt", "unmask=ALL"], As::Builder, &script);
     assert!(!text(&unmasked).1.contains(PROC_WARNING));
     assert_eq!(
