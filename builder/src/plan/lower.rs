@@ -24,6 +24,7 @@ use crate::dockerfile::instructions::{
     Add, Copy, Healthcheck as HealthInstruction, Instruction, KeyValue,
 };
 use crate::image::Healthcheck;
+use crate::ops::chmod::Chmod;
 use crate::ops::file::Unpack;
 use crate::ops::meta::{MetaError, parse_port_spec, parse_signal};
 use crate::plan::Scope;
@@ -186,6 +187,15 @@ impl Plan {
         location: Location,
     ) -> Result<Op, PlanError> {
         let source = |from: &str| self.source_named(stage, from, location);
+        if let Instruction::Copy(Copy { flags, .. }) | Instruction::Add(Add { flags, .. }) =
+            &instruction
+            && let Some(chmod) = &flags.chmod
+        {
+            // Refused here, before anything runs, with the parser the file op uses.
+            chmod
+                .parse::<Chmod>()
+                .map_err(|e| plan_err(e.to_string(), location))?;
+        }
         Ok(match instruction {
             Instruction::Arg(decls) => Op::Arg(
                 decls
