@@ -1,9 +1,51 @@
 //! Dockerfile errors rendered like a compiler's: `Dockerfile:7:1: message`, then the source
 //! line(s) with a caret under the part that is wrong.
+//!
+//! [`render`] and [`json`] are the one place a builder diagnostic (a build check's finding, a
+//! parser or planner warning, an error found without building) becomes text: every command and
+//! every progress mode prints them through these.
 
 use std::fmt::Write as _;
 
+use kiln_builder::check;
 use kiln_builder::dockerfile::Location;
+
+/// A builder diagnostic as text: `warning[Rule]: Dockerfile:2:1: message`, the source excerpt
+/// with a caret, and the rule's documentation page.
+pub fn render(file: &str, source: &str, d: &check::Diagnostic) -> String {
+    let head = match d.rule {
+        Some(rule) => format!("{}[{}]", d.severity.as_str(), rule.name),
+        None => d.severity.as_str().to_owned(),
+    };
+    let body = match d.location {
+        Some(location) => Diagnostic {
+            file,
+            source,
+            message: &d.message,
+            location,
+        }
+        .render(),
+        None => d.message.clone(),
+    };
+    let mut out = format!("{head}: {body}");
+    if let Some(url) = d.url() {
+        let _ = write!(out, "\n  = see {url}");
+    }
+    out
+}
+
+/// A builder diagnostic as one JSON object (`--progress=json`).
+pub fn json(file: &str, d: &check::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "type": d.severity.as_str(),
+        "rule": d.rule.map(|r| r.name),
+        "message": d.message,
+        "file": file,
+        "line": d.location.map(|l| l.start_line),
+        "end_line": d.location.map(|l| l.end_line),
+        "url": d.url(),
+    })
+}
 
 /// How many source lines of a multi-line instruction are shown.
 const MAX_SHOWN_LINES: usize = 3;

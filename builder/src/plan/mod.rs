@@ -8,6 +8,7 @@
 //! an error with the line. Per-stage variable scoping lives in [`scope`].
 
 pub mod lower;
+pub mod outline;
 pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,7 @@
 //! One module per `kiln` command, and what they share: the global options and the store.
 
 pub mod build;
+pub mod check;
 pub mod fsck;
 pub mod images;
 pub mod import;
