@@ -165,10 +165,11 @@ pub(super) fn from_lines(
             }
         }
 
-        let base = ScopeExpander::new(lexer, &defaults)
-            .word_at(&from.image, location)
-            .unwrap_or_default();
-        if base.is_empty() || kiln_registry::Reference::parse(&base).is_err() {
+        // Only a name that reads ARGs: a plain invalid name is the plan's error.
+        let mut dx = ScopeExpander::new(lexer, &defaults);
+        let base = dx.word_at(&from.image, location).unwrap_or_default();
+        let reads_args = !(dx.matched.is_empty() && dx.unmatched.is_empty());
+        if reads_args && (base.is_empty() || kiln_registry::Reference::parse(&base).is_err()) {
             out.file_level(
                 &INVALID_DEFAULT_ARG_IN_FROM,
                 format!(
