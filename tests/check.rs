@@ -449,3 +449,50 @@ fn a_build_prints_its_warnings_after_it_and_fails_first_under_error_true() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_base_for_another_platform_is_reported_when_the_build_resolves_it() {
+    let (host, other) = match std::env::consts::ARCH {
+        "x86_64" => ("linux/amd64", "linux/arm64"),
+        "aarch64" => ("linux/arm64", "linux/amd64"),
+        arch => panic!("no second platform chosen for {arch}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), "a\n").unwrap();
+    std::fs::write(dir.path().join("Base"), "FROM scratch\nCOPY a /a\n").unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM other:tag\nCOPY a /b\n").unwrap();
+    let out = kiln(dir.path())
+        .args(["build", "-f"])
+        .arg(dir.path().join("Base"))
+        .args(["--platform", other, "-t", "other:tag"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = kiln(dir.path())
+        .args(["build", "--pull=never", "--progress=plain"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "\n1 warning found:\nwarning[InvalidBaseImagePlatform]: {}:1:1: Base image other:tag was pulled with platform \"{other}\", expected \"{host}\" for current build\n",
+            dir.path().join("Dockerfile").display()
+        )),
+        "{stderr}"
+    );
+    // The rule is skipped like any other.
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "# check=skip=InvalidBaseImagePlatform\nFROM other:tag\nCOPY a /b\n",
+    )
+    .unwrap();
+    let out = kiln(dir.path())
+        .args(["build", "--pull=never", "--progress=plain"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!text(&out).1.contains("warning"), "{}", text(&out).1);
+}

@@ -143,6 +143,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         target: args.target.as_deref(),
         json: args.progress == progress::Mode::Json,
         store: global.store().ok(),
+        resolved_bases: Default::default(),
     };
     let request = Request {
         dockerfile: &source,
@@ -200,6 +201,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         pull: &args.pull,
         registry: &args.registry,
         platform: &platform,
+        checks: &checks,
+        prepared: &prepared,
     };
     let mode = if args.registry.quiet() {
         progress::Mode::Quiet
@@ -342,20 +345,26 @@ struct Bases<'a> {
     pull: &'a str,
     registry: &'a super::pull::RegistryArgs,
     platform: &'a Platform,
+    /// Checks each resolved base's platform (InvalidBaseImagePlatform).
+    checks: &'a super::check::Checks<'a>,
+    prepared: &'a kiln_builder::build::Prepared,
 }
 
 impl BaseImages for Bases<'_> {
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, kiln_builder::solve::BoxError> {
         let local = self.store.resolve(&reference.to_string())?;
-        match (local, self.pull) {
-            (Some(desc), "missing" | "never") => Ok(desc),
+        let desc = match (local, self.pull) {
+            (Some(desc), "missing" | "never") => desc,
             (None, "never") => {
-                Err(format!("{reference} is not in the store and --pull=never").into())
+                return Err(format!("{reference} is not in the store and --pull=never").into());
             }
             _ => super::pull::pull_to_store(self.store, self.registry, reference, self.platform)
                 .map(|(manifest, _)| manifest)
-                .map_err(|e| format!("{e:#}").into()),
-        }
+                .map_err(|e| format!("{e:#}"))?,
+        };
+        self.checks
+            .base_resolved(self.store, self.prepared, reference, &desc);
+        Ok(desc)
     }
 }
 

@@ -16,13 +16,15 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use kiln_builder::build::Prepared;
 use kiln_builder::check::{self, BaseFacts, CheckInput, Coverage, Diagnostic, Report, Severity};
 use kiln_builder::dockerfile::Location;
 use kiln_builder::ignore::PatternMatcher;
+use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::outline::Need;
-use kiln_builder::plan::{Plan, Platform};
+use kiln_builder::plan::{Base, Plan, Platform};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -59,6 +61,8 @@ pub struct Checks<'a> {
     pub json: bool,
     /// The store base images are looked up in, when it can be opened.
     pub store: Option<Store>,
+    /// InvalidBaseImagePlatform findings, made as the build resolves its bases.
+    pub resolved_bases: Mutex<Vec<Diagnostic>>,
 }
 
 impl Checks<'_> {
@@ -179,15 +183,59 @@ impl Checks<'_> {
         Ok(report.diagnostics)
     }
 
+    /// During a build, when a base image is resolved: InvalidBaseImagePlatform if its config's
+    /// platform is not the one built for, reported at every FROM that names it.
+    pub fn base_resolved(
+        &self,
+        store: &Store,
+        prepared: &Prepared,
+        reference: &Reference,
+        desc: &Descriptor,
+    ) {
+        let Ok(config) = store
+            .read_manifest(desc)
+            .and_then(|m| store.read_config(&m))
+        else {
+            return;
+        };
+        let actual = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        if actual == *self.platform {
+            return;
+        }
+        let Ok(file_config) = check::file_config(&prepared.file, self.build_args) else {
+            return;
+        };
+        let Ok(mut found) = self.resolved_bases.lock() else {
+            return;
+        };
+        for stage in &prepared.plan.stages {
+            if stage.base != Base::Image(reference.clone()) {
+                continue;
+            }
+            found.extend(check::base_image_platform(
+                &file_config,
+                &stage.base_text,
+                &actual.to_string(),
+                &self.platform.to_string(),
+                stage.location,
+            ));
+        }
+    }
+
     /// After a build: docker's `N warnings found:` and the findings, on standard error.
     pub fn after_build(&self, found: &[Diagnostic]) {
+        let mut found = found.to_vec();
+        if let Ok(mut bases) = self.resolved_bases.lock() {
+            found.append(&mut bases);
+        }
+        check::sort(&mut found);
         if found.is_empty() {
             return;
         }
         if !self.json {
             eprintln!("\n{}:", count(found.len(), "warning", "warnings", "found"));
         }
-        self.eprint(found);
+        self.eprint(&found);
     }
 
     /// `--call=check|outline|targets`.
