@@ -172,6 +172,27 @@ mod tests {
     }
 
     #[test]
+    fn builder_diagnostics_name_their_rule_and_page() {
+        let d = check::Diagnostic::rule(
+            &check::FROM_AS_CASING,
+            "'as' and 'FROM' keywords' casing do not match".to_owned(),
+            Location::line(1),
+        );
+        assert_eq!(
+            super::render("Dockerfile", "FROM a as b\n", &d),
+            "warning[FromAsCasing]: Dockerfile:1:1: 'as' and 'FROM' keywords' casing do not match\n  |\n1 | FROM a as b\n  | ^^^^^^^^^^^\n  = see https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
+        let d = check::Diagnostic::warning("build-arg \"X\" was not consumed", None);
+        assert_eq!(
+            super::render("Dockerfile", "", &d),
+            "warning: build-arg \"X\" was not consumed"
+        );
+        let v = super::json("Dockerfile", &d);
+        assert_eq!(v["type"], "warning");
+        assert!(v["rule"].is_null() && v["line"].is_null() && v["url"].is_null());
+    }
+
+    #[test]
     fn multi_line_and_unknown_locations() {
         let source = "FROM a\nRUN a \\\n  b \\\n  c \\\n  d\n";
         let out = render(source, "boom", 2, 5);
