@@ -272,14 +272,12 @@ impl Walker<'_> {
             }
         };
         let report = self.covered.contains(&index);
-        if report
-            && self.input.lower
-            && let Err(e) =
-                self.plan
-                    .lower_stage(index, &[], Scope::new(start.scope.env().to_vec()))
-        {
-            self.lower
-                .push(Diagnostic::error(e.message, Some(e.location)));
+        if report && self.input.lower {
+            let scope = Scope::new(start.scope.env().to_vec());
+            for e in self.plan.lowering_errors(index, scope) {
+                self.lower
+                    .push(Diagnostic::error(e.message, Some(e.location)));
+            }
         }
         let mut state = start;
         let mut sink = Findings {

@@ -508,6 +508,41 @@ fn static_errors_come_from_lowering() {
 }
 
 #[test]
+fn every_static_error_is_reported() {
+    let file =
+        parse("FROM scratch\nEXPOSE notaport\nENV A=1\nSTOPSIGNAL NOPE\nCOPY $A /\n").unwrap();
+    let plan = Plan::new(&file, PlanOptions::default()).unwrap();
+    let input = CheckInput {
+        build_args: &BTreeMap::new(),
+        coverage: Coverage::AllStages,
+        platform: &Platform::host(),
+        ignore: None,
+        base: &|_| None,
+        lower: true,
+    };
+    let report = check(&file, Some(&plan), &input).unwrap();
+    let errors: Vec<usize> = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(Diagnostic::line)
+        .collect();
+    assert_eq!(errors, [2, 4]);
+    // A build leaves them to the steps that meet them.
+    let input = CheckInput {
+        lower: false,
+        ..input
+    };
+    let report = check(&file, Some(&plan), &input).unwrap();
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Warning)
+    );
+}
+
+#[test]
 fn base_image_platform() {
     let config = CheckConfig::default();
     let d = super::base_image_platform(

@@ -179,6 +179,29 @@ impl Plan {
             .collect()
     }
 
+    /// Every error lowering stage `index` from `scope` finds, not only the first (for
+    /// `--check`): each step is expanded and lowered on its own, and one that fails leaves the
+    /// scope as it was for the next.
+    pub fn lowering_errors(&self, index: usize, mut scope: Scope) -> Vec<PlanError> {
+        let mut errors = Vec::new();
+        for step in &self.stages[index].steps {
+            match self.expand_steps(std::slice::from_ref(step), scope.clone()) {
+                Ok((expanded, next)) => {
+                    scope = next;
+                    for x in expanded {
+                        let location = x.step.location;
+                        if let Err(e) = self.lower_op(index, x.step.instruction, &x.scope, location)
+                        {
+                            errors.push(e);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
     fn lower_op(
         &self,
         stage: usize,

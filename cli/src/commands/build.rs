@@ -142,6 +142,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         platform: &platform,
         target: args.target.as_deref(),
         json: args.progress == progress::Mode::Json,
+        quiet: args.registry.quiet(),
         store: global.store().ok(),
         resolved_bases: Default::default(),
     };

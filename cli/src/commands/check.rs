@@ -59,6 +59,8 @@ pub struct Checks<'a> {
     pub target: Option<&'a str>,
     /// `--progress=json`.
     pub json: bool,
+    /// `-q`: a build prints no findings (errors still print).
+    pub quiet: bool,
     /// The store base images are looked up in, when it can be opened.
     pub store: Option<Store>,
     /// InvalidBaseImagePlatform findings, made as the build resolves its bases.
@@ -224,6 +226,9 @@ impl Checks<'_> {
 
     /// After a build: docker's `N warnings found:` and the findings, on standard error.
     pub fn after_build(&self, found: &[Diagnostic]) {
+        if self.quiet {
+            return;
+        }
         let mut found = found.to_vec();
         if let Ok(mut bases) = self.resolved_bases.lock() {
             found.append(&mut bases);
