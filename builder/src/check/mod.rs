@@ -387,11 +387,6 @@ impl Findings<'_> {
     }
 }
 
-/// A rule by name.
-pub fn rule_named(name: &str) -> Option<&'static Rule> {
-    RULES.iter().copied().find(|r| r.name == name)
-}
-
 /// Reports InvalidBaseImagePlatform for a base image whose config says `actual` where the build
 /// wants `expected` (the check runs when the base is resolved during a build).
 pub fn base_image_platform(
