@@ -45,6 +45,20 @@ fn every_example_plans() {
             .unwrap();
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "{}: {stderr}", dir.display());
+        let check = kiln(&dir)
+            .arg("build")
+            .arg("--check")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            dir.display(),
+            text(&check).1
+        );
+        // Neither creates a store (KILN_ROOT is the example's own directory here).
+        assert!(!dir.join("oci").exists(), "{}", dir.display());
         assert!(
             stdout.contains("[1/1] stage \"stage-0\" FROM docker.io/library/"),
             "{stdout}"

@@ -143,7 +143,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         target: args.target.as_deref(),
         json: args.progress == progress::Mode::Json,
         quiet: args.registry.quiet(),
-        store: global.store().ok(),
+        store: global.existing_store(),
         resolved_bases: Default::default(),
     };
     let request = Request {
