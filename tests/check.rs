@@ -510,3 +510,45 @@ fn a_base_for_another_platform_is_reported_when_the_build_resolves_it() {
         .unwrap();
     assert!(!text(&out).1.contains("warning"), "{}", text(&out).1);
 }
+
+#[test]
+fn undefined_var_knows_the_base_images_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), "a\n").unwrap();
+    std::fs::write(
+        dir.path().join("Base"),
+        "FROM scratch\nENV BASEVAR=1\nCOPY a /a\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM base:1\nENV A=$BASEVAR B=$BASEVRA\n",
+    )
+    .unwrap();
+    let build = |extra: &[&str]| {
+        let out = kiln(dir.path())
+            .arg("build")
+            .args(extra)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        (stdout, stderr)
+    };
+    // Before the base is in the store its environment is unknown: nothing is said.
+    let (stdout, _) = build(&["--check"]);
+    assert_eq!(stdout, "Check complete, no warnings found.\n");
+    let base = dir.path().join("Base");
+    build(&["-f", base.to_str().unwrap(), "-t", "base:1"]);
+    let want = "warning[UndefinedVar]: ";
+    let (_, stderr) = build(&["--pull=never", "--progress=plain"]);
+    let found: Vec<&str> = stderr.lines().filter(|l| l.starts_with(want)).collect();
+    assert_eq!(found.len(), 1, "{stderr}");
+    assert!(
+        found[0].ends_with(":2:1: Usage of undefined variable '$BASEVRA' (did you mean $BASEVAR?)"),
+        "{stderr}"
+    );
+    let (stdout, _) = build(&["--check"]);
+    assert!(stdout.contains(want), "{stdout}");
+}

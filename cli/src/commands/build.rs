@@ -219,7 +219,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let built = match built {
         Ok(built) => built,
         Err(Failure::Build(e)) => {
-            checks.after_build(&found);
+            checks.after_build(&found, &prepared, &store);
             let message = match &e {
                 BuildError::Cancelled { .. } => {
                     "the build was cancelled; nothing was tagged".into()
@@ -289,7 +289,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
         }
     }
-    checks.after_build(&found);
+    checks.after_build(&found, &prepared, &store);
     if reporter.is_json() {
         let done = serde_json::json!({
             "type": "done", "image": config_digest.to_string(), "manifest": id.to_string(),

@@ -69,8 +69,8 @@ pub struct Checks<'a> {
 
 impl Checks<'_> {
     /// What the local store knows of a base image.
-    fn base_facts(&self, text: &str) -> Option<BaseFacts> {
-        let store = self.store.as_ref()?;
+    fn base_facts(store: Option<&Store>, text: &str) -> Option<BaseFacts> {
+        let store = store?;
         let reference = Reference::parse(text).ok()?;
         let desc = store.resolve(&reference.to_string()).ok()??;
         let manifest = store.read_manifest(&desc).ok()?;
@@ -92,6 +92,7 @@ impl Checks<'_> {
     fn run(
         &self,
         prepared: &Prepared,
+        store: Option<&Store>,
         coverage: Coverage,
         lower: bool,
     ) -> Result<Report, check::ConfigError> {
@@ -99,7 +100,7 @@ impl Checks<'_> {
             Some(_) => PatternMatcher::new(&prepared.ignore).ok(),
             None => None,
         };
-        let base = |text: &str| self.base_facts(text);
+        let base = |text: &str| Self::base_facts(store, text);
         let input = CheckInput {
             build_args: self.build_args,
             coverage,
@@ -167,7 +168,7 @@ impl Checks<'_> {
     /// configuration does not parse or `error=true` makes a finding fatal (the findings and the
     /// error are printed); else the findings, to print after the build.
     pub fn before_build(&self, prepared: &Prepared) -> Result<Vec<Diagnostic>, ExitCode> {
-        let report = match self.run(prepared, Coverage::Target, false) {
+        let report = match self.run(prepared, self.store.as_ref(), Coverage::Target, false) {
             Ok(report) => report,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -224,12 +225,18 @@ impl Checks<'_> {
         }
     }
 
-    /// After a build: docker's `N warnings found:` and the findings, on standard error.
-    pub fn after_build(&self, found: &[Diagnostic]) {
+    /// After a build: docker's `N warnings found:` and the findings, on standard error. The
+    /// checks run again with the build's store, whose base images are now known, so their
+    /// environments decide UndefinedVar (`found`, from before the build, is what is printed if
+    /// that fails).
+    pub fn after_build(&self, found: &[Diagnostic], prepared: &Prepared, store: &Store) {
         if self.quiet {
             return;
         }
-        let mut found = found.to_vec();
+        let mut found = match self.run(prepared, Some(store), Coverage::Target, false) {
+            Ok(report) => report.diagnostics,
+            Err(_) => found.to_vec(),
+        };
         if let Ok(mut bases) = self.resolved_bases.lock() {
             found.append(&mut bases);
         }
@@ -260,7 +267,7 @@ impl Checks<'_> {
             Some(_) => Coverage::Target,
             None => Coverage::AllStages,
         };
-        let report = match self.run(prepared, coverage, true) {
+        let report = match self.run(prepared, self.store.as_ref(), coverage, true) {
             Ok(report) => report,
             Err(e) => {
                 eprintln!("error: {e}");
