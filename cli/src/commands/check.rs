@@ -11,7 +11,9 @@
 //!   and prints the findings after it, as docker prints `N warnings found`.
 //!
 //! Base images are looked up in the local store only (nothing is pulled to check): a base that
-//! is not there has an unknown environment, so UndefinedVar is not checked in its stage.
+//! is not there has an unknown environment, so UndefinedVar is not checked in its stage. A
+//! build checks again after it has resolved its bases, and reports a base whose platform is not
+//! the one built for (InvalidBaseImagePlatform).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
