@@ -8,7 +8,7 @@ mod build_cache;
 mod hardening;
 // kiln against buildah on the same Dockerfiles: configs and flattened filesystems compared.
 mod differential;
-// `kiln build --check`: parsing and planning through the CLI, and how errors read.
+// `kiln build --check`/`--call`: build checks, outline, targets, plans, and how errors read.
 mod check;
 // kiln inside an unprivileged container (podman, default seccomp and capabilities), as a user
 // and as root; one digest in every mode.

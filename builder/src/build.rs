@@ -12,11 +12,13 @@
 
 use std::path::Path;
 
+use crate::check::Diagnostic;
 use crate::context::{ContextError, load_ignore};
+use crate::dockerfile::Dockerfile;
 use crate::dockerfile::instructions::Instruction;
 use crate::dockerfile::{Location, parse};
 use crate::ignore::{IgnoreError, PatternMatcher};
-use crate::plan::{Plan, PlanOptions, PlanWarning, Platform};
+use crate::plan::{Plan, PlanOptions, Platform};
 use crate::solve::{self, BaseImages, BuildError, BuildOptions, Built, Event};
 use crate::store::{Store, StoreError};
 
@@ -36,12 +38,16 @@ pub struct Request<'a> {
 /// A Dockerfile parsed and planned, with the context's ignore patterns: ready to build.
 #[derive(Debug, Clone)]
 pub struct Prepared {
+    /// The parsed Dockerfile (the build checks read it).
+    pub file: Dockerfile,
     /// The stages the target needs.
     pub plan: Plan,
-    /// Parser and planner warnings, in the order they were found.
-    pub warnings: Vec<PlanWarning>,
+    /// Planner warnings that are not build checks (see [`crate::check`] for those).
+    pub warnings: Vec<Diagnostic>,
     /// The `.dockerignore` patterns that filter the context.
     pub ignore: Vec<String>,
+    /// The ignore file they come from, if there is one.
+    pub ignore_file: Option<std::path::PathBuf>,
 }
 
 /// Why a build did not produce a tagged image.
@@ -85,23 +91,16 @@ pub enum Failure {
 pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
     let dockerfile = |message: String, location| Failure::Dockerfile { message, location };
     let file = parse(request.dockerfile).map_err(|e| dockerfile(e.message, e.location))?;
-    let mut warnings: Vec<PlanWarning> = file
-        .warnings
-        .iter()
-        .map(|w| PlanWarning {
-            message: w.message.clone(),
-            location: Some(w.location),
-        })
-        .collect();
     let platform = request.plan.platform.clone();
     let plan =
         Plan::new(&file, request.plan.clone()).map_err(|e| dockerfile(e.message, e.location))?;
-    warnings.extend(plan.warnings.iter().cloned());
+    let warnings = plan.warnings.clone();
     let (ignore, ignore_file) =
         load_ignore(request.context, request.dockerfile_path).map_err(Failure::ReadIgnore)?;
     if let Err(source) = PatternMatcher::new(&ignore) {
-        let file =
-            ignore_file.map_or_else(|| ".dockerignore".to_owned(), |f| f.display().to_string());
+        let file = ignore_file
+            .clone()
+            .map_or_else(|| ".dockerignore".to_owned(), |f| f.display().to_string());
         return Err(Failure::Ignore { file, source });
     }
     let host = Platform::host();
@@ -114,9 +113,11 @@ pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
         ));
     }
     Ok(Prepared {
+        file,
         plan,
         warnings,
         ignore,
+        ignore_file,
     })
 }
 

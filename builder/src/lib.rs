@@ -5,6 +5,7 @@
 //! ```text
 //! Dockerfile + context
 //!   └─ dockerfile  text → AST with spans → typed instructions; ${VAR} expansion
+//!   └─ check       BuildKit's build checks (lint rules) and the one diagnostic type
 //!   └─ ignore      .dockerignore patterns, anchored at the context root
 //!   └─ context     the build context as BuildKit sends it: the filtered, sorted walk
 //!   └─ plan        stages, ARG/ENV scoping, FROM <stage>, COPY --from → the stages a target needs;
@@ -32,6 +33,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod check;
 pub mod context;
 pub mod dockerfile;
 pub mod exec;

@@ -1,9 +1,51 @@
 //! Dockerfile errors rendered like a compiler's: `Dockerfile:7:1: message`, then the source
 //! line(s) with a caret under the part that is wrong.
+//!
+//! [`render`] and [`json`] are the one place a builder diagnostic (a build check's finding, a
+//! parser or planner warning, an error found without building) becomes text: every command and
+//! every progress mode prints them through these.
 
 use std::fmt::Write as _;
 
+use kiln_builder::check;
 use kiln_builder::dockerfile::Location;
+
+/// A builder diagnostic as text: `warning[Rule]: Dockerfile:2:1: message`, the source excerpt
+/// with a caret, and the rule's documentation page.
+pub fn render(file: &str, source: &str, d: &check::Diagnostic) -> String {
+    let head = match d.rule {
+        Some(rule) => format!("{}[{}]", d.severity.as_str(), rule.name),
+        None => d.severity.as_str().to_owned(),
+    };
+    let body = match d.location {
+        Some(location) => Diagnostic {
+            file,
+            source,
+            message: &d.message,
+            location,
+        }
+        .render(),
+        None => d.message.clone(),
+    };
+    let mut out = format!("{head}: {body}");
+    if let Some(url) = d.url() {
+        let _ = write!(out, "\n  = see {url}");
+    }
+    out
+}
+
+/// A builder diagnostic as one JSON object (`--progress=json`).
+pub fn json(file: &str, d: &check::Diagnostic) -> serde_json::Value {
+    serde_json::json!({
+        "type": d.severity.as_str(),
+        "rule": d.rule.map(|r| r.name),
+        "message": d.message,
+        "file": file,
+        "line": d.location.map(|l| l.start_line),
+        "end_line": d.location.map(|l| l.end_line),
+        "url": d.url(),
+    })
+}
 
 /// How many source lines of a multi-line instruction are shown.
 const MAX_SHOWN_LINES: usize = 3;
@@ -127,6 +169,27 @@ mod tests {
         );
         assert!(out.starts_with("Dockerfile:1:6: unknown flag"), "{out}");
         assert!(out.ends_with("|      ^^^^^^"), "{out}");
+    }
+
+    #[test]
+    fn builder_diagnostics_name_their_rule_and_page() {
+        let d = check::Diagnostic::rule(
+            &check::FROM_AS_CASING,
+            "'as' and 'FROM' keywords' casing do not match".to_owned(),
+            Location::line(1),
+        );
+        assert_eq!(
+            super::render("Dockerfile", "FROM a as b\n", &d),
+            "warning[FromAsCasing]: Dockerfile:1:1: 'as' and 'FROM' keywords' casing do not match\n  |\n1 | FROM a as b\n  | ^^^^^^^^^^^\n  = see https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+        );
+        let d = check::Diagnostic::warning("build-arg \"X\" was not consumed", None);
+        assert_eq!(
+            super::render("Dockerfile", "", &d),
+            "warning: build-arg \"X\" was not consumed"
+        );
+        let v = super::json("Dockerfile", &d);
+        assert_eq!(v["type"], "warning");
+        assert!(v["rule"].is_null() && v["line"].is_null() && v["url"].is_null());
     }
 
     #[test]

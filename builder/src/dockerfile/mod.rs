@@ -11,7 +11,7 @@ pub mod shell;
 
 pub use heredoc::Heredoc;
 pub use instructions::{Instruction, InstructionError};
-pub use parser::{Args, Dockerfile, Node, ParseError, parse};
+pub use parser::{Args, Dockerfile, Node, ParseError, Warning, WarningKind, parse};
 
 /// A byte range in the Dockerfile source. An empty span at 0 means only the lines are known.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

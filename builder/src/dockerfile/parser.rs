@@ -49,10 +49,20 @@ pub struct Directive {
 /// A warning: accepted input that BuildKit also warns about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    /// Which kind of accepted oddity it is.
+    pub kind: WarningKind,
     /// What to tell the user.
     pub message: String,
     /// Where.
     pub location: Location,
+}
+
+/// The things the parser accepts but BuildKit warns about (the build check
+/// `NoEmptyContinuation` reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A line continuation swallowed blank lines.
+    EmptyContinuation,
 }
 
 /// One instruction: keyword, flags, arguments and heredoc bodies.
@@ -70,6 +80,11 @@ pub struct Node {
     pub original: String,
     /// Where the instruction is: its lines and bytes, heredoc bodies included.
     pub location: Location,
+    /// The comment lines directly before the instruction, each without its `#` and trimmed
+    /// (BuildKit's `PrevComment`): a bare `#` line clears them, blank lines do not, and
+    /// top-of-file parser directives are not among them. Build checks read `# check=` and
+    /// descriptions from here.
+    pub comments: Vec<String>,
 }
 
 /// The argument values of an instruction, in the shape its keyword gives them.
@@ -292,8 +307,16 @@ impl<'a> Parser<'a> {
 
     fn run(mut self) -> Result<Dockerfile, ParseError> {
         let mut instructions = Vec::new();
+        let mut comments: Vec<String> = Vec::new();
         while let Some((line, number)) = self.next_line()? {
+            let directives = self.directives.found.len();
             let text = self.process_line(line.text, true, number)?;
+            if is_comment(line.text) && self.directives.found.len() == directives {
+                match line.text.trim_start()[1..].trim() {
+                    "" => comments.clear(),
+                    comment => comments.push(comment.to_owned()),
+                }
+            }
             let (first, mut ended) = trim_continuation(text, self.escape);
             if ended && first.is_empty() {
                 continue;
@@ -329,6 +352,7 @@ impl<'a> Parser<'a> {
             };
             if empty_continuation {
                 self.warnings.push(Warning {
+                    kind: WarningKind::EmptyContinuation,
                     message: format!(
                         "empty continuation line found in: {joined} (empty continuation lines will become errors in a future release)"
                     ),
@@ -336,6 +360,7 @@ impl<'a> Parser<'a> {
                 });
             }
             let mut node = node_from_line(&joined, self.escape, location)?;
+            node.comments = std::mem::take(&mut comments);
             if can_contain_heredoc(&node) && joined.contains("<<") {
                 let found = heredoc::heredocs_from_line(&joined)
                     .map_err(|e| ParseError::new(e.to_string(), location))?;
@@ -443,6 +468,7 @@ fn node_from_line(line: &str, escape: char, location: Location) -> Result<Node, 
         heredocs: Vec::new(),
         original: line.to_owned(),
         location,
+        comments: Vec::new(),
     })
 }
 

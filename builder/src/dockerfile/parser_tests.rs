@@ -332,3 +332,23 @@ fn go_quote_table() {
         assert_eq!(go_quote(input), want, "{input:?}");
     }
 }
+
+#[test]
+fn comments_before_an_instruction() {
+    let file = parse(
+        "# check=skip=all\n# about a\n\n  # a the stage\nFROM x AS a\nRUN a \\\n# inside\n b\n# x\n#\n# y\nARG y\nRUN z\n",
+    )
+    .unwrap();
+    let comments: Vec<Vec<&str>> = file
+        .instructions
+        .iter()
+        .map(|n| n.comments.iter().map(String::as_str).collect())
+        .collect();
+    // The directive is not a comment; a blank line keeps them; a bare `#` clears them; comments
+    // inside a continuation belong to nothing; each instruction takes them.
+    assert_eq!(
+        comments,
+        [vec!["about a", "a the stage"], vec![], vec!["y"], vec![]]
+    );
+    assert_eq!(file.directives[0].name, "check");
+}

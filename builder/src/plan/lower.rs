@@ -24,6 +24,7 @@ use crate::dockerfile::instructions::{
     Add, Copy, Healthcheck as HealthInstruction, Instruction, KeyValue,
 };
 use crate::image::Healthcheck;
+use crate::ops::chmod::Chmod;
 use crate::ops::file::Unpack;
 use crate::ops::meta::{MetaError, parse_port_spec, parse_signal};
 use crate::plan::Scope;
@@ -178,6 +179,29 @@ impl Plan {
             .collect()
     }
 
+    /// Every error lowering stage `index` from `scope` finds, not only the first (for
+    /// `--check`): each step is expanded and lowered on its own, and one that fails leaves the
+    /// scope as it was for the next.
+    pub fn lowering_errors(&self, index: usize, mut scope: Scope) -> Vec<PlanError> {
+        let mut errors = Vec::new();
+        for step in &self.stages[index].steps {
+            match self.expand_steps(std::slice::from_ref(step), scope.clone()) {
+                Ok((expanded, next)) => {
+                    scope = next;
+                    for x in expanded {
+                        let location = x.step.location;
+                        if let Err(e) = self.lower_op(index, x.step.instruction, &x.scope, location)
+                        {
+                            errors.push(e);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
     fn lower_op(
         &self,
         stage: usize,
@@ -186,6 +210,15 @@ impl Plan {
         location: Location,
     ) -> Result<Op, PlanError> {
         let source = |from: &str| self.source_named(stage, from, location);
+        if let Instruction::Copy(Copy { flags, .. }) | Instruction::Add(Add { flags, .. }) =
+            &instruction
+            && let Some(chmod) = &flags.chmod
+        {
+            // Refused here, before anything runs, with the parser the file op uses.
+            chmod
+                .parse::<Chmod>()
+                .map_err(|e| plan_err(e.to_string(), location))?;
+        }
         Ok(match instruction {
             Instruction::Arg(decls) => Op::Arg(
                 decls

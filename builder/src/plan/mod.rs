@@ -8,13 +8,15 @@
 //! an error with the line. Per-stage variable scoping lives in [`scope`].
 
 pub mod lower;
+pub mod outline;
 pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kiln_registry::Reference;
 
-use crate::dockerfile::instructions::{Instruction, InstructionError, RunMount};
+use crate::check::Diagnostic;
+use crate::dockerfile::instructions::{Instruction, InstructionError, RunMount, suggest};
 use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Dockerfile, Location};
 
@@ -149,15 +151,6 @@ pub struct MetaArg {
     pub value: Option<String>,
 }
 
-/// Something accepted but worth telling the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanWarning {
-    /// What to say.
-    pub message: String,
-    /// Where, when it is in the Dockerfile.
-    pub location: Option<Location>,
-}
-
 /// The plan for one build.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -173,8 +166,8 @@ pub struct Plan {
     pub order: Vec<usize>,
     /// `--build-arg` values and other inputs.
     pub options: PlanOptions,
-    /// Warnings (undefined variables in FROM, unused build args …).
-    pub warnings: Vec<PlanWarning>,
+    /// Warnings that are not build checks (build args nothing declares).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A Dockerfile that cannot be planned.
@@ -225,13 +218,29 @@ impl Plan {
                         .as_deref()
                         .map(|p| x.word_at(p, location))
                         .transpose()?;
-                    for name in x.unmatched {
-                        warnings.push(PlanWarning {
-                            message: format!(
-                                "FROM uses undefined ARG {name:?} (it expands to an empty string)"
-                            ),
-                            location: Some(location),
-                        });
+                    // Undefined names in FROM are the UndefinedArgInFrom check's (crate::check);
+                    // a platform they leave empty or invalid is an error, with their suggestion.
+                    if let (Some(written), Some(value)) = (&from.platform, &platform) {
+                        let hint = x
+                            .unmatched
+                            .iter()
+                            .find_map(|name| {
+                                suggest(name, meta_args.iter().map(|m| m.name.as_str()))
+                            })
+                            .map(|close| format!(" (did you mean {close}?)"))
+                            .unwrap_or_default();
+                        if value.is_empty() {
+                            return Err(plan_err(
+                                format!("empty platform value from expression {written}{hint}"),
+                                location,
+                            ));
+                        }
+                        if let Err(e) = value.parse::<Platform>() {
+                            return Err(plan_err(
+                                format!("failed to parse platform {written}: {e}{hint}"),
+                                location,
+                            ));
+                        }
                     }
                     if base_text.is_empty() {
                         return Err(plan_err(
@@ -239,15 +248,8 @@ impl Plan {
                             location,
                         ));
                     }
-                    if let Some(name) = &from.stage_name
-                        && (name == "scratch"
-                            || stages.iter().any(|s| s.name.as_deref() == Some(name)))
-                    {
-                        warnings.push(PlanWarning {
-                            message: format!("stage name {name:?} is reserved or already used"),
-                            location: Some(location),
-                        });
-                    }
+                    // Reused and reserved stage names are the DuplicateStageName and
+                    // ReservedStageName checks' (crate::check).
                     stages.push(Stage {
                         index: stages.len(),
                         name: from.stage_name,
@@ -260,25 +262,8 @@ impl Plan {
                     });
                 }
                 Instruction::Arg(decls) if stages.is_empty() => {
-                    for decl in decls {
-                        let value = match options.build_args.get(&decl.name) {
-                            Some(v) => Some(v.clone()),
-                            None => decl
-                                .default
-                                .as_deref()
-                                .map(|d| {
-                                    ScopeExpander::new(&lexer, &meta_env(&meta_args))
-                                        .word_at(d, location)
-                                })
-                                .transpose()?,
-                        };
-                        declared.insert(decl.name.clone());
-                        meta_args.retain(|m| m.name != decl.name);
-                        meta_args.push(MetaArg {
-                            name: decl.name,
-                            value,
-                        });
-                    }
+                    declared.extend(decls.iter().map(|d| d.name.clone()));
+                    declare_global(&mut meta_args, decls, &options, &lexer, location)?;
                 }
                 other if stages.is_empty() => {
                     return Err(plan_err(
@@ -332,11 +317,12 @@ impl Plan {
             if !declared.contains(name)
                 && !PROXY_ARGS.contains(&name.as_str())
                 && name != "SOURCE_DATE_EPOCH"
+                && name != crate::check::CHECK_BUILD_ARG
             {
-                warnings.push(PlanWarning {
-                    message: format!("build-arg {name:?} was not consumed"),
-                    location: None,
-                });
+                warnings.push(Diagnostic::warning(
+                    format!("build-arg {name:?} was not consumed"),
+                    None,
+                ));
             }
         }
         Ok(Plan {
@@ -398,8 +384,51 @@ fn with_escape_directive(trigger: &str, escape: char) -> String {
     }
 }
 
+/// Declares global ARGs (before the first FROM): the `--build-arg` value wins, else the default
+/// expanded with the global ARGs before it; a later declaration replaces an earlier one.
+fn declare_global(
+    meta_args: &mut Vec<MetaArg>,
+    decls: Vec<crate::dockerfile::instructions::ArgDecl>,
+    options: &PlanOptions,
+    lexer: &Lexer,
+    location: Location,
+) -> Result<(), PlanError> {
+    for decl in decls {
+        let value = match options.build_args.get(&decl.name) {
+            Some(v) => Some(v.clone()),
+            None => decl
+                .default
+                .as_deref()
+                .map(|d| ScopeExpander::new(lexer, &meta_env(meta_args)).word_at(d, location))
+                .transpose()?,
+        };
+        meta_args.retain(|m| m.name != decl.name);
+        meta_args.push(MetaArg {
+            name: decl.name,
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// The predefined platform ARGs and the global ARGs of `file` with their values, as
+/// [`Plan::new`] computes them (the build checks use this when the file does not plan).
+pub fn global_args(file: &Dockerfile, options: &PlanOptions) -> Result<Vec<MetaArg>, PlanError> {
+    let lexer = Lexer::new(file.escape);
+    let mut meta_args = predefined_args(&options.platform);
+    for node in &file.instructions {
+        match Instruction::from_node(node)? {
+            Instruction::Arg(decls) => {
+                declare_global(&mut meta_args, decls, options, &lexer, node.location)?
+            }
+            _ => break,
+        }
+    }
+    Ok(meta_args)
+}
+
 /// The platform ARGs BuildKit defines in the global scope.
-fn predefined_args(platform: &Platform) -> Vec<MetaArg> {
+pub(crate) fn predefined_args(platform: &Platform) -> Vec<MetaArg> {
     let arg = |name: &str, value: String| MetaArg {
         name: name.to_owned(),
         value: Some(value),

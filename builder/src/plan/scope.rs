@@ -132,6 +132,8 @@ impl Expander for ScopeExpander<'_> {
     }
 
     fn words(&mut self, word: &str) -> Result<Vec<String>, InstructionError> {
+        // The same lookups as one word, so EXPOSE's names are recorded too.
+        self.word(word)?;
         self.lexer
             .process_words(word, self.env)
             .map_err(|e| InstructionError::new(e.to_string()))

@@ -1,8 +1,10 @@
 //! `kiln build`: docker build's arguments. It parses and plans the Dockerfile, then runs the
 //! plan (the builder's solver) into the store and tags the image with every `-t`; then writes
-//! the `--output`s and, with `--push`, pushes every `-t`. `--check` stops after planning and
-//! prints the stages and steps the target needs. Errors point at their Dockerfile line; a failed
-//! step tags nothing.
+//! the `--output`s and, with `--push`, pushes every `-t`. `--call` (see [`super::check`]) stops
+//! after planning to run the build checks, outline the target or list the stages; kiln's own
+//! `--call=plan` prints the stages and steps the target needs. A build runs the checks first and
+//! prints their findings after it. Errors point at their Dockerfile line; a failed step tags
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -24,6 +26,7 @@ use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
 use super::Global;
+use super::check::Call;
 use crate::diagnostics::Diagnostic;
 use crate::progress::{self, Reporter};
 
@@ -42,9 +45,14 @@ pub struct BuildArgs {
     /// The stage to build (default: the last one).
     #[arg(long, value_name = "STAGE")]
     target: Option<String>,
-    /// Parse and plan only: print the stages and steps that would run, or the errors.
+    /// Run the build checks and report without building (short for `--call=check`).
     #[arg(long)]
     check: bool,
+    /// What to do: `build` (default), `check` (the build checks), `outline` (the target's build
+    /// args, secrets and SSH agents), `targets` (the stages), or kiln's own `plan` (the stages
+    /// and steps the target needs, expanded).
+    #[arg(long, value_name = "CALL", value_enum)]
+    call: Option<super::check::Call>,
     /// When to pull base images: `missing` (default), `always` (check the registry), `never`.
     #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -119,12 +127,31 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p.parse::<Platform>().context("--platform")?,
         None => Platform::host(),
     };
+    let call = match (args.check, args.call) {
+        (false, call) => call.unwrap_or(Call::Build),
+        (true, None | Some(Call::Check)) => Call::Check,
+        (true, Some(other)) => {
+            bail!("--check means --call=check: it cannot go with --call={other:?}")
+        }
+    };
+    let build_args = build_args(&args.build_args);
+    let checks = super::check::Checks {
+        file_name: &file_name,
+        source: &source,
+        build_args: &build_args,
+        platform: &platform,
+        target: args.target.as_deref(),
+        json: args.progress == progress::Mode::Json,
+        quiet: args.registry.quiet(),
+        store: global.existing_store(),
+        resolved_bases: Default::default(),
+    };
     let request = Request {
         dockerfile: &source,
         dockerfile_path: &dockerfile_path,
         context: &args.context,
         plan: PlanOptions {
-            build_args: build_args(&args.build_args),
+            build_args: build_args.clone(),
             target: args.target.clone(),
             platform: platform.clone(),
         },
@@ -132,20 +159,19 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let prepared = match kiln_builder::build::prepare(&request) {
         Ok(prepared) => prepared,
         Err(Failure::Dockerfile { message, location }) => {
-            eprintln!("error: {}", located(&message, location));
-            return Ok(ExitCode::FAILURE);
+            return Ok(checks.failed(&message, location));
         }
         Err(e) => return Err(e.into()),
     };
-    for w in &prepared.warnings {
-        match w.location {
-            Some(location) => eprintln!("warning: {}", located(&w.message, location)),
-            None => eprintln!("warning: {}", w.message),
-        }
+    match call {
+        Call::Build => {}
+        Call::Plan => return print_plan(&prepared.plan, &file_name, &located),
+        call => return checks.call(call, &prepared),
     }
-    if args.check {
-        return print_plan(&prepared.plan, &file_name, &located);
-    }
+    let found = match checks.before_build(&prepared) {
+        Ok(found) => found,
+        Err(code) => return Ok(code),
+    };
     let store = global.store()?;
     let options = BuildOptions {
         context: &args.context,
@@ -176,6 +202,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         pull: &args.pull,
         registry: &args.registry,
         platform: &platform,
+        checks: &checks,
+        prepared: &prepared,
     };
     let mode = if args.registry.quiet() {
         progress::Mode::Quiet
@@ -191,6 +219,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let built = match built {
         Ok(built) => built,
         Err(Failure::Build(e)) => {
+            checks.after_build(&found, &prepared, &store);
             let message = match &e {
                 BuildError::Cancelled { .. } => {
                     "the build was cancelled; nothing was tagged".into()
@@ -260,6 +289,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
         }
     }
+    checks.after_build(&found, &prepared, &store);
     if reporter.is_json() {
         let done = serde_json::json!({
             "type": "done", "image": config_digest.to_string(), "manifest": id.to_string(),
@@ -316,20 +346,26 @@ struct Bases<'a> {
     pull: &'a str,
     registry: &'a super::pull::RegistryArgs,
     platform: &'a Platform,
+    /// Checks each resolved base's platform (InvalidBaseImagePlatform).
+    checks: &'a super::check::Checks<'a>,
+    prepared: &'a kiln_builder::build::Prepared,
 }
 
 impl BaseImages for Bases<'_> {
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, kiln_builder::solve::BoxError> {
         let local = self.store.resolve(&reference.to_string())?;
-        match (local, self.pull) {
-            (Some(desc), "missing" | "never") => Ok(desc),
+        let desc = match (local, self.pull) {
+            (Some(desc), "missing" | "never") => desc,
             (None, "never") => {
-                Err(format!("{reference} is not in the store and --pull=never").into())
+                return Err(format!("{reference} is not in the store and --pull=never").into());
             }
             _ => super::pull::pull_to_store(self.store, self.registry, reference, self.platform)
                 .map(|(manifest, _)| manifest)
-                .map_err(|e| format!("{e:#}").into()),
-        }
+                .map_err(|e| format!("{e:#}"))?,
+        };
+        self.checks
+            .base_resolved(self.store, self.prepared, reference, &desc);
+        Ok(desc)
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per `kiln` command, and what they share: the global options and the store.
 
 pub mod build;
+pub mod check;
 pub mod fsck;
 pub mod images;
 pub mod import;
@@ -42,5 +43,18 @@ impl Global {
                 .context("finding the default store directory")?,
         };
         Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+    }
+
+    /// The store, only when one already exists: commands that only read (`build --check`)
+    /// must not create a store, nor change its directory's mode, as a side effect.
+    pub fn existing_store(&self) -> Option<Store> {
+        let root = match &self.root {
+            Some(root) => root.clone(),
+            None => kiln_builder::store::default_root().ok()?,
+        };
+        if !root.join("oci").join("index.json").is_file() {
+            return None;
+        }
+        Store::open(&root).ok()
     }
 }

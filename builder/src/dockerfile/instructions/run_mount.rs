@@ -227,6 +227,20 @@ impl RunMount {
         Ok(m)
     }
 
+    /// The id of a secret mount: `id=`, else `source=`, else the target's file name.
+    pub fn secret_id(&self) -> String {
+        self.id
+            .clone()
+            .or_else(|| self.source.clone())
+            .or_else(|| {
+                self.target
+                    .as_deref()
+                    .and_then(|t| t.rsplit('/').next())
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    }
+
     fn validate(&mut self, ro_auto: bool) -> Result<(), InstructionError> {
         let kind = self.kind.as_str();
         if !matches!(
