@@ -6,7 +6,9 @@
 //! --chown` and a multi-stage `COPY --from`, leaves no process a RUN started, and pushes an image
 //! that skopeo reads and `podman run` runs; the container's masked `/proc` is said once. One
 //! Dockerfile built as root on the host, rootless on the host, and as the user and root in the
-//! container gives one manifest digest.
+//! container gives one manifest digest. kiln's own `FROM scratch` image
+//! (`examples/kubernetes/scratch.Dockerfile`, with the static binary `tests/run.sh` builds)
+//! builds and pushes as root with nothing else in it.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -330,4 +332,83 @@ fn with_proc_unmasked_a_run_gets_a_proc_of_its_own() {
         1,
         "a fresh /proc of the RUN's pid namespace"
     );
+}
+
+/// The static kiln binary `tests/run.sh` builds for the `FROM scratch` image, from
+/// `KILN_STATIC_BIN`; `None` (after saying so) without it outside CI.
+fn static_kiln() -> Option<PathBuf> {
+    match std::env::var_os("KILN_STATIC_BIN") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "KILN_STATIC_BIN must name a static kiln under CI=true (tests/run.sh builds it)"
+            );
+            eprintln!("skipping: KILN_STATIC_BIN is not set (tests/run.sh builds a static kiln)");
+            None
+        }
+    }
+}
+
+#[test]
+fn the_scratch_image_of_kiln_builds_and_pushes_as_root() {
+    let Some(bin) = static_kiln() else { return };
+    let Some(kiln) = with_busybox() else { return };
+    let Some(podman) = Podman::new() else { return };
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    // kiln builds its own image from examples/kubernetes/scratch.Dockerfile.
+    let image_ctx = kiln.path("image");
+    fs::create_dir(&image_ctx).unwrap();
+    fs::copy(&bin, image_ctx.join("kiln")).unwrap();
+    let dockerfile = crate::repo().join("examples/kubernetes/scratch.Dockerfile");
+    let image = format!("{}/tools/kiln:scratch", registry.addr);
+    kiln.ok(&[
+        "build",
+        "-q",
+        "--push",
+        "-t",
+        &image,
+        "-f",
+        dockerfile.to_str().unwrap(),
+        image_ctx.to_str().unwrap(),
+    ]);
+    // Nothing but the binary: no shell, no /etc/passwd, no CA bundle. As root with the
+    // runtime's default capabilities it imports a base, builds with a chown and pushes.
+    let work = kiln.path("work");
+    write_context(&work.join("app"), APP_DOCKERFILE, &[("app.txt", "hello\n")]);
+    fs::copy(
+        crate::support::busybox::busybox_rootfs_tar().unwrap(),
+        work.join("busybox.tar"),
+    )
+    .unwrap();
+    let store = kiln.path("store");
+    fs::create_dir(&store).unwrap();
+    let app = format!("{}/scratch/app:1", registry.addr);
+    let volumes = [
+        "-v".to_owned(),
+        format!("{}:/var/lib/kiln", store.display()),
+        "-v".to_owned(),
+        format!("{}:/w", work.display()),
+    ];
+    let in_image = |args: &[&str]| -> String {
+        let out = podman
+            .cmd()
+            .args(["run", "--rm", "--network", "host", "--tls-verify=false"])
+            .args(&volumes)
+            .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+            .arg(&image)
+            .args(args)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stderr
+    };
+    in_image(&["import", "/w/busybox.tar", "busybox:latest"]);
+    let stderr = in_image(&["build", "--push", "-t", &app, "/w/app"]);
+    assert_eq!(stderr.matches(PROC_WARNING).count(), 1, "{stderr}");
+    let printed = podman.ok(&["run", "--rm", "--network=none", "--tls-verify=false", &app]);
+    assert_eq!(printed, APP_OUTPUT);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs kiln's whole test suite: installs the Debian packages the tests need when they are
-# missing, checks formatting and lints, runs every test of the workspace, then a short fuzz pass
+# missing, checks formatting and lints, builds a static kiln for the container tests, runs every
+# test of the workspace, then a short fuzz pass
 # (tests/fuzz/run.sh: each cargo-fuzz target replays its corpus and fuzzes ~20 s more).
 # `.ci/run` calls exactly this script; any failure exits non-zero.
 set -euo pipefail
@@ -27,5 +28,11 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# A static kiln (glibc, crt-static) for kiln's own FROM scratch image, which the container tests
+# build with examples/kubernetes/scratch.Dockerfile and run. Unoptimised and without debug info:
+# the test needs it to work, not to be fast. `--target` keeps it apart from the test build.
+RUSTFLAGS='-C target-feature=+crt-static' CARGO_PROFILE_DEV_DEBUG=0 \
+    cargo build --locked --bin kiln --target x86_64-unknown-linux-gnu
+export KILN_STATIC_BIN="$PWD/target/x86_64-unknown-linux-gnu/debug/kiln"
 cargo test --workspace --locked
 bash tests/fuzz/run.sh
