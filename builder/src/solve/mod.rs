@@ -12,7 +12,10 @@
 //!
 //! Filesystem steps go through the build cache ([`cache`]): a step whose key has a record
 //! reuses its layer (reported as cached) and only the metadata is applied again, so a rebuild
-//! produces the same image as the first build.
+//! produces the same image as the first build. A key the local cache misses is looked up in the
+//! imported caches ([`CacheImports`], `--cache-from`), every step independently, so one miss
+//! does not stop later steps from hitting. The key and record of every keyed step the build
+//! used or made are in [`Built::steps`], for `--cache-to`.
 
 pub mod cache;
 mod checksum;
@@ -38,6 +41,7 @@ use crate::ops::meta::ImageState;
 use crate::plan::{Plan, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
+use cache::CacheRecord;
 
 use cache::BuildCache;
 use checksum::ContextSums;
@@ -68,6 +72,12 @@ pub enum Event<'a> {
         text: &'a str,
         /// The step's layer comes from the build cache: nothing runs.
         cached: bool,
+    },
+    /// Something the user should know that does not stop the build (an imported cache record
+    /// that could not be used: the step runs instead).
+    Warning {
+        /// The message, one line.
+        message: &'a str,
     },
     /// A line of RUN output.
     Output {
@@ -101,6 +111,22 @@ pub struct BuildOptions<'a> {
     pub no_cache: bool,
     /// Cancels the build: running commands are killed and the build stops before its next step.
     pub cancel: Canceller,
+    /// Caches imported from elsewhere (`--cache-from`), asked after the local cache misses.
+    pub imports: Option<&'a dyn CacheImports>,
+}
+
+/// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local
+/// cache does not have.
+pub trait CacheImports: Sync + std::fmt::Debug {
+    /// The record of `key`, with its layer brought into `store` in the form a build with
+    /// `compression` keeps (`None` when no imported cache has the key). An error (the layer
+    /// cannot be fetched or is not what its record says) makes the solver warn and run the step.
+    fn fetch(
+        &self,
+        key: &Digest,
+        store: &Store,
+        compression: crate::layer::Compression,
+    ) -> Result<Option<CacheRecord>, BoxError>;
 }
 
 /// The built image, written to the store but not tagged.
@@ -110,6 +136,9 @@ pub struct Built {
     pub manifest: Descriptor,
     /// Its config.
     pub config: ImageConfig,
+    /// Every keyed filesystem step of every stage built, run or taken from a cache: its key and
+    /// the record of its layer (what `--cache-to` exports).
+    pub steps: BTreeMap<Digest, CacheRecord>,
 }
 
 /// Why a build failed.
@@ -224,6 +253,7 @@ pub fn build(
         cache: BuildCache::open(store),
         resolved: Mutex::default(),
         results: Mutex::default(),
+        steps: Mutex::default(),
     };
     solver.run_stages()?;
     // Remembered file digests only save time: a build does not fail for want of them.
@@ -251,6 +281,7 @@ pub fn build(
     Ok(Built {
         manifest,
         config: state.image.config,
+        steps: solver.steps.into_inner().unwrap_or_default(),
     })
 }
 
@@ -269,6 +300,8 @@ struct Solver<'a> {
     resolved: Mutex<BTreeMap<String, Descriptor>>,
     /// The final state of every stage that has finished.
     results: Mutex<BTreeMap<usize, StageState>>,
+    /// The keyed steps so far, with their records.
+    steps: Mutex<BTreeMap<Digest, CacheRecord>>,
 }
 
 impl Solver<'_> {
