@@ -293,6 +293,12 @@ mod tests {
         assert!(config.starts_with("{\"records\":{\"sha256:"), "{config}");
         assert!(config.ends_with(",\"version\":1}"), "{config}");
         assert!(!config.contains(' '));
+        // Pinned: a change to the format's bytes must come with a new version.
+        let (_, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
+        assert_eq!(
+            Digest::of(&manifest).to_string(),
+            "sha256:2ee5a86f80d2ada2d6ac7a4ee0b84abe31b6e5a28f32c37341cf289715328420"
+        );
     }
 
     #[test]

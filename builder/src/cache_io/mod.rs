@@ -31,6 +31,7 @@ use kiln_registry::{Digest, Reference, Registry};
 use crate::layer::{Compression, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD};
 use crate::solve::cache::CacheRecord;
 use crate::solve::{BoxError, CacheImports};
+use crate::store::registry::remember_locations;
 use crate::store::{Store, StoreError};
 use format::{FormatError, MAX_CONFIG_BYTES, Record};
 
@@ -125,13 +126,13 @@ struct Source {
     backend: Backend,
 }
 
-/// The records of every `--cache-from`, in the order given: for a key, the first cache that has
-/// it wins.
+/// The records of every `--cache-from`, in the order given: for a key, the first cache whose
+/// record of it can be used wins (one whose layer is gone gives way to the next).
 #[derive(Debug)]
 pub struct Imports {
     sources: Vec<Source>,
-    /// Every record, with the index of the source it came from.
-    records: BTreeMap<Digest, (usize, Record)>,
+    /// Every record, with the index of the source it came from, in the order of the sources.
+    records: BTreeMap<Digest, Vec<(usize, Record)>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -148,7 +149,7 @@ impl Imports {
         })
     }
 
-    /// How many records all the caches hold together.
+    /// How many keys the caches have records of, together.
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -230,19 +231,21 @@ impl Imports {
     ) -> usize {
         let index = self.sources.len();
         self.sources.push(Source { origin, backend });
-        let mut added = 0;
+        let added = records.len();
         for (key, record) in records {
-            if let std::collections::btree_map::Entry::Vacant(e) = self.records.entry(key) {
-                e.insert((index, record));
-                added += 1;
-            }
+            self.records.entry(key).or_default().push((index, record));
         }
         added
     }
 
-    /// Where the record of `key` comes from, if an imported cache has one.
-    pub fn origin(&self, key: &Digest) -> Option<&Origin> {
-        self.records.get(key).map(|(i, _)| &self.sources[*i].origin)
+    /// The caches that have a record of `key`, in the order they are tried.
+    pub fn origins(&self, key: &Digest) -> Vec<&Origin> {
+        self.records
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|(i, _)| &self.sources[*i].origin)
+            .collect()
     }
 
     /// The layer of `record` from `source` into the store, as the build keeps layers.
@@ -343,6 +346,15 @@ impl Imports {
                         origin: origin.clone(),
                         source: Box::new(source),
                     })?;
+                writer
+                    .commit_verified(&layer.digest, layer.size)
+                    .map_err(store_err)?;
+                // A push of an image with this layer to the same registry mounts it from here.
+                if let Origin::Registry(reference) = origin {
+                    let _ =
+                        remember_locations(store, reference, std::slice::from_ref(&layer.digest));
+                }
+                return Ok(());
             }
             Backend::Local(layout) => {
                 let mut file = layout.open_blob(&layer.digest, origin)?;
@@ -368,10 +380,25 @@ impl CacheImports for Imports {
         store: &Store,
         compression: Compression,
     ) -> Result<Option<CacheRecord>, BoxError> {
-        let Some((index, record)) = self.records.get(key) else {
+        let Some(candidates) = self.records.get(key) else {
             return Ok(None);
         };
-        let record = self.materialise(&self.sources[*index], record, store, compression)?;
-        Ok(Some(record))
+        // The first usable record; if none is, the first cache's reason.
+        let mut first_error = None;
+        for (index, record) in candidates {
+            match self.materialise(&self.sources[*index], record, store, compression) {
+                Ok(record) => return Ok(Some(record)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(None),
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

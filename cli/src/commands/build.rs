@@ -162,7 +162,13 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         return print_plan(&prepared.plan, &file_name, &located);
     }
     let store = global.store()?;
-    let imports = import_caches(&args.cache_from, &args.registry)?;
+    let mode = if args.registry.quiet() {
+        progress::Mode::Quiet
+    } else {
+        args.progress
+    };
+    let reporter = Reporter::new(mode, prepared.plan.order.len());
+    let imports = import_caches(&args.cache_from, &args.registry, &reporter)?;
     let options = BuildOptions {
         context: &args.context,
         secrets: secrets(&args.secrets)?,
@@ -194,12 +200,6 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         registry: &args.registry,
         platform: &platform,
     };
-    let mode = if args.registry.quiet() {
-        progress::Mode::Quiet
-    } else {
-        args.progress
-    };
-    let reporter = Reporter::new(mode, prepared.plan.order.len());
     let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
     let built = kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &|e| {
         reporter.event(e)
@@ -297,6 +297,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
 fn import_caches(
     specs: &[CacheImport],
     registry_args: &super::pull::RegistryArgs,
+    reporter: &Reporter,
 ) -> anyhow::Result<Option<Imports>> {
     if specs.is_empty() {
         return Ok(None);
@@ -316,10 +317,7 @@ fn import_caches(
             CacheImport::Local { src, tag } => format!("{}:{tag}", src.display()),
         };
         match added {
-            Ok(n) if !registry_args.quiet() => {
-                eprintln!("importing cache from {name}: {n} records");
-            }
-            Ok(_) => {}
+            Ok(n) => reporter.line(&format!("importing cache from {name}: {n} records")),
             Err(e) => eprintln!("warning: --cache-from {name}: not used: {e:#}"),
         }
     }
