@@ -147,9 +147,19 @@ fn a_second_runner_builds_from_the_registry_cache() {
             .stderr
             .contains(&format!("importing cache from {cache}: 6 records"))
     );
-    // The layers are in B's store now: the image runs and a plain rebuild needs no import.
-    let third = build(&b, &ctx_b, &[]);
+    // The layers are in B's store now: a plain rebuild needs no import. Pushed to another
+    // repository of the registry, the image's layers from the cache are mounted, not sent.
+    let image = format!("{}/team/app:1", registry.addr);
+    let third = build(&b, &ctx_b, &["--push", "-t", &image]);
     assert_eq!(third.ran(), Vec::<&str>::new(), "{}", third.stderr);
+    assert!(
+        third
+            .stderr
+            .contains(&format!("pushed {image}: 2 uploaded")),
+        "{}",
+        third.stderr
+    );
+    assert!(third.stderr.contains(", 4 mounted"), "{}", third.stderr);
 
     // One file changes on B: only what reads it runs again, and what follows it.
     fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();

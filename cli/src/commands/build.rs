@@ -5,8 +5,8 @@
 //! step tags nothing.
 //!
 //! `--cache-from` caches are read before the build (a cache that cannot be read is a warning,
-//! never a failure) and offered to the solver; `--cache-to` exports run after the image is
-//! tagged, before `--push`. A failed export fails the command unless it says
+//! never a failure) and offered to the solver; `--cache-to` exports run last, after the
+//! outputs and `--push`. A failed export fails the command unless it says
 //! `ignore-error=true` (buildx's rule), in which case it is a warning.
 
 use std::collections::BTreeMap;
@@ -168,7 +168,12 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         args.progress
     };
     let reporter = Reporter::new(mode, prepared.plan.order.len());
-    let imports = import_caches(&args.cache_from, &args.registry, &reporter)?;
+    // `--no-cache` uses no cache, imported ones included (its results are still exported).
+    let imports = if args.no_cache {
+        None
+    } else {
+        import_caches(&args.cache_from, &args.registry, &reporter)?
+    };
     let options = BuildOptions {
         context: &args.context,
         secrets: secrets(&args.secrets)?,
@@ -272,13 +277,15 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         &tags,
         args.registry.quiet(),
     )?;
-    for spec in &args.cache_to {
-        export_cache(&store, &built, spec, &args.registry, &reporter)?;
-    }
     if args.push {
         for tag in &tags {
             super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
         }
+    }
+    // After the image's outputs and pushes, as buildx does: a failed export fails the command
+    // but takes nothing already written back.
+    for spec in &args.cache_to {
+        export_cache(&store, &built, spec, &args.registry, &reporter)?;
     }
     if reporter.is_json() {
         let done = serde_json::json!({
