@@ -325,7 +325,8 @@ fn import_caches(
         };
         match added {
             Ok(n) => reporter.line(&format!("importing cache from {name}: {n} records")),
-            Err(e) => eprintln!("warning: --cache-from {name}: not used: {e:#}"),
+            // The error names the cache.
+            Err(e) => eprintln!("warning: --cache-from not used: {e:#}"),
         }
     }
     Ok(Some(imports))
@@ -342,7 +343,11 @@ fn export_cache(
     let (name, registry) = match &spec.target {
         ExportTarget::Registry { reference } => (
             reference.to_string(),
-            Some(registry_args.connect(reference.registry())),
+            Some(
+                registry_args
+                    .connect(reference.registry())
+                    .with_context(|| format!("exporting the cache to {reference}")),
+            ),
         ),
         ExportTarget::Local { dest, tag } => (format!("{}:{tag}", dest.display()), None),
     };
@@ -352,8 +357,8 @@ fn export_cache(
             cache_io::export(store, built, spec, Some(&registry)).map_err(anyhow::Error::from)
         }
         None => cache_io::export(store, built, spec, None).map_err(anyhow::Error::from),
-    }
-    .with_context(|| format!("--cache-to {name}"));
+    };
+    // The errors name the destination.
     match result {
         Ok(done) => {
             if done.fallback_config {
