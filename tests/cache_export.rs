@@ -136,6 +136,36 @@ fn a_second_runner_builds_from_the_registry_cache() {
         first.stderr
     );
 
+    // A tool kiln did not write reads the artifact as kiln describes it.
+    if let Some(skopeo) = crate::support::tool("skopeo") {
+        let raw = crate::support::run(std::process::Command::new(skopeo).args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{cache}"),
+        ]));
+        let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(
+            manifest["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(
+            manifest["artifactType"],
+            "application/vnd.kiln.cache.v1+json"
+        );
+        assert_eq!(
+            manifest["config"]["mediaType"],
+            "application/vnd.kiln.cache.config.v1+json"
+        );
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), ALL.len());
+        assert!(
+            layers
+                .iter()
+                .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip")
+        );
+    }
+
     // A fresh store: every filesystem step from the cache, and the same image.
     let ctx_b = context(&b, DOCKERFILE, FILES);
     let second = build(&b, &ctx_b, &["--cache-from", &from]);

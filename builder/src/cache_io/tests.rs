@@ -164,3 +164,31 @@ fn a_corrupt_config_is_refused() {
         Err(ImportError::Local { .. })
     ));
 }
+
+#[test]
+fn zstd_layers_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_store(tmp.path(), "a");
+    let key = Digest::of(b"key");
+    let steps = BTreeMap::from([(key.clone(), record(&a, &b"zstd layer ".repeat(50)))]);
+    let dir = tmp.path().join("cache");
+    let spec = CacheExport {
+        compression: Compression::Zstd,
+        ..to_dir(&dir, "latest")
+    };
+    let done = export(&a, &built(steps.clone()), &spec, None).unwrap();
+    let manifest = fs::read_to_string(dir.join("blobs/sha256").join(done.manifest.hex())).unwrap();
+    assert!(
+        manifest.contains(crate::layer::MEDIA_TYPE_TAR_ZSTD),
+        "{manifest}"
+    );
+
+    let b = new_store(tmp.path(), "b");
+    let mut imports = Imports::new().unwrap();
+    imports.add_local(dir, "latest").unwrap();
+    let got = imports.fetch(&key, &b, Compression::None).unwrap().unwrap();
+    assert_eq!(got, steps[&key]);
+    // A build keeping gzip layers cannot use a zstd one: an error, so the step runs.
+    let c = new_store(tmp.path(), "c");
+    assert!(imports.fetch(&key, &c, Compression::Gzip).is_err());
+}
