@@ -69,6 +69,9 @@ pub enum ExportError {
     /// A registry destination without a connection to it.
     #[error("exporting the cache to {0}: no connection to its registry was given")]
     NotConnected(Reference),
+    /// The async runtime the registry client needs could not start.
+    #[error("starting the async runtime")]
+    Runtime(#[source] io::Error),
     /// The directory could not be written.
     #[error("exporting the cache to {}", .dir.display())]
     Local {
@@ -190,10 +193,7 @@ fn to_registry(
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|source| ExportError::Local {
-            dir: store.tmp_dir(),
-            source,
-        })?;
+        .map_err(ExportError::Runtime)?;
     let mount_from = mount_sources(store, reference);
     let push =
         |config_media_type: &str| -> Result<(kiln_registry::Pushed, Vec<Digest>), ExportError> {
@@ -235,6 +235,7 @@ fn to_registry(
         Ok((pushed, documents)) => (pushed, documents, false),
         // A registry that refuses the config's media type takes the image config's (BuildKit's
         // fallback); the blobs are there now, so this costs only the checks and a manifest.
+        // Nothing remembers the refusal: each export to such a registry tries kiln's type first.
         Err(ExportError::Registry { source, .. }) if refuses_manifest(&source) => {
             let (pushed, documents) = push(FALLBACK_CONFIG_MEDIA_TYPE)?;
             (pushed, documents, true)

@@ -267,7 +267,6 @@ impl Imports {
         let compressed_with = match layer.media_type.as_str() {
             MEDIA_TYPE_TAR_GZIP => Some(Compression::Gzip),
             MEDIA_TYPE_TAR_ZSTD => Some(Compression::Zstd),
-            MEDIA_TYPE_TAR => None,
             _ => None,
         };
         let usable = layer.media_type == wanted
