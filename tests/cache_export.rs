@@ -488,14 +488,71 @@ fn a_registry_refusing_the_config_media_type_gets_the_fallback() {
 }
 
 #[test]
+fn an_image_pushed_with_an_inline_cache_is_a_cache_source() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let image = format!("{}/team/inline:1", registry.addr);
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    let first = build(
+        &a,
+        &ctx_a,
+        &["--cache-to", "type=inline", "--push", "-t", &image],
+    );
+    // mode=min: the records of the image's own layers, the final stage's four.
+    assert!(
+        first
+            .stderr
+            .contains("inline cache: 4 records in the image's config"),
+        "{}",
+        first.stderr
+    );
+
+    // B builds from the pushed image: the final stage hits, the deps stage (whose layers the
+    // image does not have) runs; with an inline cache of its own, B's image is A's.
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let second = build(
+        &b,
+        &ctx_b,
+        &["--cache-from", &image, "--cache-to", "type=inline"],
+    );
+    assert_eq!(
+        second.ran(),
+        sorted(&["RUN echo deps > /deps", "COPY lib.txt /lib.txt"]),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(second.manifest, first.manifest);
+
+    // An image built on it does not carry its cache on.
+    let child = a.path("child");
+    crate::support::write_context(&child, &format!("FROM {image}\nRUN true\n"), &[]);
+    let out = a.ok(&["build", "-q", "-t", "child:1", child.to_str().unwrap()]);
+    assert!(out.starts_with("sha256:"));
+    let store = a.store();
+    let desc = store.resolve("docker.io/library/child:1").unwrap().unwrap();
+    let config = store
+        .read_config(&store.read_manifest(&desc).unwrap())
+        .unwrap();
+    assert!(!config.extra.contains_key("kiln.cache.v1"), "{config:?}");
+    let desc = store.resolve(&image).unwrap().unwrap();
+    let config = store
+        .read_config(&store.read_manifest(&desc).unwrap())
+        .unwrap();
+    assert!(config.extra.contains_key("kiln.cache.v1"));
+}
+
+#[test]
 fn bad_cache_flags_are_refused_by_name() {
     let kiln = Kiln::new();
     for (flag, value, message) in [
         (
-            "--cache-to",
+            "--cache-from",
             "type=inline",
             "cache type \"inline\" is not supported",
         ),
+        ("--cache-to", "type=inline,mode=max", "expected min"),
         (
             "--cache-to",
             "type=gha,url=x",

@@ -151,18 +151,35 @@ pub fn export(
 ) -> Result<Exported, ExportError> {
     // Held to the end: the compressed layers are in no tag.
     let _lease = store.lease()?;
-    let records = prepare(store, &select(store, built, spec.mode)?, spec.compression)?;
+    let selected = select(store, built, spec.mode)?;
     match &spec.target {
         ExportTarget::Registry { reference } => {
             let registry = registry.ok_or_else(|| ExportError::NotConnected(reference.clone()))?;
+            let records = prepare(store, &selected, spec.compression)?;
             to_registry(store, registry, reference, &records)
         }
         ExportTarget::Local { dest, tag } => {
+            let records = prepare(store, &selected, spec.compression)?;
             to_local(store, &Layout::new(dest.clone()), tag, &records).map_err(|source| {
                 ExportError::Local {
                     dir: dest.clone(),
                     source,
                 }
+            })
+        }
+        // Written into the image's config by the build (`BuildOptions::inline_cache`): the
+        // image's push sends it. Nothing to compress or send here.
+        ExportTarget::Inline => {
+            let distinct: BTreeSet<&Digest> = selected.values().map(|r| &r.digest).collect();
+            Ok(Exported {
+                records: selected.len(),
+                layers: distinct.len(),
+                uploaded: 0,
+                existed: 0,
+                mounted: 0,
+                manifest: image::from_oci_digest(built.manifest.digest())
+                    .map_err(StoreError::from)?,
+                fallback_config: false,
             })
         }
     }

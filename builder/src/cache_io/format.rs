@@ -22,6 +22,13 @@
 //! fallback); the reader takes both, recognising the artifact by its `artifactType`. A reader
 //! refuses a `version` it does not know and a record whose layer the manifest does not list:
 //! a cache it cannot read is a miss, never a wrong hit.
+//!
+//! The inline form (`--cache-to type=inline`) puts the records in the built image's config,
+//! under [`INLINE_KEY`]: `{"records": {"sha256:<key>": {"created", "diffID", "layer": <index
+//! of the image's layer>}}, "version": 1}`. A layer is named by its place in the image, not by
+//! digest, because a push compresses the layers the store keeps uncompressed; a reader takes the
+//! descriptor at that place in the manifest it fetched and checks the config's `rootfs.diff_ids`
+//! there against the record's diffID.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +46,9 @@ pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 pub const FALLBACK_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// The format version this code writes and reads.
 pub const VERSION: u32 = 1;
+/// The image config field holding an inline cache.
+pub const INLINE_KEY: &str = "kiln.cache.v1";
+
 /// The largest config kiln reads (a record is ~300 bytes: tens of thousands of steps).
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
@@ -123,6 +133,14 @@ pub enum FormatError {
     /// A manifest digest the registry client cannot verify.
     #[error("the cache manifest names an unusable digest")]
     Digest(#[source] kiln_registry::DigestError),
+    /// An inline record names a layer the image does not have, or another diffID.
+    #[error("the inline record of {key} names layer {index}, which the image does not have")]
+    InlineLayer {
+        /// The record's key.
+        key: Digest,
+        /// The layer's place in the image.
+        index: usize,
+    },
     /// Serialising failed.
     #[error("encoding the cache")]
     Encode(#[source] crate::image::ImageError),
@@ -155,6 +173,95 @@ pub fn write(
     };
     let manifest_bytes = canonical_json(&manifest).map_err(FormatError::Encode)?;
     Ok((config_bytes, manifest_bytes))
+}
+
+/// One inline record: the layer is the image's `layer`-th.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InlineRecord {
+    /// The layer's place in the image (0: the bottom layer).
+    pub layer: usize,
+    /// The sha256 of the uncompressed tar.
+    #[serde(rename = "diffID")]
+    pub diff_id: Digest,
+    /// When the step ran (RFC 3339).
+    pub created: String,
+}
+
+/// The inline cache in an image config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InlineCache {
+    version: u32,
+    records: BTreeMap<Digest, InlineRecord>,
+}
+
+/// The value to put under [`INLINE_KEY`] in an image config.
+pub fn inline_value(
+    records: &BTreeMap<Digest, InlineRecord>,
+) -> Result<serde_json::Value, FormatError> {
+    let cache = InlineCache {
+        version: VERSION,
+        records: records.clone(),
+    };
+    serde_json::to_value(cache)
+        .map_err(|e| FormatError::Encode(crate::image::ImageError::Serialize(e)))
+}
+
+/// The inline records of an image config (bytes verified against their digest), with their
+/// layers taken from the image manifest's `layers`; `None` when the config has none.
+pub fn read_inline(
+    config: &[u8],
+    layers: &[Blob],
+) -> Result<Option<BTreeMap<Digest, Record>>, FormatError> {
+    #[derive(Deserialize)]
+    struct Rootfs {
+        #[serde(default)]
+        diff_ids: Vec<Digest>,
+    }
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(rename = "kiln.cache.v1")]
+        inline: Option<serde_json::Value>,
+        rootfs: Rootfs,
+    }
+    let config: Config = serde_json::from_slice(config).map_err(FormatError::Config)?;
+    let Some(inline) = config.inline else {
+        return Ok(None);
+    };
+    let version = inline.get("version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(VERSION)) {
+        return Err(FormatError::Version {
+            found: version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+        });
+    }
+    let cache: InlineCache = serde_json::from_value(inline).map_err(FormatError::Config)?;
+    let mut records = BTreeMap::new();
+    for (key, record) in cache.records {
+        let (Some(layer), Some(diff_id)) = (
+            layers.get(record.layer),
+            config.rootfs.diff_ids.get(record.layer),
+        ) else {
+            return Err(FormatError::InlineLayer {
+                key,
+                index: record.layer,
+            });
+        };
+        if *diff_id != record.diff_id {
+            return Err(FormatError::InlineLayer {
+                key,
+                index: record.layer,
+            });
+        }
+        records.insert(
+            key,
+            Record {
+                layer: layer.clone(),
+                diff_id: record.diff_id,
+                created: record.created,
+            },
+        );
+    }
+    Ok(Some(records))
 }
 
 /// What a cache manifest says: its config blob and its layers.
@@ -299,6 +406,62 @@ mod tests {
             Digest::of(&manifest).to_string(),
             "sha256:2ee5a86f80d2ada2d6ac7a4ee0b84abe31b6e5a28f32c37341cf289715328420"
         );
+    }
+
+    #[test]
+    fn inline_round_trip_and_refusals() {
+        let layers: Vec<Blob> = (1..=3).map(|n| record(n).layer).collect();
+        let diff_ids: Vec<Digest> = (1..=3).map(|n| record(n).diff_id).collect();
+        let inline: BTreeMap<Digest, InlineRecord> =
+            [(Digest::of(b"k1"), 0), (Digest::of(b"k3"), 2)]
+                .into_iter()
+                .map(|(key, i)| {
+                    let record = InlineRecord {
+                        layer: i,
+                        diff_id: diff_ids[i].clone(),
+                        created: "2024-01-01T00:00:00Z".to_owned(),
+                    };
+                    (key, record)
+                })
+                .collect();
+        let config = |inline: serde_json::Value, diff_ids: &[Digest]| {
+            serde_json::to_vec(&serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                INLINE_KEY: inline,
+            }))
+            .unwrap()
+        };
+        let value = inline_value(&inline).unwrap();
+        let records = read_inline(&config(value.clone(), &diff_ids), &layers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[&Digest::of(b"k3")].layer, layers[2]);
+        assert_eq!(records[&Digest::of(b"k3")].diff_id, diff_ids[2]);
+
+        // An image without one; a layer the image does not have; another diffID there.
+        let plain = serde_json::to_vec(&serde_json::json!({
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap();
+        assert_eq!(read_inline(&plain, &layers).unwrap(), None);
+        assert!(matches!(
+            read_inline(&config(value.clone(), &diff_ids), &layers[..2]),
+            Err(FormatError::InlineLayer { index: 2, .. })
+        ));
+        let mut other = diff_ids.clone();
+        other[0] = Digest::of(b"another");
+        assert!(matches!(
+            read_inline(&config(value.clone(), &other), &layers),
+            Err(FormatError::InlineLayer { index: 0, .. })
+        ));
+        let mut later = value;
+        later["version"] = 2.into();
+        assert!(matches!(
+            read_inline(&config(later, &diff_ids), &layers),
+            Err(FormatError::Version { found: 2 })
+        ));
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::fmt;
 use std::io::{self, BufReader, Read as _};
 use std::path::PathBuf;
 
+use kiln_registry::manifest::{Document, parse_described};
 use kiln_registry::{Digest, Reference, Registry};
 
 use crate::layer::{Compression, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD};
@@ -159,8 +160,8 @@ impl Imports {
         self.records.is_empty()
     }
 
-    /// Reads the cache at `reference` of `registry` (its manifest and config); returns how many
-    /// records it adds.
+    /// Reads the cache at `reference` of `registry` (its manifest and config: a cache artifact,
+    /// or an image built with an inline cache); returns how many records it adds.
     pub fn add_registry(
         &mut self,
         registry: Registry,
@@ -170,10 +171,6 @@ impl Imports {
         let registry_err = |source| ImportError::Registry {
             origin: origin.clone(),
             source: Box::new(source),
-        };
-        let format_err = |source| ImportError::Format {
-            origin: origin.clone(),
-            source,
         };
         let name = reference
             .digest()
@@ -185,21 +182,16 @@ impl Imports {
             .runtime
             .block_on(registry.get_manifest(repository, &name))
             .map_err(registry_err)?;
-        let manifest = format::read_manifest(&manifest.bytes).map_err(format_err)?;
-        let config = &manifest.config;
-        if config.size > MAX_CONFIG_BYTES {
-            return Err(format_err(FormatError::Config(serde::de::Error::custom(
-                format!(
-                    "{} bytes is over the {MAX_CONFIG_BYTES} byte limit",
-                    config.size
-                ),
-            ))));
-        }
-        let mut bytes = Vec::new();
-        self.runtime
-            .block_on(registry.get_blob(repository, &config.digest, config.size, &mut bytes))
-            .map_err(registry_err)?;
-        let records = format::read_config(&bytes, &manifest).map_err(format_err)?;
+        let served = Some(manifest.media_type.as_str()).filter(|m| !m.is_empty());
+        let runtime = &self.runtime;
+        let records = records_of(&manifest.bytes, served, &origin, &mut |blob| {
+            check_config_size(blob, &origin)?;
+            let mut bytes = Vec::new();
+            runtime
+                .block_on(registry.get_blob(repository, &blob.digest, blob.size, &mut bytes))
+                .map_err(registry_err)?;
+            Ok(bytes)
+        })?;
         let backend = Backend::Registry(registry, repository.to_owned());
         Ok(self.add(origin, backend, records))
     }
@@ -210,16 +202,10 @@ impl Imports {
         let origin = Origin::Local(dir.clone(), tag.to_owned());
         let layout = local::Layout::new(dir);
         let manifest = layout.read_manifest(tag, &origin)?;
-        let manifest = format::read_manifest(&manifest).map_err(|source| ImportError::Format {
-            origin: origin.clone(),
-            source,
+        let records = records_of(&manifest, None, &origin, &mut |blob| {
+            check_config_size(blob, &origin)?;
+            layout.read_small(blob, MAX_CONFIG_BYTES, &origin)
         })?;
-        let bytes = layout.read_small(&manifest.config, MAX_CONFIG_BYTES, &origin)?;
-        let records =
-            format::read_config(&bytes, &manifest).map_err(|source| ImportError::Format {
-                origin: origin.clone(),
-                source,
-            })?;
         Ok(self.add(origin, Backend::Local(layout), records))
     }
 
@@ -370,6 +356,77 @@ impl Imports {
             .commit_verified(&layer.digest, layer.size)
             .map_err(store_err)
     }
+}
+
+/// The records of a cache artifact, or of an image whose config has an inline cache, from its
+/// manifest (`bytes`, verified, served as `served`) and a reader of its config blob.
+fn records_of(
+    bytes: &[u8],
+    served: Option<&str>,
+    origin: &Origin,
+    read_config: &mut dyn FnMut(&format::Blob) -> Result<Vec<u8>, ImportError>,
+) -> Result<BTreeMap<Digest, Record>, ImportError> {
+    let format_err = |source| ImportError::Format {
+        origin: origin.clone(),
+        source,
+    };
+    let document =
+        parse_described(bytes, served).map_err(|e| format_err(FormatError::Manifest(e)))?;
+    let manifest = match document {
+        Document::Manifest(m) => m,
+        Document::Index(_) => {
+            return Err(format_err(FormatError::NotACache {
+                found: None,
+                config: "(an index: inline caches are read from one platform's image)".to_owned(),
+            }));
+        }
+    };
+    if manifest
+        .artifact_type()
+        .as_ref()
+        .map(ToString::to_string)
+        .as_deref()
+        == Some(format::ARTIFACT_TYPE)
+    {
+        let manifest = format::read_manifest(bytes).map_err(format_err)?;
+        let config = read_config(&manifest.config)?;
+        return format::read_config(&config, &manifest).map_err(format_err);
+    }
+    // An image: its config may carry an inline cache.
+    let blob = |d: &oci_spec::image::Descriptor| -> Result<format::Blob, ImportError> {
+        Ok(format::Blob {
+            media_type: d.media_type().to_string(),
+            digest: Digest::from_oci(d.digest()).map_err(|e| format_err(FormatError::Digest(e)))?,
+            size: d.size(),
+        })
+    };
+    let layers = manifest
+        .layers()
+        .iter()
+        .map(blob)
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = read_config(&blob(manifest.config())?)?;
+    match format::read_inline(&config, &layers).map_err(format_err)? {
+        Some(records) => Ok(records),
+        None => Err(format_err(FormatError::NotACache {
+            found: manifest.artifact_type().as_ref().map(ToString::to_string),
+            config: format!("{}, with no inline cache", manifest.config().media_type()),
+        })),
+    }
+}
+
+/// Refuses a config blob over [`MAX_CONFIG_BYTES`] before it is fetched.
+fn check_config_size(blob: &format::Blob, origin: &Origin) -> Result<(), ImportError> {
+    if blob.size <= MAX_CONFIG_BYTES {
+        return Ok(());
+    }
+    Err(ImportError::Format {
+        origin: origin.clone(),
+        source: FormatError::Config(serde::de::Error::custom(format!(
+            "{} bytes is over the {MAX_CONFIG_BYTES} byte limit",
+            blob.size
+        ))),
+    })
 }
 
 impl CacheImports for Imports {

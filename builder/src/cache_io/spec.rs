@@ -1,7 +1,9 @@
 //! `--cache-from` and `--cache-to` values, as docker buildx spells them, parsed purely.
 //!
 //! A value is comma-separated `key=value` fields with a `type`: `type=registry,ref=HOST/REPO:TAG`
-//! or `type=local,src=DIR` / `type=local,dest=DIR` (an OCI image layout directory). A value with
+//! or `type=local,src=DIR` / `type=local,dest=DIR` (an OCI image layout directory), and for
+//! `--cache-to` `type=inline` (the records ride in the image's config; `mode=min` only, as in
+//! buildx; an image pushed with them is a `--cache-from` for the next build). A value with
 //! no `=` at all is a registry reference (`--cache-from REF` means `type=registry,ref=REF`, as
 //! in buildx). Export options: `mode=min|max` (min, the default, exports the steps whose layers
 //! are in the image; max every step of every stage built), `compression=gzip|zstd` (gzip),
@@ -61,6 +63,8 @@ pub enum ExportTarget {
         /// The name of the artifact in its `index.json`.
         tag: String,
     },
+    /// The built image's own config ([`super::format::INLINE_KEY`]).
+    Inline,
 }
 
 /// Which steps an export records (buildx's `mode`).
@@ -76,7 +80,7 @@ pub enum ExportMode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// A `type` kiln does not know or does not implement.
-    #[error("{flag}: cache type {ty:?} is not supported (kiln has type=registry and type=local)")]
+    #[error("{flag}: cache type {ty:?} is not supported (kiln has {})", if *flag == FROM { "type=registry and type=local" } else { "type=registry, type=local and type=inline" })]
     UnknownType {
         /// `--cache-from` or `--cache-to`.
         flag: &'static str,
@@ -187,6 +191,7 @@ fn split_type(flag: &'static str, value: &str) -> Result<(&'static str, Fields),
     match ty.as_str() {
         "registry" => Ok(("registry", fields)),
         "local" => Ok(("local", fields)),
+        "inline" if flag == TO => Ok(("inline", fields)),
         _ => Err(SpecError::UnknownType { flag, ty }),
     }
 }
@@ -276,6 +281,17 @@ pub fn parse_export(value: &str) -> Result<CacheExport, SpecError> {
             ("registry", "ref") => reference_value = Some(val),
             ("local", "dest") => dest = Some(val),
             ("local", "tag") => tag = Some(val),
+            ("inline", "mode") if val != "min" => {
+                return Err(SpecError::BadValue {
+                    flag: TO,
+                    key,
+                    value: val,
+                    expected: "min (an inline cache holds only the image's own layers)",
+                });
+            }
+            ("inline", "compression" | "oci-mediatypes" | "image-manifest") => {
+                return Err(SpecError::UnknownOption { flag: TO, ty, key });
+            }
             (_, "mode") => {
                 export.mode = match val.as_str() {
                     "min" => ExportMode::Min,
@@ -313,6 +329,7 @@ pub fn parse_export(value: &str) -> Result<CacheExport, SpecError> {
         "registry" => ExportTarget::Registry {
             reference: reference(TO, &non_empty(reference_value, TO, ty, "ref")?)?,
         },
+        "inline" => ExportTarget::Inline,
         _ => ExportTarget::Local {
             dest: non_empty(dest, TO, ty, "dest")?.into(),
             tag: tag.unwrap_or_else(|| "latest".to_owned()),
@@ -413,6 +430,20 @@ mod tests {
                 false,
             ),
             (
+                "type=inline",
+                ExportTarget::Inline,
+                ExportMode::Min,
+                Compression::Gzip,
+                false,
+            ),
+            (
+                "type=inline,mode=min,ignore-error=true",
+                ExportTarget::Inline,
+                ExportMode::Min,
+                Compression::Gzip,
+                true,
+            ),
+            (
                 "type=local,dest=/tmp/c,mode=max,ignore-error=false",
                 ExportTarget::Local {
                     dest: "/tmp/c".into(),
@@ -441,6 +472,17 @@ mod tests {
                 "type=inline",
                 true,
                 "cache type \"inline\" is not supported",
+            ),
+            ("type=inline,mode=max", false, "expected min"),
+            (
+                "type=inline,compression=zstd",
+                false,
+                "unknown option \"compression\" for type=inline",
+            ),
+            (
+                "type=inline,ref=a/b",
+                false,
+                "unknown option \"ref\" for type=inline",
             ),
             (
                 "type=gha,url=x",

@@ -113,6 +113,8 @@ pub struct BuildOptions<'a> {
     pub cancel: Canceller,
     /// Caches imported from elsewhere (`--cache-from`), asked after the local cache misses.
     pub imports: Option<&'a dyn CacheImports>,
+    /// `--cache-to type=inline`: the records of the image's own layers go into its config.
+    pub inline_cache: bool,
 }
 
 /// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local
@@ -275,6 +277,14 @@ pub fn build(
     }
     config.created = Some(created);
     config.config.labels.extend(options.labels.clone());
+    if options.inline_cache {
+        let steps = solver.steps.lock().map(|s| s.clone()).unwrap_or_default();
+        let value = inline_records(&state.layers, &steps)
+            .map_err(step_err(here, "writing the inline cache"))?;
+        config
+            .extra
+            .insert(crate::cache_io::format::INLINE_KEY.to_owned(), value);
+    }
     let manifest = store
         .write_image(config, &state.layers, MediaTypes::Oci)
         .map_err(step_err(here, "writing the image"))?;
@@ -283,6 +293,32 @@ pub fn build(
         config: state.image.config,
         steps: solver.steps.into_inner().unwrap_or_default(),
     })
+}
+
+/// The inline cache of an image whose layers are `layers`: the records of `steps` whose layers
+/// it has, each naming its layer's place.
+fn inline_records(
+    layers: &[Descriptor],
+    steps: &BTreeMap<Digest, CacheRecord>,
+) -> Result<serde_json::Value, crate::cache_io::format::FormatError> {
+    use crate::cache_io::format::{InlineRecord, inline_value};
+    let records = steps
+        .iter()
+        .filter_map(|(key, record)| {
+            let index = layers
+                .iter()
+                .position(|l| l.digest().as_ref() == record.digest.to_string())?;
+            Some((
+                key.clone(),
+                InlineRecord {
+                    layer: index,
+                    diff_id: record.diff_id.clone(),
+                    created: record.created.clone(),
+                },
+            ))
+        })
+        .collect();
+    inline_value(&records)
 }
 
 struct Solver<'a> {

@@ -151,6 +151,8 @@ impl Solver<'_> {
             .map_err(step_err(location, format!("unpacking {reference}")))?;
         let mut config = config;
         with_default_path(&mut config);
+        // A base's inline cache describes the base's build, not this one's.
+        config.extra.remove(crate::cache_io::format::INLINE_KEY);
         Ok(StageState {
             layers: manifest.layers().clone(),
             chain,

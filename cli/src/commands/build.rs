@@ -86,12 +86,13 @@ pub struct BuildArgs {
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH", value_parser = super::output::parse_spec)]
     outputs: Vec<super::output::OutputSpec>,
     /// Use a build cache: `type=registry,ref=REF`, `type=local,src=DIR[,tag=TAG]`, or `REF`
-    /// alone (repeatable: for each step the first cache that has it wins).
+    /// alone; REF is a cache or an image built with an inline cache (repeatable: for each step
+    /// the first cache that has it wins).
     #[arg(long = "cache-from", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_import)]
     cache_from: Vec<CacheImport>,
     /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR[,tag=TAG]`, with
-    /// `mode=min|max` (min), `compression=gzip|zstd` (gzip), `ignore-error=true|false` (false)
-    /// (repeatable).
+    /// `mode=min|max` (min), `compression=gzip|zstd` (gzip), `ignore-error=true|false` (false);
+    /// or `type=inline` (into the image's config, for `--push`) (repeatable).
     #[arg(long = "cache-to", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_export)]
     cache_to: Vec<CacheExport>,
     /// Push every `-t` name to its registry after the build.
@@ -197,6 +198,10 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         },
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
+        inline_cache: args
+            .cache_to
+            .iter()
+            .any(|spec| spec.target == ExportTarget::Inline),
     };
     let interrupts = crate::interrupt::cancel_on_signals(&options.cancel)?;
     let bases = Bases {
@@ -350,6 +355,14 @@ fn export_cache(
             ),
         ),
         ExportTarget::Local { dest, tag } => (format!("{}:{tag}", dest.display()), None),
+        ExportTarget::Inline => {
+            let done = cache_io::export(store, built, spec, None)?;
+            reporter.line(&format!(
+                "inline cache: {} records in the image's config",
+                done.records
+            ));
+            return Ok(());
+        }
     };
     let result = match registry {
         Some(Err(e)) => Err(e),
