@@ -41,9 +41,8 @@ use crate::ops::meta::ImageState;
 use crate::plan::{Plan, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
-use cache::CacheRecord;
 
-use cache::BuildCache;
+use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
 
 /// An error from outside the builder (a pull, say), boxed.
