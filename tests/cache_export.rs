@@ -191,9 +191,25 @@ fn a_second_runner_builds_from_the_registry_cache() {
     );
     assert!(third.stderr.contains(", 4 mounted"), "{}", third.stderr);
 
+    // The bare reference means type=registry (buildx's shorthand); B's own records would hit,
+    // so it is a third runner that checks it.
+    let Some(c) = with_busybox() else { return };
+    let ctx_c = context(&c, DOCKERFILE, FILES);
+    let shorthand = build(&c, &ctx_c, &["--cache-from", &cache]);
+    assert_eq!(shorthand.ran(), Vec::<&str>::new(), "{}", shorthand.stderr);
+    assert_eq!(shorthand.manifest, first.manifest);
+
     // One file changes on B: only what reads it runs again, and what follows it.
     fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
-    let changed = build(&b, &ctx_b, &["--cache-from", &from]);
+    // Importing from and exporting to the same ref, as CI does: only the new layers (and the
+    // new config) are sent, and the cache is now this build's.
+    let changed = build(&b, &ctx_b, &["--cache-from", &from, "--cache-to", &to]);
+    assert!(
+        exported(&changed.stderr, &cache)
+            .contains(": 6 records, 6 layers (3 sent, 4 already there"),
+        "{}",
+        changed.stderr
+    );
     assert_eq!(
         changed.ran(),
         sorted(&[
@@ -204,14 +220,6 @@ fn a_second_runner_builds_from_the_registry_cache() {
         changed.stderr
     );
     assert_ne!(changed.manifest, first.manifest);
-
-    // The bare reference means type=registry (buildx's shorthand); B's own records would hit,
-    // so it is a third runner that checks it.
-    let Some(c) = with_busybox() else { return };
-    let ctx_c = context(&c, DOCKERFILE, FILES);
-    let shorthand = build(&c, &ctx_c, &["--cache-from", &cache]);
-    assert_eq!(shorthand.ran(), Vec::<&str>::new(), "{}", shorthand.stderr);
-    assert_eq!(shorthand.manifest, first.manifest);
 }
 
 #[test]
