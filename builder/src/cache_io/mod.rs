@@ -1,5 +1,5 @@
 //! Build caches shared between machines: `--cache-from` (import) and `--cache-to` (export), in
-//! a registry or an OCI image layout directory, in the format of [`format`] (version 1).
+//! a registry or an OCI image layout directory, in the format of [`mod@format`] (version 1).
 //!
 //! Import reads only the small documents up front (the manifest and the config of records) and
 //! offers their records to the solver through [`CacheImports`]: every keyed step that misses the
@@ -12,7 +12,7 @@
 //! they are needed. A record whose blob cannot be fetched is an error for that step only: the
 //! solver warns and runs the step, so an import never causes a wrong hit or a failed build.
 //!
-//! Export ([`export`]) writes the records the build used or made (all of them with
+//! Export ([`export()`]) writes the records the build used or made (all of them with
 //! `mode=max`; with `mode=min` those whose layers are in the image) with their layers
 //! compressed, sending only the blobs the destination does not have, then the manifest.
 
