@@ -14,7 +14,10 @@
 //!
 //! Export ([`export()`]) writes the records the build used or made (all of them with
 //! `mode=max`; with `mode=min` those whose layers are in the image) with their layers
-//! compressed, sending only the blobs the destination does not have, then the manifest.
+//! compressed, sending only the blobs the destination does not have, then the manifest. With
+//! `type=inline` the solver writes the records of the image's own layers into its config
+//! instead ([`format::INLINE_KEY`]); an image pushed with them is read back by `--cache-from`
+//! like a cache, its layers taken from the image's manifest.
 
 pub mod export;
 pub mod format;
