@@ -4,6 +4,8 @@
 mod build;
 // The solver: the build cache, reproducibility, parallel stages, Ctrl-C, progress and flags.
 mod build_cache;
+// `--cache-to` / `--cache-from`: two stores sharing a cache through the registry or a directory.
+mod cache_export;
 // Hostile bases and stop signals: nothing hangs, nothing is left behind.
 mod hardening;
 // kiln against buildah on the same Dockerfiles: configs and flattened filesystems compared.

@@ -12,6 +12,7 @@
 //!                  lowering: each stage's steps (ONBUILD first), expanded → ops (exec, copy, meta)
 //!   └─ ops         what steps do: metadata and history (meta), COPY and ADD (file)
 //!   └─ solve       runs the ops: stages in order, each step on snapshots, layers into the store
+//!   └─ cache_io    build caches shared between machines: --cache-from / --cache-to
 //!   └─ user        the image's /etc/passwd and /etc/group: USER and --chown resolution
 //!   └─ exec        RUN in a sandbox of namespaces over a snapshot: mounts, user, process tree
 //!   └─ snapshot    layers unpacked once per chainID; overlayfs (or copy) roots; change → layer
@@ -33,6 +34,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod cache_io;
 pub mod check;
 pub mod context;
 pub mod dockerfile;

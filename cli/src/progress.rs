@@ -5,9 +5,11 @@
 //!
 //! Plain lines: `[stage n/total] INSTRUCTION` when a step starts, `CACHED [stage n/total] …`
 //! when it comes from the cache, and the step's output indented below it (prefixed with the
-//! stage's name when several stages run, since their lines interleave).
+//! stage's name when several stages run, since their lines interleave), and `warning: …` lines
+//! (printed even with `-q`: an imported cache record that could not be used).
 //! JSON lines: `{"type":"step","stage":…,"step":n,"total":…,"instruction":…,"cached":…}` and
-//! `{"type":"output","stage":…,"stream":"stdout"|"stderr","line":…}`; the command adds
+//! `{"type":"output","stage":…,"stream":"stdout"|"stderr","line":…}` and
+//! `{"type":"warning","message":…}`; the command adds
 //! `{"type":"done",…}` or `{"type":"error",…}` at the end.
 
 use std::collections::BTreeMap;
@@ -99,7 +101,11 @@ impl Reporter {
     /// Reports one event.
     pub fn event(&self, event: Event<'_>) {
         match self.mode {
-            Mode::Quiet | Mode::Auto => {}
+            Mode::Quiet | Mode::Auto => {
+                if let Event::Warning { message } = event {
+                    eprintln!("warning: {message}");
+                }
+            }
             Mode::Plain => eprintln!("{}", self.plain(&event)),
             Mode::Json => eprintln!("{}", json(&event)),
             Mode::Tty => {
@@ -122,6 +128,7 @@ impl Reporter {
                 let cached = if *cached { "CACHED " } else { "" };
                 format!("{cached}[{stage} {n}/{total}] {}", first_line(text))
             }
+            Event::Warning { message } => format!("warning: {message}"),
             Event::Output { stage, line, .. } => {
                 let line = String::from_utf8_lossy(line);
                 if self.stage_names {
@@ -151,6 +158,9 @@ impl Reporter {
                     bar
                 });
                 bar.set_message(self.plain(event));
+            }
+            Event::Warning { .. } => {
+                let _ = live.bars.println(self.plain(event));
             }
             Event::Output { stage, line, .. } => {
                 if let Some(bar) = stages.get(*stage) {
@@ -182,6 +192,9 @@ fn json(event: &Event<'_>) -> serde_json::Value {
         } => serde_json::json!({
             "type": "step", "stage": stage, "step": n, "total": total,
             "instruction": text, "cached": cached,
+        }),
+        Event::Warning { message } => serde_json::json!({
+            "type": "warning", "message": message,
         }),
         Event::Output {
             stage,

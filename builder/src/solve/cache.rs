@@ -12,7 +12,9 @@
 //! Records live in `cache/build/<key hex>` as small JSON documents, written to `tmp/` and
 //! renamed into place, so a crash leaves no half record. A record is only trusted while its
 //! layer blob is in the store; [`BuildCache::blob_roots`] lets gc keep those blobs, and
-//! [`BuildCache::clear`] (`kiln prune --all`) forgets everything. Beside them, keyed by URL,
+//! [`BuildCache::clear`] (`kiln prune --all`) forgets everything. A record imported from another
+//! machine's cache ([`crate::cache_io`]) is written here when a step first hits it, with its
+//! layer, so it is then a local record like any other. Beside them, keyed by URL,
 //! what an unpinned `ADD <url>` downloaded last (digest and validators), so the next build can
 //! ask the server whether it changed instead of downloading it again.
 

@@ -12,7 +12,10 @@
 //!
 //! Filesystem steps go through the build cache ([`cache`]): a step whose key has a record
 //! reuses its layer (reported as cached) and only the metadata is applied again, so a rebuild
-//! produces the same image as the first build.
+//! produces the same image as the first build. A key the local cache misses is looked up in the
+//! imported caches ([`CacheImports`], `--cache-from`), every step independently, so one miss
+//! does not stop later steps from hitting. The key and record of every keyed step the build
+//! used or made are in [`Built::steps`], for `--cache-to`.
 
 pub mod cache;
 mod checksum;
@@ -39,7 +42,7 @@ use crate::plan::{Plan, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
-use cache::BuildCache;
+use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
 
 /// An error from outside the builder (a pull, say), boxed.
@@ -68,6 +71,12 @@ pub enum Event<'a> {
         text: &'a str,
         /// The step's layer comes from the build cache: nothing runs.
         cached: bool,
+    },
+    /// Something the user should know that does not stop the build (an imported cache record
+    /// that could not be used: the step runs instead).
+    Warning {
+        /// The message, one line.
+        message: &'a str,
     },
     /// A line of RUN output.
     Output {
@@ -101,6 +110,24 @@ pub struct BuildOptions<'a> {
     pub no_cache: bool,
     /// Cancels the build: running commands are killed and the build stops before its next step.
     pub cancel: Canceller,
+    /// Caches imported from elsewhere (`--cache-from`), asked after the local cache misses.
+    pub imports: Option<&'a dyn CacheImports>,
+    /// `--cache-to type=inline`: the records of the image's own layers go into its config.
+    pub inline_cache: bool,
+}
+
+/// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local
+/// cache does not have.
+pub trait CacheImports: Sync + std::fmt::Debug {
+    /// The record of `key`, with its layer brought into `store` in the form a build with
+    /// `compression` keeps (`None` when no imported cache has the key). An error (the layer
+    /// cannot be fetched or is not what its record says) makes the solver warn and run the step.
+    fn fetch(
+        &self,
+        key: &Digest,
+        store: &Store,
+        compression: crate::layer::Compression,
+    ) -> Result<Option<CacheRecord>, BoxError>;
 }
 
 /// The built image, written to the store but not tagged.
@@ -110,6 +137,9 @@ pub struct Built {
     pub manifest: Descriptor,
     /// Its config.
     pub config: ImageConfig,
+    /// Every keyed filesystem step of every stage built, run or taken from a cache: its key and
+    /// the record of its layer (what `--cache-to` exports).
+    pub steps: BTreeMap<Digest, CacheRecord>,
 }
 
 /// Why a build failed.
@@ -224,6 +254,7 @@ pub fn build(
         cache: BuildCache::open(store),
         resolved: Mutex::default(),
         results: Mutex::default(),
+        steps: Mutex::default(),
     };
     solver.run_stages()?;
     // Remembered file digests only save time: a build does not fail for want of them.
@@ -245,13 +276,48 @@ pub fn build(
     }
     config.created = Some(created);
     config.config.labels.extend(options.labels.clone());
+    if options.inline_cache {
+        let steps = solver.steps.lock().map(|s| s.clone()).unwrap_or_default();
+        let value = inline_records(&state.layers, &steps)
+            .map_err(step_err(here, "writing the inline cache"))?;
+        config
+            .extra
+            .insert(crate::cache_io::format::INLINE_KEY.to_owned(), value);
+    }
     let manifest = store
         .write_image(config, &state.layers, MediaTypes::Oci)
         .map_err(step_err(here, "writing the image"))?;
     Ok(Built {
         manifest,
         config: state.image.config,
+        steps: solver.steps.into_inner().unwrap_or_default(),
     })
+}
+
+/// The inline cache of an image whose layers are `layers`: the records of `steps` whose layers
+/// it has, each naming its layer's place.
+fn inline_records(
+    layers: &[Descriptor],
+    steps: &BTreeMap<Digest, CacheRecord>,
+) -> Result<serde_json::Value, crate::cache_io::format::FormatError> {
+    use crate::cache_io::format::{InlineRecord, inline_value};
+    let records = steps
+        .iter()
+        .filter_map(|(key, record)| {
+            let index = layers
+                .iter()
+                .position(|l| l.digest().as_ref() == record.digest.to_string())?;
+            Some((
+                key.clone(),
+                InlineRecord {
+                    layer: index,
+                    diff_id: record.diff_id.clone(),
+                    created: record.created.clone(),
+                },
+            ))
+        })
+        .collect();
+    inline_value(&records)
 }
 
 struct Solver<'a> {
@@ -269,6 +335,8 @@ struct Solver<'a> {
     resolved: Mutex<BTreeMap<String, Descriptor>>,
     /// The final state of every stage that has finished.
     results: Mutex<BTreeMap<usize, StageState>>,
+    /// The keyed steps so far, with their records.
+    steps: Mutex<BTreeMap<Digest, CacheRecord>>,
 }
 
 impl Solver<'_> {

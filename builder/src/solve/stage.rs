@@ -151,6 +151,8 @@ impl Solver<'_> {
             .map_err(step_err(location, format!("unpacking {reference}")))?;
         let mut config = config;
         with_default_path(&mut config);
+        // A base's inline cache describes the base's build, not this one's.
+        config.extra.remove(crate::cache_io::format::INLINE_KEY);
         Ok(StageState {
             layers: manifest.layers().clone(),
             chain,
@@ -196,8 +198,7 @@ impl Solver<'_> {
     ) -> Result<(), BuildError> {
         if let Some(key) = &key
             && !self.options.no_cache
-            && let Some(record) = self.cache.get(key)
-            && self.store.has_blob(&record.digest)
+            && let Some(record) = self.cached(key, location)
         {
             announce(true);
             let chain_id = chain_id(state.chain.last(), &record.diff_id);
@@ -211,6 +212,7 @@ impl Solver<'_> {
                     .map_err(step_err(location, "unpacking a cached layer"))?;
             }
             stack(state, chain_id, &record);
+            self.keep_step(key, &record);
             state.key = key.clone();
             return Ok(());
         }
@@ -223,6 +225,7 @@ impl Solver<'_> {
                 self.cache
                     .put(&key, &record)
                     .map_err(step_err(location, "recording the step in the build cache"))?;
+                self.keep_step(&key, &record);
                 key
             }
             None => KeyBuilder::on(&state.key)
@@ -230,6 +233,45 @@ impl Solver<'_> {
                 .finish(),
         };
         Ok(())
+    }
+
+    /// The record of `key` with its layer in the store: the local cache's, else an imported
+    /// cache's (its layer fetched now and recorded locally). An imported record that cannot be
+    /// used is a warning and a miss, never a failed build.
+    fn cached(&self, key: &Digest, location: Location) -> Option<CacheRecord> {
+        if let Some(record) = self.cache.get(key)
+            && self.store.has_blob(&record.digest)
+        {
+            return Some(record);
+        }
+        match self
+            .options
+            .imports?
+            .fetch(key, self.store, self.options.compression)
+        {
+            Ok(Some(record)) => {
+                // Only a shortcut for the next build: without it the import is asked again.
+                let _ = self.cache.put(key, &record);
+                Some(record)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let message = format!(
+                    "line {}: the imported cache record cannot be used, running the step: {}",
+                    location.start_line,
+                    error_chain(&*e)
+                );
+                (self.progress)(Event::Warning { message: &message });
+                None
+            }
+        }
+    }
+
+    /// Remembers a keyed step's record for [`super::Built::steps`].
+    fn keep_step(&self, key: &Digest, record: &CacheRecord) {
+        if let Ok(mut steps) = self.steps.lock() {
+            steps.insert(key.clone(), record.clone());
+        }
     }
 
     /// Writes the change of `root` as a layer into the store and stacks it on the stage.

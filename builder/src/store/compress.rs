@@ -119,18 +119,48 @@ impl Store {
         self.cache_dir().join("compressed")
     }
 
+    /// The compressed blob (digest and size) of the uncompressed layer blob `digest`, made now
+    /// unless an earlier push, cache export or cache import left it in the store.
+    pub fn compressed_layer(
+        &self,
+        digest: &Digest,
+        compression: Compression,
+    ) -> Result<(Digest, u64), StoreError> {
+        let variant = self.compressed_variant(digest, compression)?;
+        Ok((variant.digest, variant.size))
+    }
+
+    /// Records that the blob `compressed` (in the store) is the uncompressed blob `plain`
+    /// compressed with `compression`, so a later push sends it instead of compressing again (a
+    /// cache import downloads the compressed form and unpacks it). Only a shortcut: failing to
+    /// record it costs a compression, so errors are not reported.
+    pub fn remember_compressed_layer(
+        &self,
+        plain: &Digest,
+        compression: Compression,
+        compressed: &Digest,
+        size: u64,
+    ) {
+        let variant = Variant {
+            digest: compressed.clone(),
+            size,
+        };
+        let dir = self.variants_dir();
+        if fs::create_dir_all(&dir).is_ok()
+            && let Ok(bytes) = serde_json::to_vec(&variant)
+        {
+            let _ = self.replace_file(&dir.join(variant_name(plain, compression)), &bytes);
+        }
+    }
+
     /// The compressed blob of the uncompressed blob `digest`, made now unless it exists.
     fn compressed_variant(
         &self,
         digest: &Digest,
         compression: Compression,
     ) -> Result<Variant, StoreError> {
-        let suffix = match compression {
-            Compression::Zstd => "zstd",
-            _ => "gzip",
-        };
         let dir = self.variants_dir();
-        let record = dir.join(format!("{}.{suffix}", digest.hex()));
+        let record = dir.join(variant_name(digest, compression));
         if let Some(known) = fs::read(&record)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Variant>(&bytes).ok())
@@ -157,6 +187,15 @@ impl Store {
         }
         Ok(variant)
     }
+}
+
+/// The record of `plain`'s compressed form: `<uncompressed hex>.<gzip|zstd>`.
+fn variant_name(plain: &Digest, compression: Compression) -> String {
+    let suffix = match compression {
+        Compression::Zstd => "zstd",
+        _ => "gzip",
+    };
+    format!("{}.{suffix}", plain.hex())
 }
 
 #[cfg(test)]

@@ -111,7 +111,7 @@ fn read_locations(store: &Store) -> Locations {
 }
 
 /// Records that `digests` are now in `dest`'s repository.
-fn remember_locations(
+pub(crate) fn remember_locations(
     store: &Store,
     dest: &Reference,
     digests: &[Digest],
@@ -133,7 +133,7 @@ fn remember_locations(
 
 /// For every blob of the store's images tagged in `dest`'s registry, and every blob pushed
 /// there before, the other repositories that have it.
-fn mount_sources(store: &Store, dest: &Reference) -> BTreeMap<Digest, Vec<String>> {
+pub(crate) fn mount_sources(store: &Store, dest: &Reference) -> BTreeMap<Digest, Vec<String>> {
     let mut sources: BTreeMap<Digest, Vec<String>> = read_locations(store)
         .remove(dest.registry())
         .unwrap_or_default();

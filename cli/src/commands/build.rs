@@ -5,6 +5,11 @@
 //! `--call=plan` prints the stages and steps the target needs. A build runs the checks first and
 //! prints their findings after it. Errors point at their Dockerfile line; a failed step tags
 //! nothing.
+//!
+//! `--cache-from` caches are read before the build (a cache that cannot be read is a warning,
+//! never a failure) and offered to the solver; `--cache-to` exports run last, after the
+//! outputs and `--push`. A failed export fails the command unless it says
+//! `ignore-error=true` (buildx's rule), in which case it is a warning.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
@@ -14,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kiln_builder::build::{Failure, Request};
+use kiln_builder::cache_io::{self, CacheExport, CacheImport, ExportTarget, Imports};
 use kiln_builder::dockerfile::Location;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::exec::{Canceller, NetworkMode};
@@ -21,7 +27,7 @@ use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
 use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::{Base, Plan, PlanOptions, Platform, Scope};
-use kiln_builder::solve::{BaseImages, BuildError, BuildOptions};
+use kiln_builder::solve::{BaseImages, BuildError, BuildOptions, Built, CacheImports};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -87,6 +93,16 @@ pub struct BuildArgs {
     /// on standard output, as is `dest=-` (repeatable).
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH", value_parser = super::output::parse_spec)]
     outputs: Vec<super::output::OutputSpec>,
+    /// Use a build cache: `type=registry,ref=REF`, `type=local,src=DIR[,tag=TAG]`, or `REF`
+    /// alone; REF is a cache or an image built with an inline cache (repeatable: for each step
+    /// the first cache that has it wins).
+    #[arg(long = "cache-from", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_import)]
+    cache_from: Vec<CacheImport>,
+    /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR[,tag=TAG]`, with
+    /// `mode=min|max` (min), `compression=gzip|zstd` (gzip), `ignore-error=true|false` (false);
+    /// or `type=inline` (into the image's config, for `--push`) (repeatable).
+    #[arg(long = "cache-to", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_export)]
+    cache_to: Vec<CacheExport>,
     /// Push every `-t` name to its registry after the build.
     #[arg(long)]
     push: bool,
@@ -173,6 +189,18 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let store = global.store()?;
+    let mode = if args.registry.quiet() {
+        progress::Mode::Quiet
+    } else {
+        args.progress
+    };
+    let reporter = Reporter::new(mode, prepared.plan.order.len());
+    // `--no-cache` uses no cache, imported ones included (its results are still exported).
+    let imports = if args.no_cache {
+        None
+    } else {
+        import_caches(&args.cache_from, &args.registry, &reporter)?
+    };
     let options = BuildOptions {
         context: &args.context,
         secrets: secrets(&args.secrets)?,
@@ -195,6 +223,11 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             NetworkMode::Host
         },
         cancel: Canceller::new(),
+        imports: imports.as_ref().map(|i| i as &dyn CacheImports),
+        inline_cache: args
+            .cache_to
+            .iter()
+            .any(|spec| spec.target == ExportTarget::Inline),
     };
     let interrupts = crate::interrupt::cancel_on_signals(&options.cancel)?;
     let bases = Bases {
@@ -205,12 +238,6 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         checks: &checks,
         prepared: &prepared,
     };
-    let mode = if args.registry.quiet() {
-        progress::Mode::Quiet
-    } else {
-        args.progress
-    };
-    let reporter = Reporter::new(mode, prepared.plan.order.len());
     let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
     let built = kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &|e| {
         reporter.event(e)
@@ -289,6 +316,11 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
         }
     }
+    // After the image's outputs and pushes, as buildx does: a failed export fails the command
+    // but takes nothing already written back.
+    for spec in &args.cache_to {
+        export_cache(&store, &built, spec, &args.registry, &reporter)?;
+    }
     checks.after_build(&found, &prepared, &store);
     if reporter.is_json() {
         let done = serde_json::json!({
@@ -301,6 +333,95 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{config_digest}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads every `--cache-from` cache, in order; one that cannot be read is a warning.
+fn import_caches(
+    specs: &[CacheImport],
+    registry_args: &super::pull::RegistryArgs,
+    reporter: &Reporter,
+) -> anyhow::Result<Option<Imports>> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let mut imports = Imports::new().context("starting the async runtime")?;
+    for spec in specs {
+        let added = match spec {
+            CacheImport::Registry { reference } => registry_args
+                .connect_silently(reference.registry())
+                .and_then(|registry| Ok(imports.add_registry(registry, reference)?)),
+            CacheImport::Local { src, tag } => imports
+                .add_local(src.clone(), tag)
+                .map_err(anyhow::Error::from),
+        };
+        let name = match spec {
+            CacheImport::Registry { reference } => reference.to_string(),
+            CacheImport::Local { src, tag } => format!("{}:{tag}", src.display()),
+        };
+        match added {
+            Ok(n) => reporter.line(&format!("importing cache from {name}: {n} records")),
+            // The error names the cache.
+            Err(e) => eprintln!("warning: --cache-from not used: {e:#}"),
+        }
+    }
+    Ok(Some(imports))
+}
+
+/// Writes one `--cache-to`; a failure fails the build unless the spec says `ignore-error=true`.
+fn export_cache(
+    store: &Store,
+    built: &Built,
+    spec: &CacheExport,
+    registry_args: &super::pull::RegistryArgs,
+    reporter: &Reporter,
+) -> anyhow::Result<()> {
+    let (name, registry) = match &spec.target {
+        ExportTarget::Registry { reference } => (
+            reference.to_string(),
+            Some(
+                registry_args
+                    .connect(reference.registry())
+                    .with_context(|| format!("exporting the cache to {reference}")),
+            ),
+        ),
+        ExportTarget::Local { dest, tag } => (format!("{}:{tag}", dest.display()), None),
+        ExportTarget::Inline => {
+            let done = cache_io::export(store, built, spec, None)?;
+            reporter.line(&format!(
+                "inline cache: {} records in the image's config",
+                done.records
+            ));
+            return Ok(());
+        }
+    };
+    let result = match registry {
+        Some(Err(e)) => Err(e),
+        Some(Ok(registry)) => {
+            cache_io::export(store, built, spec, Some(&registry)).map_err(anyhow::Error::from)
+        }
+        None => cache_io::export(store, built, spec, None).map_err(anyhow::Error::from),
+    };
+    // The errors name the destination.
+    match result {
+        Ok(done) => {
+            if done.fallback_config {
+                reporter.line(&format!(
+                    "{name} refused the cache config's media type: it was sent as {}",
+                    cache_io::format::FALLBACK_CONFIG_MEDIA_TYPE
+                ));
+            }
+            reporter.line(&format!(
+                "exported cache to {name}: {} records, {} layers ({} sent, {} already there, {} mounted), manifest {}",
+                done.records, done.layers, done.uploaded, done.existed, done.mounted, done.manifest
+            ));
+            Ok(())
+        }
+        Err(e) if spec.ignore_error => {
+            eprintln!("warning: {e:#} (ignore-error=true: the build goes on)");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The error's message with its causes (the first line of the report).

@@ -96,6 +96,19 @@ impl RegistryArgs {
         Ok(Registry::new(registry, credentials, &options, progress)?)
     }
 
+    /// A connection to `registry` with these flags that reports no progress (for requests made
+    /// while something else reports, such as a build's cache imports).
+    pub fn connect_silently(&self, registry: &str) -> anyhow::Result<Registry> {
+        let credentials = self.credentials(registry)?;
+        let progress: Arc<dyn Progress> = Arc::new(kiln_registry::NoProgress);
+        Ok(Registry::new(
+            registry,
+            credentials,
+            &self.connect.options(),
+            progress,
+        )?)
+    }
+
     /// The client options the flags give.
     pub fn options(&self) -> ClientOptions {
         self.connect.options()
