@@ -30,6 +30,7 @@ use kiln_builder::plan::{Base, Plan, Platform};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
+use super::human::tabwriter;
 use crate::diagnostics;
 
 /// `--call` values (buildx's, plus kiln's own `plan`).
@@ -345,7 +346,7 @@ impl Checks<'_> {
             };
             rows.push(vec![name, t.description.clone()]);
         }
-        write!(out, "{}", table(&rows, 1))?;
+        write!(out, "{}", tabwriter(&rows, 0, 1))?;
         Ok(ExitCode::SUCCESS)
     }
 
@@ -389,7 +390,7 @@ impl Checks<'_> {
                 outline.target.description.clone(),
             ]);
         }
-        writeln!(out, "{}", table(&head, 1))?;
+        writeln!(out, "{}", tabwriter(&head, 0, 1))?;
         if !outline.args.is_empty() {
             let mut rows = vec![vec![
                 "BUILD ARG".to_owned(),
@@ -403,7 +404,7 @@ impl Checks<'_> {
                     a.description.clone(),
                 ]);
             }
-            writeln!(out, "{}", table(&rows, 3))?;
+            writeln!(out, "{}", tabwriter(&rows, 0, 3))?;
         }
         for (title, list) in [("SECRET", &outline.secrets), ("SSH", &outline.ssh)] {
             if list.is_empty() {
@@ -414,7 +415,7 @@ impl Checks<'_> {
                 let required = if n.required { "true" } else { "" };
                 rows.push(vec![n.id.clone(), required.to_owned()]);
             }
-            writeln!(out, "{}", table(&rows, 3))?;
+            writeln!(out, "{}", tabwriter(&rows, 0, 3))?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -429,35 +430,6 @@ fn count(n: usize, one: &str, many: &str, tail: &str) -> String {
     }
 }
 
-/// Go's `tabwriter` as buildx uses it: every column but the last padded to its widest cell plus
-/// `padding` spaces.
-fn table(rows: &[Vec<String>], padding: usize) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < row.len() {
-                let pad = widths[c] - cell.chars().count() + padding;
-                line.push_str(&" ".repeat(pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,7 +442,7 @@ mod tests {
             vec!["x".to_owned(), String::new()],
         ];
         assert_eq!(
-            table(&rows, 1),
+            tabwriter(&rows, 0, 1),
             "TARGET          DESCRIPTION\nbuild (default) compiles\nx\n"
         );
         assert_eq!(count(1, "warning", "warnings", "found"), "1 warning found");

@@ -71,6 +71,12 @@ pub fn duration(secs: u64) -> String {
 /// Rows aligned as docker's tables are (`tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`): each
 /// column but the last is as wide as its widest cell plus 3, and at least 10.
 pub fn table(rows: &[Vec<String>]) -> String {
+    tabwriter(rows, 10, 3)
+}
+
+/// Go's `tabwriter` with a minimum cell width and a padding: every column but the last is as
+/// wide as its widest cell plus `padding`, and at least `min_width`; trailing spaces are cut.
+pub fn tabwriter(rows: &[Vec<String>], min_width: usize, padding: usize) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -80,7 +86,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
                 .max()
                 .unwrap_or(0)
         })
-        .map(|w| (w + 3).max(10))
+        .map(|w| (w + padding).max(min_width))
         .collect();
     let mut out = String::new();
     for row in rows {
