@@ -15,7 +15,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::rootless::{IDS_DOCKERFILE, IDS_FILES, manifest_digest, rootless_ids_digest};
+use crate::rootless::{
+    IDS_DOCKERFILE, IDS_FILES, manifest_digest, root_digest, rootless_ids_digest,
+};
 use crate::support::podman::{BUILDER_HOME, BUILDER_ID, Podman, kiln_rootfs};
 use crate::support::registry::{Config, RegistryServer};
 use crate::support::{EPOCH, processes_with, root_or_skip, run, tool, with_busybox, write_context};
@@ -216,15 +218,7 @@ fn every_mode_gives_the_same_manifest_digest() {
     };
     let ctx = root.path("ids");
     write_context(&ctx, IDS_DOCKERFILE, &IDS_FILES);
-    let metadata = root.path("root.json");
-    root.ok(&[
-        "build",
-        "-q",
-        "--metadata-file",
-        metadata.to_str().unwrap(),
-        ctx.to_str().unwrap(),
-    ]);
-    let host_root = manifest_digest(&metadata);
+    let host_root = root_digest(&root, &ctx);
     assert_eq!(rootless, host_root, "rootless on the host");
     let user = container_ids_digest(&container, As::Builder, "user");
     assert_eq!(user, host_root, "a user in a container");

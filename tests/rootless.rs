@@ -15,8 +15,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use crate::support::{
-    EPOCH, busybox, processes_with, root_or_skip, run, spawn_until_sleeping, tool, with_busybox,
-    write_context,
+    EPOCH, Kiln, busybox, processes_with, root_or_skip, run, spawn_until_sleeping, tool,
+    with_busybox, write_context,
 };
 use crate::{repo, text};
 
@@ -465,6 +465,19 @@ pub(crate) fn manifest_digest(metadata: &Path) -> String {
     json["containerimage.digest"].as_str().unwrap().to_owned()
 }
 
+/// The manifest digest of `ctx` built by `root` (kiln as root on the host).
+pub(crate) fn root_digest(root: &Kiln, ctx: &Path) -> String {
+    let metadata = root.path("root.json");
+    root.ok(&[
+        "build",
+        "-q",
+        "--metadata-file",
+        metadata.to_str().unwrap(),
+        ctx.to_str().unwrap(),
+    ]);
+    manifest_digest(&metadata)
+}
+
 /// The manifest digest of [`IDS_DOCKERFILE`] built rootless by the user with subordinate ids;
 /// `None` (after saying so) when the prerequisites are missing outside CI.
 pub(crate) fn rootless_ids_digest() -> Option<String> {
@@ -536,15 +549,7 @@ fn without_subordinate_ids_one_warning_and_root_owned_images_still_build() {
     assert!(out.status.success(), "{stderr}");
     warning(&stderr);
     if let Some(root) = with_busybox() {
-        let as_root = root.path("root.json");
-        root.ok(&[
-            "build",
-            "-q",
-            "--metadata-file",
-            as_root.to_str().unwrap(),
-            ctx.to_str().unwrap(),
-        ]);
-        assert_eq!(manifest_digest(&metadata), manifest_digest(&as_root));
+        assert_eq!(manifest_digest(&metadata), root_digest(&root, &ctx));
     }
     assert_eq!(
         kiln.ok(&["run", "--rm", "c:1", "id"]),
