@@ -439,6 +439,63 @@ fn push_sends_every_tag_and_podman_runs_the_image() {
 }
 
 #[test]
+fn image_and_registry_outputs_name_and_push_as_buildx_does() {
+    let Some((kiln, ctx)) = fixture() else { return };
+    let Some(skopeo) = tool("skopeo") else { return };
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let pushed = format!("{}/outputs/registry:1", registry.addr);
+    kiln.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "outputs:tag",
+        "--output",
+        "type=image,name=outputs:extra",
+        "--output",
+        &format!("type=registry,name={pushed}"),
+        ctx.to_str().unwrap(),
+    ]);
+    let store = kiln.store();
+    let image = store
+        .resolve("docker.io/library/outputs:tag")
+        .unwrap()
+        .unwrap();
+    for name in ["docker.io/library/outputs:extra", pushed.as_str()] {
+        let named = store.resolve(name).unwrap().unwrap();
+        assert_eq!(named.digest(), image.digest(), "{name}");
+    }
+    let raw = skopeo_json(
+        &skopeo,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pushed}"),
+        ],
+    );
+    assert_eq!(
+        raw["config"]["digest"],
+        store
+            .read_manifest(&image)
+            .unwrap()
+            .config()
+            .digest()
+            .to_string()
+    );
+    // Only the outputs' names were pushed, not the -t one (no --push).
+    assert_eq!(
+        registry.requests("PUT", "/v2/outputs/registry/manifests/1"),
+        1
+    );
+    assert_eq!(
+        registry.requests("PUT", "/v2/library/outputs/manifests/tag"),
+        0
+    );
+}
+
+#[test]
 fn bad_outputs_and_push_without_a_tag_fail_before_the_build() {
     let kiln = Kiln::new();
     // The context does not exist: reaching the build would fail differently.
@@ -463,7 +520,8 @@ fn bad_outputs_and_push_without_a_tag_fail_before_the_build() {
     );
     // Spec errors are usage errors (exit code 2), with the reason.
     for (spec, reason) in [
-        ("type=registry,name=x", "unknown output type \"registry\""),
+        ("type=cacheonly", "unknown output type \"cacheonly\""),
+        ("type=image,push=yes", "push=\"yes\": give true or false"),
         (
             "type=local,dest=out,compression=zstd",
             "type=local does not take \"compression\"",

@@ -89,8 +89,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     metadata_file: Option<PathBuf>,
     /// Also write the result: `type=local,dest=DIR` (the root filesystem), `type=tar,dest=FILE`,
-    /// `type=oci,dest=FILE`, `type=docker,dest=FILE[,name=NAME]`; `DIR` alone is local, `-` a tar
-    /// on standard output, as is `dest=-` (repeatable).
+    /// `type=oci,dest=FILE`, `type=docker,dest=FILE[,name=NAME]`, `type=image[,name=NAME]
+    /// [,push=true]` (more names in the store), `type=registry[,name=NAME]` (pushed); `DIR` alone
+    /// is local, `-` a tar on standard output, as is `dest=-` (repeatable).
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH", value_parser = super::output::parse_spec)]
     outputs: Vec<super::output::OutputSpec>,
     /// Use a build cache: `type=registry,ref=REF`, `type=local,src=DIR[,tag=TAG]`, or `REF`
@@ -124,6 +125,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if args.push && tags.is_empty() {
         bail!("--push needs a name to push to: give -t NAME[:TAG]");
     }
+    // `-t` names and those of `--output type=image|registry`; `--push` and those outputs push.
+    let (named, pushed) = super::output::image_names(&args.outputs, &tags, args.push)?;
     let (file_name, source) = read_dockerfile(&args)?;
     let dockerfile_path = args
         .file
@@ -238,7 +241,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         checks: &checks,
         prepared: &prepared,
     };
-    let names: Vec<String> = tags.iter().map(ToString::to_string).collect();
+    let names: Vec<String> = named.iter().map(ToString::to_string).collect();
     let built = kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &|e| {
         reporter.event(e)
     });
@@ -311,10 +314,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         &tags,
         args.registry.quiet(),
     )?;
-    if args.push {
-        for tag in &tags {
-            super::push::push_to(&store, &args.registry, None, tag, &built.manifest, tag)?;
-        }
+    for name in &pushed {
+        super::push::push_to(&store, &args.registry, None, name, &built.manifest, name)?;
     }
     // After the image's outputs and pushes, as buildx does: a failed export fails the command
     // but takes nothing already written back.

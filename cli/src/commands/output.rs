@@ -3,8 +3,10 @@
 //! A spec is one CSV record of `key=value` fields (Go's `encoding/csv` rules, as buildx reads
 //! it: a field may be quoted, `""` inside quotes is a quote, so `"name=a,b"` carries a comma).
 //! `type` is `local` (the final root filesystem as files in `dest`), `tar` (that filesystem as
-//! one tar), `oci` (an OCI image layout archive) or `docker` (a docker-archive); `name=` gives
-//! the image names the two image archives record (default: the `-t` tags). A spec that is one
+//! one tar), `oci` (an OCI image layout archive), `docker` (a docker-archive), `image` (the
+//! image in kiln's store under `name=`, pushed too with `push=true`) or `registry` (`image` with
+//! `push=true`); `name=` gives the image names an archive records or the store and registry get
+//! (default: the `-t` tags). A spec that is one
 //! plain field without `type=` is buildx's shorthand: `DIR` is `type=local,dest=DIR` and `-` is
 //! `type=tar,dest=-`. `dest=-` is standard output, for the tar types only, and never a
 //! terminal. Everything is checked before the build starts: an unknown type or key, a missing
@@ -37,6 +39,10 @@ pub(crate) enum Kind {
     Oci,
     /// A docker-archive.
     Docker,
+    /// The image in the store, under names (and pushed with `push=true`).
+    Image,
+    /// The image in the store and pushed.
+    Registry,
 }
 
 impl Kind {
@@ -47,6 +53,8 @@ impl Kind {
             Kind::Tar => "tar",
             Kind::Oci => "oci",
             Kind::Docker => "docker",
+            Kind::Image => "image",
+            Kind::Registry => "registry",
         }
     }
 
@@ -55,7 +63,14 @@ impl Kind {
         match self {
             Kind::Local | Kind::Tar => &["dest"],
             Kind::Oci | Kind::Docker => &["dest", "name"],
+            Kind::Image => &["name", "push"],
+            Kind::Registry => &["name"],
         }
+    }
+
+    /// Whether the output is the image itself (in the store, maybe in a registry), not a file.
+    fn is_image(self) -> bool {
+        matches!(self, Kind::Image | Kind::Registry)
     }
 }
 
@@ -66,6 +81,8 @@ pub(crate) enum Dest {
     Path(PathBuf),
     /// Standard output (`dest=-`).
     Stdout,
+    /// The store, and the registry when pushed (`type=image|registry`).
+    Store,
 }
 
 /// One parsed `--output`.
@@ -75,8 +92,11 @@ pub(crate) struct OutputSpec {
     pub kind: Kind,
     /// Where.
     pub dest: Dest,
-    /// The names an image archive records (`name=`); empty means the `-t` tags.
+    /// The names an image archive records or the image gets (`name=`); empty means the `-t`
+    /// tags.
     pub names: Vec<Reference>,
+    /// Whether the names are pushed (`type=registry`, `type=image,push=true`).
+    pub push: bool,
 }
 
 /// Why an `--output` spec is refused.
@@ -103,6 +123,8 @@ pub(crate) enum SpecError {
     MissingDest(Kind),
     /// `type=local,dest=-`.
     LocalToStdout,
+    /// `push=` that is not `true` or `false`.
+    BadPush(String),
     /// A `name=` that is not an image reference.
     BadName {
         /// The name.
@@ -117,17 +139,16 @@ impl fmt::Display for SpecError {
         match self {
             SpecError::Csv(why) => write!(f, "{why}"),
             SpecError::NotKeyValue(field) => write!(f, "{field:?} is not KEY=VALUE"),
-            SpecError::MissingType => write!(f, "type=… is required (local, tar, oci or docker)"),
-            SpecError::UnknownType(t) => {
-                write!(
-                    f,
-                    "unknown output type {t:?}: kiln writes local, tar, oci and docker"
-                )?;
-                if matches!(t.as_str(), "image" | "registry") {
-                    write!(f, " (use --push to push the -t names)")?;
-                }
-                Ok(())
-            }
+            SpecError::MissingType => write!(
+                f,
+                "type=… is required (local, tar, oci, docker, image or registry)"
+            ),
+            SpecError::UnknownType(t) => write!(
+                f,
+                "unknown output type {t:?}: kiln writes local, tar, oci, docker, image and \
+                 registry"
+            ),
+            SpecError::BadPush(value) => write!(f, "push={value:?}: give true or false"),
             SpecError::UnknownKey { kind, key } => write!(
                 f,
                 "type={} does not take {key:?} (it takes {})",
@@ -164,12 +185,14 @@ pub(crate) fn parse_spec(spec: &str) -> Result<OutputSpec, SpecError> {
                 kind: Kind::Tar,
                 dest: Dest::Stdout,
                 names: Vec::new(),
+                push: false,
             }
         } else {
             OutputSpec {
                 kind: Kind::Local,
                 dest: Dest::Path(PathBuf::from(spec)),
                 names: Vec::new(),
+                push: false,
             }
         });
     }
@@ -197,16 +220,26 @@ pub(crate) fn parse_spec(spec: &str) -> Result<OutputSpec, SpecError> {
         Some("tar") => Kind::Tar,
         Some("oci") => Kind::Oci,
         Some("docker") => Kind::Docker,
+        Some("image") => Kind::Image,
+        Some("registry") => Kind::Registry,
         Some(other) => return Err(SpecError::UnknownType(other.to_owned())),
     };
     let mut dest = None;
     let mut names = Vec::new();
+    let mut push = kind == Kind::Registry;
     for (key, value) in attrs {
         if !kind.keys().contains(&key.as_str()) {
             return Err(SpecError::UnknownKey { kind, key });
         }
         match key.as_str() {
             "dest" => dest = Some(value),
+            "push" => {
+                push = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(SpecError::BadPush(value)),
+                }
+            }
             _ => {
                 for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
                     let reference = Reference::parse(name).map_err(|e| SpecError::BadName {
@@ -219,12 +252,18 @@ pub(crate) fn parse_spec(spec: &str) -> Result<OutputSpec, SpecError> {
         }
     }
     let dest = match dest.as_deref() {
+        None if kind.is_image() => Dest::Store,
         None | Some("") => return Err(SpecError::MissingDest(kind)),
         Some("-") if kind == Kind::Local => return Err(SpecError::LocalToStdout),
         Some("-") => Dest::Stdout,
         Some(path) => Dest::Path(PathBuf::from(path)),
     };
-    Ok(OutputSpec { kind, dest, names })
+    Ok(OutputSpec {
+        kind,
+        dest,
+        names,
+        push,
+    })
 }
 
 /// Splits one CSV record into fields, as Go's `encoding/csv` reads it (no lazy quotes, spaces
@@ -302,6 +341,40 @@ pub(crate) fn uses_stdout(outputs: &[OutputSpec]) -> bool {
     outputs.iter().any(|o| o.dest == Dest::Stdout)
 }
 
+/// The names the image gets in the store and the ones pushed, from the `-t` tags, `--push`
+/// and the `type=image|registry` outputs (each names its `name=`s, else the tags), in order
+/// and without repeats.
+pub(crate) fn image_names(
+    outputs: &[OutputSpec],
+    tags: &[Reference],
+    push: bool,
+) -> anyhow::Result<(Vec<Reference>, Vec<Reference>)> {
+    let mut names: Vec<Reference> = tags.to_vec();
+    let mut pushed: Vec<Reference> = if push { tags.to_vec() } else { Vec::new() };
+    for output in outputs.iter().filter(|o| o.kind.is_image()) {
+        let given = if output.names.is_empty() {
+            if tags.is_empty() {
+                bail!(
+                    "--output type={} needs a name: give name=NAME[:TAG] or -t NAME[:TAG]",
+                    output.kind.name()
+                );
+            }
+            tags
+        } else {
+            &output.names
+        };
+        for name in given {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+            if output.push && !pushed.contains(name) {
+                pushed.push(name.clone());
+            }
+        }
+    }
+    Ok((names, pushed))
+}
+
 /// Writes every output of the built image (`manifest`, in `store`, tagged with `tags`).
 pub(crate) fn write_all(
     store: &Store,
@@ -314,6 +387,8 @@ pub(crate) fn write_all(
         let shown = match &output.dest {
             Dest::Path(p) => p.display().to_string(),
             Dest::Stdout => "standard output".to_owned(),
+            // Named by the build and pushed with `--push`'s pushes (see `image_names`).
+            Dest::Store => continue,
         };
         if !quiet {
             eprintln!("exporting {} to {shown}", output.kind.name());
@@ -331,6 +406,9 @@ fn write_one(
     tags: &[Reference],
 ) -> anyhow::Result<()> {
     match (output.kind, &output.dest) {
+        // The image itself: the build named it, the pushes push it. Only these kinds parse
+        // to `Dest::Store`.
+        (Kind::Image | Kind::Registry, _) | (_, Dest::Store) => {}
         (Kind::Local, Dest::Path(dir)) => {
             warn_skipped(&export::write_rootfs(store, manifest, dir)?);
         }
@@ -378,6 +456,7 @@ fn write_one(
             };
             let _lease = store.lease().context("taking a lease on the store")?;
             match dest {
+                Dest::Store => {}
                 Dest::Path(file) => archive::save(store, &images, format, file)?,
                 Dest::Stdout => {
                     // An archive is written whole before it is streamed: a failure midway must
@@ -467,19 +546,20 @@ mod tests {
     use super::*;
 
     fn local(dest: &str) -> OutputSpec {
-        OutputSpec {
-            kind: Kind::Local,
-            dest: Dest::Path(dest.into()),
-            names: Vec::new(),
-        }
+        of(Kind::Local, path(dest), &[])
     }
 
     fn of(kind: Kind, dest: Dest, names: &[&str]) -> OutputSpec {
         OutputSpec {
             kind,
             dest,
-            names: names.iter().map(|n| Reference::parse(n).unwrap()).collect(),
+            names: refs(names),
+            push: kind == Kind::Registry,
         }
+    }
+
+    fn refs(names: &[&str]) -> Vec<Reference> {
+        names.iter().map(|n| Reference::parse(n).unwrap()).collect()
     }
 
     fn path(p: &str) -> Dest {
@@ -521,12 +601,32 @@ mod tests {
                 local(r#"a "quoted", dir"#),
             ),
             ("type=local,dest=a=b", local("a=b")),
+            ("type=image", of(Kind::Image, Dest::Store, &[])),
+            (
+                "type=image,name=app:1,push=false",
+                of(Kind::Image, Dest::Store, &["app:1"]),
+            ),
+            (
+                "type=image,push=true",
+                OutputSpec {
+                    push: true,
+                    ..of(Kind::Image, Dest::Store, &[])
+                },
+            ),
+            (
+                r#"type=registry,"name=r.example/a:1,r.example/b:2""#,
+                of(
+                    Kind::Registry,
+                    Dest::Store,
+                    &["r.example/a:1", "r.example/b:2"],
+                ),
+            ),
         ];
         let n = cases.len();
         for (spec, expected) in cases {
             assert_eq!(parse_spec(spec), Ok(expected), "{spec}");
         }
-        assert_eq!(n, 15);
+        assert_eq!(n, 19);
     }
 
     #[test]
@@ -545,17 +645,25 @@ mod tests {
             (
                 "dest=out,x=y",
                 SpecError::MissingType,
-                "type=… is required (local, tar, oci or docker)",
+                "type=… is required (local, tar, oci, docker, image or registry)",
             ),
             (
-                "type=registry,name=x",
-                SpecError::UnknownType("registry".into()),
-                "unknown output type \"registry\": kiln writes local, tar, oci and docker (use --push to push the -t names)",
+                "type=image,push=yes",
+                SpecError::BadPush("yes".into()),
+                "push=\"yes\": give true or false",
+            ),
+            (
+                "type=registry,name=x,push=false",
+                SpecError::UnknownKey {
+                    kind: Kind::Registry,
+                    key: "push".into(),
+                },
+                "type=registry does not take \"push\" (it takes name)",
             ),
             (
                 "type=cacheonly",
                 SpecError::UnknownType("cacheonly".into()),
-                "unknown output type \"cacheonly\": kiln writes local, tar, oci and docker",
+                "unknown output type \"cacheonly\": kiln writes local, tar, oci, docker, image and registry",
             ),
             (
                 "type=local,dest=out,name=x",
@@ -622,12 +730,35 @@ mod tests {
             assert_eq!(found, error, "{spec}");
             assert_eq!(found.to_string(), message, "{spec}");
         }
-        assert_eq!(n, 15);
+        assert_eq!(n, 16);
 
         let bad_name = parse_spec("type=oci,dest=x.tar,name=UPPER:tag").unwrap_err();
         assert!(
             matches!(&bad_name, SpecError::BadName { name, .. } if name == "UPPER:tag"),
             "{bad_name:?}"
+        );
+    }
+
+    #[test]
+    fn image_outputs_add_names_and_pushes() {
+        let tags = refs(&["app:1"]);
+        let specs = |given: &[&str]| -> Vec<OutputSpec> {
+            given.iter().map(|g| parse_spec(g).unwrap()).collect()
+        };
+        let (named, pushed) = image_names(&[], &tags, true).unwrap();
+        assert_eq!((named, pushed), (tags.clone(), tags.clone()));
+        let outputs = specs(&["type=image,name=extra:2", "type=registry", "out"]);
+        let (named, pushed) = image_names(&outputs, &tags, false).unwrap();
+        assert_eq!(named, refs(&["app:1", "extra:2"]));
+        assert_eq!(pushed, refs(&["app:1"]));
+        let outputs = specs(&["type=image,push=true,name=r.example/x:1"]);
+        let (named, pushed) = image_names(&outputs, &tags, true).unwrap();
+        assert_eq!(named, refs(&["app:1", "r.example/x:1"]));
+        assert_eq!(pushed, refs(&["app:1", "r.example/x:1"]));
+        let err = image_names(&specs(&["type=registry"]), &[], false).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--output type=registry needs a name: give name=NAME[:TAG] or -t NAME[:TAG]"
         );
     }
 
