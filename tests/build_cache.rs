@@ -547,3 +547,46 @@ fn json_progress_metadata_file_network_and_platform() {
     );
     assert!(stderr.contains("Dockerfile:3:1"), "{stderr}");
 }
+
+#[test]
+fn add_host_reaches_every_run_and_its_key() {
+    let Some(kiln) = with_busybox() else { return };
+    let ctx = context(
+        &kiln,
+        "FROM busybox\nRUN grep registry.test /etc/hosts > /hosts\nCMD [\"cat\", \"/hosts\"]\n",
+        &[],
+    );
+    let (_, first) = build(
+        &kiln,
+        &ctx,
+        &["-t", "h:1", "--add-host", "registry.test:10.0.0.7"],
+    );
+    assert_eq!(ran(&first), ["RUN grep registry.test /etc/hosts > /hosts"]);
+    assert_eq!(kiln.ok(&["run", "h:1"]), "10.0.0.7\tregistry.test\n");
+    // The same hosts hit the cache; other ones re-run the step (BuildKit keys them too).
+    let (_, same) = build(&kiln, &ctx, &["--add-host", "registry.test:10.0.0.7"]);
+    assert_eq!(ran(&same), Vec::<&str>::new());
+    let (_, other) = build(&kiln, &ctx, &["--add-host", "registry.test=10.0.0.8"]);
+    assert_eq!(ran(&other).len(), 1);
+    // `kiln run` takes it too; host-gateway needs a daemon and is refused by name.
+    let hosts = kiln.ok(&[
+        "run",
+        "--add-host",
+        "db:192.0.2.1",
+        "h:1",
+        "tail",
+        "-n",
+        "1",
+        "/etc/hosts",
+    ]);
+    assert_eq!(hosts, "192.0.2.1\tdb\n");
+    let out = kiln.output(&[
+        "build",
+        "--add-host",
+        "gw:host-gateway",
+        ctx.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("kiln has no daemon"), "{stderr}");
+}

@@ -43,6 +43,8 @@ pub struct ImageRun {
     pub network: NetworkMode,
     /// `-v`: host paths mounted into the run.
     pub mounts: Vec<Mount>,
+    /// `--add-host`.
+    pub extra_hosts: Vec<super::ExtraHost>,
 }
 
 impl RunSpec {
@@ -68,6 +70,7 @@ impl RunSpec {
             None => config.working_dir.clone(),
         };
         spec.network = run.network;
+        spec.extra_hosts = run.extra_hosts.clone();
         spec.mounts = run.mounts.clone();
         Ok(spec)
     }

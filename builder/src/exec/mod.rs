@@ -131,6 +131,48 @@ pub struct RunSpec {
     /// Secrets exposed as environment variables (`type=secret,env=…`): given to the command
     /// only, never shown by `Debug`.
     pub secret_env: Vec<(String, String)>,
+    /// `--add-host`: lines added to the command's `/etc/hosts`, in order.
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// One `--add-host HOST:IP`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExtraHost {
+    /// The name.
+    pub host: String,
+    /// Its address.
+    pub ip: std::net::IpAddr,
+}
+
+impl std::str::FromStr for ExtraHost {
+    type Err = String;
+
+    /// docker's `HOST:IP` (split at the first colon, so `HOST:::1` is IPv6) or `HOST=IP`.
+    /// `host-gateway` is refused: it names a daemon's bridge gateway, which kiln has not.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (host, ip) = s
+            .split_once('=')
+            .or_else(|| s.split_once(':'))
+            .ok_or_else(|| format!("{s:?} is not HOST:IP"))?;
+        if host.is_empty() || host.chars().any(char::is_whitespace) {
+            return Err(format!("{s:?}: {host:?} is not a host name"));
+        }
+        if ip == "host-gateway" {
+            return Err(format!(
+                "{s:?}: host-gateway is the docker daemon's bridge gateway and kiln has no \
+                 daemon; give the address (RUN uses the host's network: 127.0.0.1 is the host)"
+            ));
+        }
+        let ip = ip
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+        Ok(Self {
+            host: host.to_owned(),
+            ip,
+        })
+    }
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -146,6 +188,7 @@ impl std::fmt::Debug for RunSpec {
             .field("mounts", &self.mounts)
             .field("pipes", &self.pipes)
             .field("secret_env", &secret_names)
+            .field("extra_hosts", &self.extra_hosts)
             .finish()
     }
 }
@@ -164,6 +207,7 @@ impl RunSpec {
             mounts: Vec::new(),
             pipes: Vec::new(),
             secret_env: Vec::new(),
+            extra_hosts: Vec::new(),
         }
     }
 
@@ -561,11 +605,16 @@ fn write_files(
         ("resolv.conf", resolv),
         (
             "hosts",
-            format!(
-                "127.0.0.1\tlocalhost {}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-                spec.hostname
-            )
-            .into_bytes(),
+            spec.extra_hosts
+                .iter()
+                .fold(
+                    format!(
+                        "127.0.0.1\tlocalhost {}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+                        spec.hostname
+                    ),
+                    |hosts, extra| hosts + &format!("{}\t{}\n", extra.ip, extra.host),
+                )
+                .into_bytes(),
         ),
         ("hostname", format!("{}\n", spec.hostname).into_bytes()),
     ];

@@ -274,6 +274,41 @@ fn environment_workdir_and_hostname() {
 }
 
 #[test]
+fn extra_hosts_follow_the_defaults_in_etc_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(root) = rootfs(dir.path()) else {
+        return;
+    };
+    let mut spec = sh("tail -n 2 /etc/hosts");
+    spec.extra_hosts = vec![
+        "registry.test:10.1.2.3".parse().unwrap(),
+        "v6.test=[fd00::1]".parse().unwrap(),
+    ];
+    assert_eq!(
+        ok(&run_in(&root, &spec)),
+        ["10.1.2.3\tregistry.test", "fd00::1\tv6.test"]
+    );
+}
+
+#[test]
+fn add_host_parses_as_docker_reads_it() {
+    let parsed = |s: &str| s.parse::<ExtraHost>().map(|h| (h.host, h.ip.to_string()));
+    assert_eq!(parsed("a:1.2.3.4"), Ok(("a".into(), "1.2.3.4".into())));
+    assert_eq!(parsed("a=1.2.3.4"), Ok(("a".into(), "1.2.3.4".into())));
+    assert_eq!(parsed("v6:::1"), Ok(("v6".into(), "::1".into())));
+    assert_eq!(parsed("v6=[::1]"), Ok(("v6".into(), "::1".into())));
+    for (bad, why) in [
+        ("nocolon", "is not HOST:IP"),
+        (":1.2.3.4", "is not a host name"),
+        ("a:not-an-ip", "is not an IP address"),
+        ("a:host-gateway", "kiln has no daemon"),
+    ] {
+        let err = parsed(bad).unwrap_err();
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn the_pid_namespace_init_and_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let Some(root) = rootfs(dir.path()) else {

@@ -106,6 +106,8 @@ pub struct BuildOptions<'a> {
     pub compression: Compression,
     /// The network of RUN steps that do not choose one (`--network`).
     pub network: NetworkMode,
+    /// `--add-host`: lines every RUN's `/etc/hosts` gets.
+    pub extra_hosts: Vec<crate::exec::ExtraHost>,
     /// `--no-cache`: run every step (the results are still recorded for later builds).
     pub no_cache: bool,
     /// Cancels the build: running commands are killed and the build stops before its next step.

@@ -54,6 +54,7 @@ impl Solver<'_> {
         if run.network == Network::Default {
             spec.network = self.options.network;
         }
+        spec.extra_hosts = self.options.extra_hosts.clone();
         let created_by = format!("RUN {}", run_command_string(&spec.args, &state.scope));
 
         let mut key = run_key(self.key_on(state), run, &spec, state.scope.args(), &shell);
@@ -229,7 +230,8 @@ impl Solver<'_> {
 
 /// A RUN's key inputs besides what its bind mounts read (see the module doc): the command as
 /// written and expanded, its parsed mounts, the argv the shell makes of it, the environment,
-/// the ARGs declared so far, the working directory, user, shell and network.
+/// the ARGs declared so far, the working directory, user, shell and network, and the extra
+/// hosts when there are any (BuildKit keys them too; none keeps older keys).
 pub(super) fn run_key(
     on: KeyBuilder,
     run: &ExecOp,
@@ -237,6 +239,10 @@ pub(super) fn run_key(
     declared: &[(String, Option<String>)],
     shell: &[String],
 ) -> KeyBuilder {
+    let on = match spec.extra_hosts.as_slice() {
+        [] => on,
+        hosts => on.with("extra_hosts", hosts),
+    };
     on.with("command", &run.command)
         .with("mounts", &run.mounts)
         .with("args", &spec.args)

@@ -78,6 +78,9 @@ pub struct BuildArgs {
     /// The network RUN steps get unless they say `RUN --network=…`: `host` (default) or `none`.
     #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// A line for every RUN's /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<kiln_builder::exec::ExtraHost>,
     /// The platform to build for, `os/arch[/variant]` (default: the host's). Steps that run
     /// commands need the host's platform: kiln does not emulate other CPUs.
     #[arg(long, value_name = "PLATFORM")]
@@ -225,6 +228,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         } else {
             NetworkMode::Host
         },
+        extra_hosts: args.add_hosts.clone(),
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
         inline_cache: args

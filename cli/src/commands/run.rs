@@ -44,6 +44,9 @@ pub struct RunArgs {
     /// The network: the host's, or none (only loopback).
     #[arg(long, value_enum, default_value_t = Network::Host)]
     network: Network,
+    /// A line for /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    add_hosts: Vec<kiln_builder::exec::ExtraHost>,
     /// Run this instead of the image's entrypoint (and without its CMD); "" for none.
     #[arg(long, value_name = "COMMAND")]
     entrypoint: Option<String>,
@@ -122,6 +125,7 @@ fn run_image(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
             Network::None => exec::NetworkMode::None,
         },
         mounts,
+        extra_hosts: args.add_hosts,
     };
 
     // First: from here on a stop signal unwinds through the cleanup below instead of ending
