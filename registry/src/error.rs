@@ -338,6 +338,29 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A client certificate and its key could not be loaded.
+    #[error("loading client certificate {} with key {}", cert.display(), key.display())]
+    ClientCertificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// A client certificate in a certs.d directory has no key beside it.
+    #[error(
+        "missing key {} for client certificate {} (CA certificates must use the extension .crt)",
+        key.display(),
+        cert.display()
+    )]
+    MissingClientKey {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file that should be beside it.
+        key: PathBuf,
+    },
     /// The HTTP client could not be built.
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),

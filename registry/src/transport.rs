@@ -3,7 +3,9 @@
 //!
 //! TLS is rustls with ring, verifying against the system roots (Mozilla's, built in, on a system
 //! without any, such as a `FROM scratch` CI image) plus the CAs docker would add for the host
-//! (`<certs.d>/<host[:port]>/*.crt`) and any `--tls-ca` files. Plain HTTP (and
+//! (`<certs.d>/<host[:port]>/*.crt`) and any `--tls-ca` files. A registry that asks for a client
+//! certificate (mutual TLS) gets the `--tls-cert`/`--tls-key` pair, else docker's
+//! `<certs.d>/<host[:port]>/<name>.cert` with `<name>.key`. Plain HTTP (and
 //! https without verification) is allowed only for loopback registries and those listed as
 //! insecure, as docker's daemon does. Redirects are followed up to ten hops, never from https
 //! to http, never to an internal IP literal on another host from a registry that is not itself
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::redirect::{Attempt, Policy};
-use reqwest::{Certificate, Url};
+use reqwest::{Certificate, Identity, Url};
 
 use crate::auth::token::{ip_literal, is_internal};
 use crate::error::Error;
@@ -46,6 +48,8 @@ pub struct ClientOptions {
     pub ca_files: Vec<PathBuf>,
     /// Docker's per-registry certificate directory (`/etc/docker/certs.d`).
     pub certs_dir: PathBuf,
+    /// A client certificate and its key (PEM files) for every registry, over certs.d's.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Retries of failed requests.
     pub retry: RetryPolicy,
     /// How long a request may go without sending or receiving anything.
@@ -68,6 +72,7 @@ impl Default for ClientOptions {
             insecure_registries: Vec::new(),
             ca_files: Vec::new(),
             certs_dir: PathBuf::from(DEFAULT_CERTS_DIR),
+            client_cert: None,
             retry: RetryPolicy::default(),
             idle_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
@@ -100,11 +105,16 @@ impl Transport {
         install_crypto_provider();
         let insecure = is_listed(registry, &options.insecure_registries);
         let certs = load_cas(registry, options)?;
+        let identity = load_identity(registry, options)?;
         let base = || {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .user_agent(options.user_agent.clone())
                 .connect_timeout(options.connect_timeout)
-                .redirect(redirect_policy())
+                .redirect(redirect_policy());
+            match &identity {
+                Some(identity) => builder.identity(identity.clone()),
+                None => builder,
+            }
         };
         let verified = if system_has_roots() {
             base().tls_certs_merge(certs)
@@ -171,6 +181,50 @@ fn load_cas(registry: &str, options: &ClientOptions) -> Result<Vec<Certificate>,
         certs.extend(load_pem(path)?);
     }
     Ok(certs)
+}
+
+/// The client certificate for `registry`: the flags' pair, else the first `<name>.cert` (sorted)
+/// in `<certs_dir>/<registry>` with its `<name>.key`, as docker pairs them; `None` without one.
+fn load_identity(registry: &str, options: &ClientOptions) -> Result<Option<Identity>, Error> {
+    let pair = match &options.client_cert {
+        Some(pair) => Some(pair.clone()),
+        None => {
+            let mut certs: Vec<PathBuf> = std::fs::read_dir(options.certs_dir.join(registry))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "cert"))
+                .collect();
+            certs.sort();
+            match certs.into_iter().next() {
+                None => None,
+                Some(cert) => {
+                    let key = cert.with_extension("key");
+                    if !key.is_file() {
+                        return Err(Error::MissingClientKey { cert, key });
+                    }
+                    Some((cert, key))
+                }
+            }
+        }
+    };
+    let Some((cert, key)) = pair else {
+        return Ok(None);
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(crate::error::BoxError::from);
+    let identity = read(&cert)
+        .and_then(|mut pem| {
+            pem.push(b'\n');
+            pem.extend(read(&key)?);
+            Identity::from_pem(&pem).map_err(Into::into)
+        })
+        .map_err(|source| Error::ClientCertificate {
+            cert: cert.clone(),
+            key: key.clone(),
+            source,
+        })?;
+    Ok(Some(identity))
 }
 
 fn load_pem(path: &Path) -> Result<Vec<Certificate>, Error> {

@@ -19,6 +19,7 @@ fn registry() -> Option<RegistryServer> {
     RegistryServer::start(Config {
         auth: Auth::Htpasswd(vec![("alice".into(), CANARY.into())]),
         tls: None,
+        client_ca: None,
     })
 }
 

@@ -406,6 +406,7 @@ fn redirects_to_another_host_get_no_credentials() {
     let Some(private) = RegistryServer::start(Config {
         auth: Auth::Htpasswd(vec![("alice".into(), "canary-REDIRECT-1".into())]),
         tls: None,
+        client_ca: None,
     }) else {
         return;
     };

@@ -24,6 +24,7 @@ fn registry(issuer: &TokenIssuer) -> Option<RegistryServer> {
             root_cert_pem: issuer.cert_pem.clone(),
         },
         tls: None,
+        client_ca: None,
     })
 }
 

@@ -44,6 +44,8 @@ pub struct Config {
     pub auth: Auth,
     /// Certificate chain and key (PEM) to serve https with.
     pub tls: Option<(String, String)>,
+    /// With `tls`: a CA (PEM) whose client certificates are required (mutual TLS).
+    pub client_ca: Option<String>,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
         Self {
             auth: Auth::None,
             tls: None,
+            client_ca: None,
         }
     }
 }
@@ -188,6 +191,13 @@ fn write_config(dir: &Path, addr: &str, config: &Config) -> PathBuf {
             dir.join("tls.crt").display(),
             dir.join("tls.key").display()
         );
+        if let Some(ca) = &config.client_ca {
+            fs::write(dir.join("client-ca.crt"), ca).unwrap();
+            yaml += &format!(
+                "    clientcas:\n      - {}\n",
+                dir.join("client-ca.crt").display()
+            );
+        }
     }
     match &config.auth {
         Auth::None => {}

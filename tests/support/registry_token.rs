@@ -15,7 +15,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SanType,
+};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 
@@ -305,6 +308,13 @@ fn percent_decode(s: &str) -> String {
 /// A test CA and a server certificate it signed for `localhost` and 127.0.0.1:
 /// `(ca_pem, server_chain_pem, server_key_pem)`.
 pub fn test_ca() -> (String, String, String) {
+    let (ca, cert, key, _) = test_ca_with_client();
+    (ca, cert, key)
+}
+
+/// [`test_ca`] and a client certificate the same CA signed (for mutual TLS):
+/// `(ca_pem, server_chain_pem, server_key_pem, (client_cert_pem, client_key_pem))`.
+pub fn test_ca_with_client() -> (String, String, String, (String, String)) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -318,5 +328,17 @@ pub fn test_ca() -> (String, String, String) {
         .subject_alt_names
         .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let cert = params.signed_by(&key, &ca).unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "kiln test client");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &ca).unwrap();
+    (
+        ca.pem(),
+        cert.pem(),
+        key.serialize_pem(),
+        (client_cert.pem(), client_key.serialize_pem()),
+    )
 }

@@ -33,6 +33,13 @@ pub struct ConnectArgs {
     /// Trust this CA certificate (PEM) for registries, besides the system roots (repeatable).
     #[arg(long = "tls-ca", value_name = "FILE")]
     tls_ca: Vec<PathBuf>,
+    /// Present this client certificate (PEM) to registries that ask for one (mutual TLS),
+    /// instead of docker's certs.d/HOST/*.cert; needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Fail a request after this many seconds without any data moving.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     timeout: u64,
@@ -45,6 +52,7 @@ impl ConnectArgs {
         let mut options = ClientOptions {
             insecure_registries: self.insecure_registries.clone(),
             ca_files: self.tls_ca.clone(),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
             idle_timeout: Duration::from_secs(self.timeout.max(1)),
             ..ClientOptions::default()
         };
