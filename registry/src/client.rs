@@ -304,17 +304,20 @@ impl Registry {
     pub(crate) async fn send(&self, req: Req<'_>) -> Result<Sent, Error> {
         let base = self.base().await?;
         let info = RequestInfo::new(req.method.clone(), &req.url);
-        let same_origin = req.url.origin() == base.url.origin();
         let policy = &self.inner.options.retry;
         let idle = self.inner.options.idle_timeout;
         let mut fetch_scopes = req.scopes.to_vec();
         let mut attempt = 1;
         let mut stale = None;
         let mut reauthenticated = false;
+        // Where the request goes: a 307/308 to a streamed upload moves it (see below).
+        let mut url = req.url.clone();
+        let mut visited: Vec<Url> = Vec::new();
         loop {
+            let same_origin = url.origin() == base.url.origin();
             let mut builder = base
                 .client
-                .request(req.method.clone(), req.url.clone())
+                .request(req.method.clone(), url.clone())
                 .headers(req.headers.clone());
             let mut generation = 0;
             if same_origin {
@@ -340,6 +343,33 @@ impl Registry {
             let reason = match outcome {
                 Some(Ok(response)) => {
                     let status = response.status();
+                    // reqwest follows redirects itself, except with a body it cannot replay:
+                    // an upload stream. A 307 or 308 keeps method and body (registries behind
+                    // object storage redirect PATCH and PUT), so it is sent again, from the
+                    // start, to the new place, under the same redirect rules.
+                    if matches!(
+                        status,
+                        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+                    ) && matches!(req.body, ReqBody::Stream(_))
+                    {
+                        let next = response
+                            .headers()
+                            .get(header::LOCATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|l| url.join(l).ok());
+                        if let Some(next) = next {
+                            visited.push(url.clone());
+                            if let Some(why) = crate::transport::redirect_verdict(&next, &visited) {
+                                return Err(Error::RedirectRefused {
+                                    request: info,
+                                    host: next.host_str().unwrap_or_default().to_owned(),
+                                    reason: why.to_string(),
+                                });
+                            }
+                            url = next;
+                            continue;
+                        }
+                    }
                     if status == StatusCode::UNAUTHORIZED && same_origin && !reauthenticated {
                         reauthenticated = true;
                         let challenged = self

@@ -220,6 +220,17 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A redirect of an upload was not followed (the query of a storage URL may hold a
+    /// signature, so only the host is named).
+    #[error("{request}: redirect to {host} refused: {reason}")]
+    RedirectRefused {
+        /// The request.
+        request: RequestInfo,
+        /// The host it was sent to.
+        host: String,
+        /// Why.
+        reason: String,
+    },
     /// Nothing was received (or sent) for longer than the idle timeout.
     #[error("{request}: timed out (no data for {}s){attempts}", idle.as_secs())]
     Timeout {

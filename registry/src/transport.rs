@@ -9,7 +9,9 @@
 //! https without verification) is allowed only for loopback registries and those listed as
 //! insecure, as docker's daemon does. Redirects are followed up to ten hops, never from https
 //! to http, never to an internal IP literal on another host from a registry that is not itself
-//! internal (SSRF), and reqwest drops `Authorization` whenever scheme, host or port change.
+//! internal (SSRF), and reqwest drops `Authorization` whenever scheme, host or port change. An
+//! upload's streamed body cannot be replayed by reqwest, so the client follows a 307 or 308 to a
+//! `PUT` or `PATCH` itself, under the same rules ([`redirect_verdict`]).
 //!
 //! Timeouts are about progress, not totals: a transfer of any size may take as long as it
 //! needs, but [`watched`] fails a request once nothing has been sent or received for the idle
@@ -242,7 +244,7 @@ fn load_pem(path: &Path) -> Result<Vec<Certificate>, Error> {
 
 /// Why a redirect was refused.
 #[derive(Debug)]
-enum RedirectRefused {
+pub(crate) enum RedirectRefused {
     TooMany,
     Downgrade,
     Internal,
@@ -270,7 +272,7 @@ fn redirect_policy() -> Policy {
 }
 
 /// The pure part of the redirect policy: `None` to follow.
-fn redirect_verdict(next: &Url, previous: &[Url]) -> Option<RedirectRefused> {
+pub(crate) fn redirect_verdict(next: &Url, previous: &[Url]) -> Option<RedirectRefused> {
     if previous.len() >= MAX_REDIRECTS {
         return Some(RedirectRefused::TooMany);
     }

@@ -11,7 +11,7 @@ use oci_spec::image::Descriptor;
 use super::Kiln;
 use crate::support::registry::{Auth, Config, RegistryServer};
 use crate::support::registry_image::{make_image, noise};
-use crate::support::registry_proxy::{Fault, Proxy, Rule};
+use crate::support::registry_proxy::{Fault, Proxy, Rule, Seen};
 
 fn registry() -> Option<RegistryServer> {
     RegistryServer::start(Config::default())
@@ -441,6 +441,57 @@ fn redirects_to_another_host_get_no_credentials() {
             .any(|s| s.path.contains("/manifests/") && s.header("authorization").is_some()),
         "the registry itself does get the credentials"
     );
+}
+
+/// A registry behind object storage answers an upload's `PUT` (or chunk `PATCH`) with a 307
+/// or 308: the blob is sent again, whole, to the new place, without the registry's
+/// credentials there; a redirect from https to plain http is refused by name.
+#[test]
+fn uploads_follow_307_and_308_redirects() {
+    let Some(reg) = registry() else { return };
+    let proxy = Proxy::start(&reg.addr);
+    let storage = Proxy::start(&reg.addr);
+    let k = Kiln::new();
+    let name = format!("{}/redirected/app:1", proxy.addr);
+    let desc = make_image(&k.root(), &name, "amd64", &[("a", &noise(300_000, 7))]);
+    let layer = layer_of(&k, &desc);
+    proxy.add(Rule {
+        method: "PUT",
+        path: "/blobs/uploads/".into(),
+        header: None,
+        times: 2,
+        fault: Fault::RedirectSamePath(307, format!("http://{}", storage.addr)),
+    });
+    let (pushed, _) = k.ok(&["push", &name]);
+    let puts: Vec<Seen> = storage
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    assert!(puts.iter().all(|s| s.header("authorization").is_none()));
+    let other = Kiln::new();
+    assert_eq!(other.ok(&["pull", &name]).0, pushed);
+    assert!(other.store().has_blob(&layer.parse().unwrap()));
+
+    // Chunked uploads: a PATCH redirected with 308.
+    let chunked = Kiln::new();
+    let name = format!("{}/redirected/chunked:1", proxy.addr);
+    make_image(
+        &chunked.root(),
+        &name,
+        "amd64",
+        &[("b", &noise(300_000, 8))],
+    );
+    proxy.add(Rule {
+        method: "PATCH",
+        path: "/blobs/uploads/".into(),
+        header: None,
+        times: 1,
+        fault: Fault::RedirectSamePath(308, format!("http://{}", storage.addr)),
+    });
+    chunked.ok(&["push", "--chunk-size", "65536", &name]);
+    assert!(storage.count("PATCH", "/blobs/uploads/") >= 1);
 }
 
 /// A built image's layers are compressed one by one and each is sent as soon as it is ready.

@@ -30,6 +30,10 @@ pub enum Fault {
     Corrupt,
     /// Answer `307 Temporary Redirect` to this URL.
     Redirect(String),
+    /// Read the request's body, then answer this status (307 or 308) with a `Location` of the
+    /// same path and query at this origin (`http://host:port`): an upload redirected to
+    /// storage.
+    RedirectSamePath(u16, String),
 }
 
 /// A fault for the next `times` requests whose method is `method` and whose path contains
@@ -226,15 +230,7 @@ fn handle(
     match fault {
         Some(Fault::Status(code, retry_after)) => {
             // Consume the body first, so the client sees the answer rather than a reset.
-            let mut remaining = content_length.saturating_sub(early_body.len());
-            let mut sink = [0u8; 65536];
-            while remaining > 0 {
-                let n = client.read(&mut sink[..remaining.min(65536)])?;
-                if n == 0 {
-                    break;
-                }
-                remaining -= n;
-            }
+            drain(&mut client, content_length.saturating_sub(early_body.len()))?;
             let retry = retry_after
                 .map(|s| format!("Retry-After: {s}\r\n"))
                 .unwrap_or_default();
@@ -244,6 +240,14 @@ fn handle(
                 client,
                 "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{retry}Connection: close\r\n\r\n{body}",
                 body.len()
+            )?;
+            return Ok(());
+        }
+        Some(Fault::RedirectSamePath(code, origin)) => {
+            drain(&mut client, content_length.saturating_sub(early_body.len()))?;
+            write!(
+                client,
+                "HTTP/1.1 {code} Redirect\r\nLocation: {origin}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             )?;
             return Ok(());
         }
@@ -330,5 +334,18 @@ fn handle(
         body = chunk[..n].to_vec();
     }
     let _ = client.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+/// Reads and drops the `remaining` bytes of a request body.
+fn drain(client: &mut TcpStream, mut remaining: usize) -> std::io::Result<()> {
+    let mut sink = [0u8; 65536];
+    while remaining > 0 {
+        let n = client.read(&mut sink[..remaining.min(65536)])?;
+        if n == 0 {
+            break;
+        }
+        remaining -= n;
+    }
     Ok(())
 }
