@@ -5,7 +5,11 @@
 use std::fs;
 use std::path::Path;
 
-use crate::support::{Kiln, context, inspect, with_busybox};
+use std::process::Command;
+
+use crate::support::podman::linked_libraries;
+use crate::support::{Kiln, context, inspect, processes_with, run, tool, with_busybox};
+use crate::text;
 
 fn history(kiln: &Kiln, name: &str) -> Vec<(String, bool)> {
     let store = kiln.store();
@@ -209,4 +213,101 @@ fn the_offline_example_builds() {
         image["Config"]["Labels"]["org.opencontainers.image.title"],
         "kiln example site"
     );
+}
+
+/// `ssh-add` from the host, with the libraries it loads, as a directory tree to COPY into an
+/// image; `None` (after saying so) when a tool is missing outside CI.
+fn ssh_add_tree(dest: &Path) -> Option<()> {
+    let ssh_add = tool("ssh-add")?;
+    tool("ldd")?;
+    let mut files = vec![ssh_add.clone()];
+    files.extend(linked_libraries(&ssh_add));
+    for file in files {
+        let to = dest.join(file.strip_prefix("/").unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(&file, &to).unwrap();
+    }
+    Some(())
+}
+
+#[test]
+fn ssh_mounts_forward_an_agent_and_no_key_reaches_the_image_or_the_key() {
+    let Some(kiln) = with_busybox() else { return };
+    let Some(keygen) = tool("ssh-keygen") else {
+        return;
+    };
+    let Some(_) = tool("ssh-agent") else { return };
+    let dockerfile = "FROM busybox\n\
+        COPY tools/ /\n\
+        RUN --mount=type=ssh,id=deploy,required=true ssh-add -l && echo \"sock=$SSH_AUTH_SOCK\"\n\
+        RUN --mount=type=ssh,id=deploy,target=/tmp/agent,uid=1001,mode=0600 \
+            stat -c '%u %a %F' /tmp/agent && SSH_AUTH_SOCK=/tmp/agent ssh-add -l >/dev/null\n";
+    let ctx = context(&kiln, dockerfile, &[]);
+    let Some(()) = ssh_add_tree(&ctx.join("tools")) else {
+        return;
+    };
+    let key = |name: &str| {
+        let path = kiln.path(name);
+        run(Command::new(&keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path));
+        let fingerprint = run(Command::new(&keygen)
+            .arg("-lf")
+            .arg(path.with_extension("pub")));
+        (
+            path,
+            fingerprint.split_whitespace().nth(1).unwrap().to_owned(),
+        )
+    };
+    let (first, first_print) = key("first");
+    let ssh = format!("deploy={}", first.display());
+    let out = kiln.output(&[
+        "build",
+        "--progress=plain",
+        "--ssh",
+        &ssh,
+        "-t",
+        "ssh:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&first_print), "{stderr}");
+    assert!(
+        stderr.contains("sock=/run/buildkit/ssh_agent.0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1001 600 socket"), "{stderr}");
+    // The mount points are gone and no key is in the image.
+    let listing = kiln.ok(&[
+        "run",
+        "ssh:1",
+        "sh",
+        "-c",
+        "ls -A /tmp; test ! -e /run && echo none",
+    ]);
+    assert_eq!(listing, "none\n");
+    let saved = kiln.path("ssh.tar");
+    kiln.ok(&["save", "-o", saved.to_str().unwrap(), "ssh:1"]);
+    let private = fs::read_to_string(&first).unwrap();
+    let body = private.lines().nth(1).unwrap();
+    assert!(!String::from_utf8_lossy(&fs::read(&saved).unwrap()).contains(body));
+    // Another agent is not another key: the steps are cached.
+    let (second, _) = key("second");
+    let out = kiln.output(&[
+        "build",
+        "--progress=plain",
+        "--ssh",
+        &format!("deploy={}", second.display()),
+        ctx.to_str().unwrap(),
+    ]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&first_print), "{stderr}");
+    assert_eq!(stderr.matches("CACHED").count(), 3, "{stderr}");
+    // The agents kiln started for the keys stopped with the builds.
+    assert_eq!(processes_with("ssh-agent -D -a"), Vec::<String>::new());
+    // Without --ssh a required agent is an error naming the flag.
+    let (_, stderr) = kiln.fails(&["build", "--no-cache", ctx.to_str().unwrap()]);
+    assert!(stderr.contains("give one with --ssh deploy"), "{stderr}");
 }

@@ -112,7 +112,7 @@ fn copy_file(from: &Path, to: &Path, mode: u32) {
 }
 
 /// The shared libraries `ldd` says `binary` loads (the dynamic loader included).
-fn linked_libraries(binary: &Path) -> Vec<PathBuf> {
+pub fn linked_libraries(binary: &Path) -> Vec<PathBuf> {
     run(Command::new("ldd").arg(binary))
         .lines()
         .filter_map(|line| {

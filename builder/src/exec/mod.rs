@@ -23,6 +23,7 @@ pub mod image;
 mod init;
 mod mounts;
 mod rootfs;
+mod ssh;
 pub(crate) mod sys;
 
 #[cfg(test)]
@@ -46,6 +47,7 @@ use crate::plan::lower::{Command, Network};
 use crate::plan::scope::Scope;
 
 pub use mounts::{CacheDir, CacheMounts, CacheOwner, Mount, MountKind};
+pub use ssh::AgentProxy;
 
 /// PATH when the environment has none (Docker's default for Linux).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

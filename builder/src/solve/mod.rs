@@ -106,6 +106,9 @@ pub struct BuildOptions<'a> {
     pub compression: Compression,
     /// The network of RUN steps that do not choose one (`--network`).
     pub network: NetworkMode,
+    /// `--ssh`: the agent socket for each id `RUN --mount=type=ssh` may name (never part of a
+    /// key).
+    pub ssh: BTreeMap<String, std::path::PathBuf>,
     /// `--add-host`: lines every RUN's `/etc/hosts` gets.
     pub extra_hosts: Vec<crate::exec::ExtraHost>,
     /// `--no-cache`: run every step (the results are still recorded for later builds).

@@ -15,7 +15,8 @@ use super::stage::Announce;
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::exec::{
-    CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, NetworkMode, RunSpec,
+    AgentProxy, CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, NetworkMode,
+    RunSpec,
 };
 use crate::plan::lower::{MountType, Network, Sharing};
 use crate::plan::{ExecOp, PROXY_ARGS, Scope};
@@ -104,6 +105,7 @@ impl Solver<'_> {
     ) -> Result<(), BuildError> {
         let mut holds: Vec<CacheDir> = Vec::new();
         let mut views: Vec<Mutable> = Vec::new();
+        let mut agents: Vec<AgentProxy> = Vec::new();
         for (m, from) in run.mounts.iter().zip(&run.sources) {
             let target = m.target.clone().unwrap_or_default();
             let kind = match m.kind {
@@ -183,10 +185,45 @@ impl Solver<'_> {
                     }
                 }
                 MountType::Ssh => {
-                    return Err(BuildError::at(
-                        location,
-                        "RUN --mount=type=ssh is not supported by kiln yet",
-                    ));
+                    // BuildKit's rules: id `default`, target /run/buildkit/ssh_agent.N, owner
+                    // 0:0, mode 0600, SSH_AUTH_SOCK naming the first one unless already set.
+                    let id = m.id.clone().unwrap_or_else(|| "default".to_owned());
+                    let Some(agent) = self.options.ssh.get(&id) else {
+                        if m.required {
+                            return Err(BuildError::at(
+                                location,
+                                format!(
+                                    "no SSH agent for --mount=type=ssh,id={id}: give one with \
+                                     --ssh {id}[=SOCKET|KEY…]"
+                                ),
+                            ));
+                        }
+                        continue;
+                    };
+                    let target = if target.is_empty() {
+                        format!("/run/buildkit/ssh_agent.{}", agents.len())
+                    } else {
+                        target.clone()
+                    };
+                    let proxy = AgentProxy::start(
+                        agent,
+                        m.uid.unwrap_or(0),
+                        m.gid.unwrap_or(0),
+                        m.mode.unwrap_or(0o600),
+                    )
+                    .map_err(step_err(location, format!("forwarding SSH agent {id:?}")))?;
+                    if !spec.env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                        spec.env.push(("SSH_AUTH_SOCK".to_owned(), target.clone()));
+                    }
+                    spec.mounts.push(Mount {
+                        target,
+                        kind: MountKind::Bind {
+                            source: proxy.path().to_owned(),
+                            read_only: false,
+                        },
+                    });
+                    agents.push(proxy);
+                    continue;
                 }
             };
             spec.mounts.push(Mount { target, kind });
@@ -216,6 +253,7 @@ impl Solver<'_> {
         })?;
         drop(views);
         drop(holds);
+        drop(agents);
         if !status.success() {
             return Err(BuildError::RunFailed {
                 location,

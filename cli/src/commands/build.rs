@@ -78,6 +78,10 @@ pub struct BuildArgs {
     /// The network RUN steps get unless they say `RUN --network=…`: `host` (default) or `none`.
     #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` or `ID` ($SSH_AUTH_SOCK's agent),
+    /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (an agent holding those keys) (repeatable).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,…]")]
+    ssh: Vec<String>,
     /// A line for every RUN's /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<kiln_builder::exec::ExtraHost>,
@@ -207,6 +211,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         import_caches(&args.cache_from, &args.registry, &reporter)?
     };
+    // Started agents stop when the build is done.
+    let agents = super::ssh::agents(&args.ssh)?;
     let options = BuildOptions {
         context: &args.context,
         secrets: secrets(&args.secrets)?,
@@ -228,6 +234,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         } else {
             NetworkMode::Host
         },
+        ssh: agents.sockets.clone(),
         extra_hosts: args.add_hosts.clone(),
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),

@@ -21,6 +21,7 @@ mod change;
 mod human;
 mod lookup;
 pub(crate) mod output;
+mod ssh;
 
 use std::path::PathBuf;
 
