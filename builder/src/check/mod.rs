@@ -339,6 +339,7 @@ pub fn check(
                     build_args: input.build_args.clone(),
                     target: None,
                     platform: input.platform.clone(),
+                    ..PlanOptions::default()
                 };
                 crate::plan::global_args(file, &options).ok()
             }

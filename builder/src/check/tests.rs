@@ -81,6 +81,7 @@ fn run(
         build_args: build_args.clone(),
         target: None,
         platform: platform.clone(),
+        ..PlanOptions::default()
     };
     let plan = Plan::new(&file, options);
     let matcher = dockerignore.map(|text| PatternMatcher::new(&parse_ignore_file(text)).unwrap());

@@ -33,6 +33,9 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// The platform built for and on (`linux/amd64`), for the predefined platform ARGs.
     pub platform: Platform,
+    /// `--build-context NAME=docker-image://REF`: the image a `FROM NAME` or `--from=NAME`
+    /// means instead, stage names included (see [`named_context`]).
+    pub named_contexts: BTreeMap<String, Reference>,
 }
 
 impl Default for PlanOptions {
@@ -42,6 +45,7 @@ impl Default for PlanOptions {
             build_args: BTreeMap::new(),
             target: None,
             platform: Platform::host(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -295,7 +299,7 @@ impl Plan {
                 Location::default(),
             ));
         }
-        resolve_bases(&mut stages)?;
+        resolve_bases(&mut stages, &options.named_contexts)?;
         resolve_sources(&mut stages, &lexer, &meta_args, &options)?;
         let target = match &options.target {
             None => stages.len() - 1,
@@ -451,15 +455,40 @@ fn meta_env(meta_args: &[MetaArg]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Resolves each stage's base: a stage name (of any stage but itself), `scratch`, or an image.
-fn resolve_bases(stages: &mut [Stage]) -> Result<(), PlanError> {
-    let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
+/// The image a named context gives for `name` (a FROM or `--from` as written), as BuildKit
+/// looks it up: by the name, lowercased, with a `:latest` tag or none alike. A named context
+/// comes before a stage of that name.
+pub fn named_context<'a>(
+    contexts: &'a BTreeMap<String, Reference>,
+    name: &str,
+) -> Option<&'a Reference> {
+    let lower = name.to_ascii_lowercase();
+    let untagged = lower.strip_suffix(":latest").unwrap_or(&lower);
+    contexts
+        .get(&lower)
+        .or_else(|| contexts.get(untagged))
+        .or_else(|| contexts.get(&format!("{untagged}:latest")))
+}
+
+/// Resolves each stage's base: a named context, a stage name (of any stage but itself),
+/// `scratch`, or an image.
+fn resolve_bases(
+    stages: &mut [Stage],
+    named: &BTreeMap<String, Reference>,
+) -> Result<(), PlanError> {
+    let names: Vec<Option<String>> = stages
+        .iter()
+        .map(|s| s.name.clone().filter(|n| named_context(named, n).is_none()))
+        .collect();
     for stage in stages.iter_mut() {
         let lower = stage.base_text.to_ascii_lowercase();
         let by_name = names
             .iter()
             .position(|n| n.as_deref() == Some(lower.as_str()));
         stage.base = match by_name {
+            _ if let Some(image) = named_context(named, &stage.base_text) => {
+                Base::Image(image.clone())
+            }
             Some(i) if i != stage.index => Base::Stage(i),
             _ if lower == "scratch" => Base::Scratch,
             _ => Base::Image(parse_reference(&stage.base_text, stage.location)?),
@@ -483,6 +512,7 @@ fn resolve_sources(
     let names: Vec<Option<String>> = stages.iter().map(|s| s.name.clone()).collect();
     for stage in stages.iter_mut() {
         let mut scope = Scope::new(Vec::new());
+        let named = &options.named_contexts;
         let mut sources = BTreeMap::new();
         for (i, step) in stage.steps.iter().enumerate() {
             let froms: Vec<String> = match &step.instruction {
@@ -511,7 +541,7 @@ fn resolve_sources(
             for from in froms {
                 let from =
                     ScopeExpander::new(lexer, &scope.env_map()).word_at(&from, step.location)?;
-                let source = source_of(&names, stage, &from, step.location)?;
+                let source = source_of(&names, named, stage, &from, step.location)?;
                 sources.entry(i).or_insert_with(Vec::new).push(source);
             }
         }
@@ -520,17 +550,20 @@ fn resolve_sources(
     Ok(())
 }
 
-/// What `--from=from` names in `stage`: a stage by name or index, else an image. A stage
-/// cannot take files from itself.
+/// What `--from=from` names in `stage`: a named context's image, a stage by name or index,
+/// else an image. A stage cannot take files from itself.
 fn source_of(
     names: &[Option<String>],
+    named: &BTreeMap<String, Reference>,
     stage: &Stage,
     from: &str,
     location: Location,
 ) -> Result<Source, PlanError> {
     let lower = from.to_ascii_lowercase();
     let count = names.len();
-    let source = if let Some(j) = names
+    let source = if let Some(image) = named_context(named, from) {
+        Source::Image(image.clone())
+    } else if let Some(j) = names
         .iter()
         .position(|n| n.as_deref() == Some(lower.as_str()))
     {
@@ -567,7 +600,8 @@ impl Plan {
         location: Location,
     ) -> Result<Source, PlanError> {
         let names: Vec<Option<String>> = self.stages.iter().map(|s| s.name.clone()).collect();
-        source_of(&names, &self.stages[index], from, location)
+        let named = &self.options.named_contexts;
+        source_of(&names, named, &self.stages[index], from, location)
     }
 }
 

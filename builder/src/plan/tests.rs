@@ -21,6 +21,7 @@ fn plan_with(
             architecture: "amd64".into(),
             variant: None,
         },
+        named_contexts: BTreeMap::new(),
     };
     Plan::new(&file, options)
 }
@@ -390,4 +391,44 @@ fn expanded_arg_steps_carry_the_names_they_declare() {
             .args()
             .contains(&("name".to_owned(), Some("v".to_owned())))
     );
+}
+
+#[test]
+fn named_contexts_replace_images_and_stages_by_name() {
+    let file = parse(
+        "FROM golang:1.22 AS builder\nRUN make\n\
+         FROM Alpine:latest AS other\nRUN true\n\
+         FROM alpine\nCOPY --from=builder /app /app\nCOPY --from=helper /h /h\n",
+    )
+    .unwrap();
+    let named: BTreeMap<String, Reference> = [
+        ("builder", "registry.example/ci/builder:7"),
+        ("alpine", "registry.example/mirror/alpine:3.20"),
+        ("helper", "registry.example/tools/helper:1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Reference::parse(v).unwrap()))
+    .collect();
+    let plan = Plan::new(
+        &file,
+        PlanOptions {
+            named_contexts: named,
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    // `FROM Alpine:latest` and `FROM alpine` alike.
+    for stage in [1, 2] {
+        assert_eq!(image(&plan, stage), "registry.example/mirror/alpine:3.20");
+    }
+    let sources: Vec<&Source> = plan.stages[2].sources.values().flatten().collect();
+    assert_eq!(
+        sources,
+        [
+            &Source::Image(Reference::parse("registry.example/ci/builder:7").unwrap()),
+            &Source::Image(Reference::parse("registry.example/tools/helper:1").unwrap()),
+        ]
+    );
+    // The stage the named context replaces is not built.
+    assert_eq!(plan.order, [2]);
 }

@@ -78,6 +78,10 @@ pub struct BuildArgs {
     /// The network RUN steps get unless they say `RUN --network=…`: `host` (default) or `none`.
     #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
+    /// What `FROM NAME` and `--from=NAME` mean instead, stage names included:
+    /// `NAME=docker-image://REF` (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=docker-image://REF")]
+    build_contexts: Vec<String>,
     /// An SSH agent for `RUN --mount=type=ssh`: `default` or `ID` ($SSH_AUTH_SOCK's agent),
     /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (an agent holding those keys) (repeatable).
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,…]")]
@@ -180,6 +184,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             build_args: build_args.clone(),
             target: args.target.clone(),
             platform: platform.clone(),
+            named_contexts: named_contexts(&args.build_contexts)?,
         },
     };
     let prepared = match kiln_builder::build::prepare(&request) {
@@ -445,6 +450,37 @@ fn build_error_message(e: &BuildError) -> String {
         source = s.source();
     }
     message
+}
+
+/// `--build-context NAME=VALUE`: buildx's forms, of which kiln takes `docker-image://REF`; the
+/// others are refused by name until they are implemented.
+fn named_contexts(given: &[String]) -> anyhow::Result<BTreeMap<String, Reference>> {
+    let mut contexts = BTreeMap::new();
+    for spec in given {
+        let Some((name, value)) = spec.split_once('=') else {
+            bail!("--build-context {spec:?}: give NAME=docker-image://REF");
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() {
+            bail!("--build-context {spec:?}: the name is empty");
+        }
+        let Some(image) = value.strip_prefix("docker-image://") else {
+            let kind = match value.split_once("://") {
+                Some((scheme, _)) => format!("{scheme}://"),
+                None => "a local directory".to_owned(),
+            };
+            bail!(
+                "--build-context {name}={value}: {kind} is not supported by kiln yet \
+                 (docker-image://REF is)"
+            );
+        };
+        let reference =
+            Reference::parse(image).with_context(|| format!("--build-context {name}={value}"))?;
+        if contexts.insert(name.clone(), reference).is_some() {
+            bail!("--build-context {name} is given twice");
+        }
+    }
+    Ok(contexts)
 }
 
 /// `--secret id=ID,src=FILE` or `id=ID,env=VAR`.
