@@ -399,16 +399,19 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
     assert!(built.stderr.contains("not used"), "{}", built.stderr);
     assert_eq!(built.manifest, first.manifest);
 
-    // The registry lost the layers (garbage-collected): each step warns and runs.
+    // The registry lost the layers (garbage-collected: HEAD and GET say 404). A lazy import
+    // asks whether each layer is there (HEAD): each step warns and runs.
     let Some(d) = with_busybox() else { return };
     let ctx_d = context(&d, DOCKERFILE, FILES);
     for layer in compressed_layers(&a) {
-        proxy.fault(
-            "GET",
-            &format!("/blobs/{layer}"),
-            100,
-            Fault::Status(404, None),
-        );
+        for method in ["HEAD", "GET"] {
+            proxy.fault(
+                method,
+                &format!("/blobs/{layer}"),
+                100,
+                Fault::Status(404, None),
+            );
+        }
     }
     let built = build(&d, &ctx_d, &["--cache-from", &cache]);
     assert_eq!(built.ran(), sorted(ALL), "{}", built.stderr);

@@ -135,6 +135,8 @@ fn prepare(
                 layer,
                 diff_id: record.diff_id.clone(),
                 created: record.created.clone(),
+                // The store's uncompressed layer is the diff: its size lets an importer be lazy.
+                diff_size: (record.media_type == MEDIA_TYPE_TAR).then_some(record.size),
             },
         );
     }

@@ -1,4 +1,4 @@
-//! The exported cache format, version 1: an OCI artifact that any OCI registry or image layout
+//! The exported cache format, version 2: an OCI artifact that any OCI registry or image layout
 //! directory stores.
 //!
 //! ```text
@@ -10,8 +10,9 @@
 //!                         registries keep them and their garbage collection does not take them
 //! config    {"records": {"sha256:<cache key>": {"created": RFC 3339,
 //!                                               "diffID": "sha256:<uncompressed tar>",
+//!                                               "diffSize": bytes of the uncompressed tar,
 //!                                               "layer": {"digest", "mediaType", "size"}}, …},
-//!            "version": 1}
+//!            "version": 2}
 //! ```
 //!
 //! Both documents are canonical JSON (keys sorted, no whitespace) and hold nothing about the
@@ -22,6 +23,11 @@
 //! fallback); the reader takes both, recognising the artifact by its `artifactType`. A reader
 //! refuses a `version` it does not know and a record whose layer the manifest does not list:
 //! a cache it cannot read is a miss, never a wrong hit.
+//!
+//! Version 2 added `diffSize` (optional: written when the exporter keeps the uncompressed tar,
+//! which is what lets an importer name the layer in its image without fetching it, a lazy
+//! import); version 1 documents are version 2 documents without it and are still read (their
+//! records are imported eagerly). The artifact and config media types did not change.
 //!
 //! The inline form (`--cache-to type=inline`) puts the records in the built image's config,
 //! under [`INLINE_KEY`]: `{"records": {"sha256:<key>": {"created", "diffID", "layer": <index
@@ -44,8 +50,12 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 /// The config media type every registry accepts, used when one refuses [`CONFIG_MEDIA_TYPE`].
 pub const FALLBACK_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes.
+pub const VERSION: u32 = 2;
+/// The format versions this code reads: version 1 is version 2 without `diffSize`.
+pub const READS: [u32; 2] = [1, 2];
+/// The version of the inline form (unchanged by version 2: an image's records have no sizes).
+pub const INLINE_VERSION: u32 = 1;
 /// The image config field holding an inline cache.
 pub const INLINE_KEY: &str = "kiln.cache.v1";
 
@@ -75,6 +85,11 @@ pub struct Record {
     pub diff_id: Digest,
     /// When the step ran (RFC 3339), which a hit keeps so the image is the same.
     pub created: String,
+    /// The size of the uncompressed tar (version 2; absent in version 1 and when the exporter
+    /// did not keep the tar): with it, an importer that keeps layers uncompressed can name the
+    /// layer in its image before fetching it (a lazy import).
+    #[serde(rename = "diffSize", default, skip_serializing_if = "Option::is_none")]
+    pub diff_size: Option<u64>,
 }
 
 /// The config blob: the records, by cache key.
@@ -117,7 +132,7 @@ pub enum FormatError {
     #[error("the cache config is not valid")]
     Config(#[source] serde_json::Error),
     /// A version this code does not read.
-    #[error("cache format version {found} is not supported (kiln reads version {VERSION})")]
+    #[error("cache format version {found} is not supported (kiln reads versions 1 and 2)")]
     Version {
         /// The version found.
         found: u32,
@@ -200,7 +215,7 @@ pub fn inline_value(
     records: &BTreeMap<Digest, InlineRecord>,
 ) -> Result<serde_json::Value, FormatError> {
     let cache = InlineCache {
-        version: VERSION,
+        version: INLINE_VERSION,
         records: records.clone(),
     };
     serde_json::to_value(cache)
@@ -229,7 +244,7 @@ pub fn read_inline(
         return Ok(None);
     };
     let version = inline.get("version").and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(VERSION)) {
+    if version != Some(u64::from(INLINE_VERSION)) {
         return Err(FormatError::Version {
             found: version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
         });
@@ -258,6 +273,7 @@ pub fn read_inline(
                 layer: layer.clone(),
                 diff_id: record.diff_id,
                 created: record.created,
+                diff_size: None,
             },
         );
     }
@@ -323,7 +339,7 @@ pub fn read_config(
     }
     // The version first: a later format may change everything else.
     let version: Version = serde_json::from_slice(bytes).map_err(FormatError::Config)?;
-    if version.version != VERSION {
+    if !READS.contains(&version.version) {
         return Err(FormatError::Version {
             found: version.version,
         });
@@ -353,6 +369,8 @@ mod tests {
             },
             diff_id: Digest::of(&[n, n]),
             created: "2024-01-01T00:00:00Z".to_owned(),
+            // Version 2's field, on some records only (an exporter may not know it).
+            diff_size: (n % 2 == 1).then_some(u64::from(n) + 1000),
         }
     }
 
@@ -398,13 +416,14 @@ mod tests {
         assert!(text.contains("\"schemaVersion\":2"));
         let config = String::from_utf8(config).unwrap();
         assert!(config.starts_with("{\"records\":{\"sha256:"), "{config}");
-        assert!(config.ends_with(",\"version\":1}"), "{config}");
+        assert!(config.ends_with(",\"version\":2}"), "{config}");
+        assert!(config.contains("\"diffSize\":1001"), "{config}");
         assert!(!config.contains(' '));
         // Pinned: a change to the format's bytes must come with a new version.
         let (_, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
         assert_eq!(
             Digest::of(&manifest).to_string(),
-            "sha256:2ee5a86f80d2ada2d6ac7a4ee0b84abe31b6e5a28f32c37341cf289715328420"
+            "sha256:fddd29be5eed07a4465b183d9ee7e34fb32e58b1b5530e147d7735e8ece5fb52"
         );
     }
 
@@ -465,6 +484,22 @@ mod tests {
     }
 
     #[test]
+    fn version_1_is_still_read() {
+        // A version 1 config, as kiln wrote it before sizes: no diffSize.
+        let mut records = records();
+        for record in records.values_mut() {
+            record.diff_size = None;
+        }
+        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let v1 = String::from_utf8(config)
+            .unwrap()
+            .replace("\"version\":2", "\"version\":1");
+        assert!(!v1.contains("diffSize"));
+        let read = read_manifest(&manifest).unwrap();
+        assert_eq!(read_config(v1.as_bytes(), &read).unwrap(), records);
+    }
+
+    #[test]
     fn refusals() {
         let records = records();
         let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
@@ -472,10 +507,10 @@ mod tests {
 
         let other = String::from_utf8(config.clone())
             .unwrap()
-            .replace("\"version\":1", "\"version\":2");
+            .replace("\"version\":2", "\"version\":3");
         assert!(matches!(
             read_config(other.as_bytes(), &read),
-            Err(FormatError::Version { found: 2 })
+            Err(FormatError::Version { found: 3 })
         ));
         assert!(matches!(
             read_config(&config[..config.len() / 2], &read),

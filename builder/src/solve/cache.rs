@@ -205,7 +205,8 @@ impl BuildCache {
                 Err(e) => return Err(StoreError::io("read", &path)(e)),
             };
             let missing = match serde_json::from_slice::<CacheRecord>(&bytes) {
-                Ok(record) if self.store.has_blob(&record.digest) => continue,
+                // A remote layer (a lazy import) is not stale: it is fetched when needed.
+                Ok(record) if self.store.is_available(&record.digest) => continue,
                 Ok(record) => Some(record.digest),
                 Err(_) if serde_json::from_slice::<UrlRecord>(&bytes).is_ok() => continue,
                 Err(_) => None,

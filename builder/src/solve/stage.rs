@@ -2,7 +2,6 @@
 //! through the build cache ([`Solver::layer_step`]).
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
@@ -169,6 +168,11 @@ impl Solver<'_> {
         state: &StageState,
         location: Location,
     ) -> Result<Mutable, BuildError> {
+        // Layers taken from the cache are unpacked here, when a root first needs them (and a
+        // lazily imported one is fetched first).
+        self.snapshots
+            .prepare_chain(self.store, &state.layers, &state.chain)
+            .map_err(step_err(location, "unpacking a cached layer"))?;
         self.snapshots
             .mutable(&state.chain)
             .map_err(step_err(location, "preparing a root filesystem"))
@@ -201,16 +205,9 @@ impl Solver<'_> {
             && let Some(record) = self.cached(key, location)
         {
             announce(true);
+            // Its snapshot is made when a later step needs the root ([`Solver::mutable`]): a
+            // stage that is cached to its end never reads its layers.
             let chain_id = chain_id(state.chain.last(), &record.diff_id);
-            if !self.snapshots.contains(&chain_id) {
-                let blob = self
-                    .store
-                    .open_blob(&record.digest)
-                    .map_err(step_err(location, "reading a cached layer"))?;
-                self.snapshots
-                    .prepare_layer(&chain_id, BufReader::new(blob))
-                    .map_err(step_err(location, "unpacking a cached layer"))?;
-            }
             stack(state, chain_id, &record);
             self.keep_step(key, &record);
             state.key = key.clone();
@@ -240,7 +237,7 @@ impl Solver<'_> {
     /// used is a warning and a miss, never a failed build.
     fn cached(&self, key: &Digest, location: Location) -> Option<CacheRecord> {
         if let Some(record) = self.cache.get(key)
-            && self.store.has_blob(&record.digest)
+            && self.store.is_available(&record.digest)
         {
             return Some(record);
         }

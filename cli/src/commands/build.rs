@@ -188,7 +188,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let store = global.store()?;
+    let store = global.store()?.with_fetcher(args.registry.fetcher());
     let mode = if args.registry.quiet() {
         progress::Mode::Quiet
     } else {
