@@ -222,6 +222,187 @@ fn a_second_runner_builds_from_the_registry_cache() {
     assert_ne!(changed.manifest, first.manifest);
 }
 
+/// How many of `layers` (digests) the registry behind `proxy` was asked for with a GET.
+fn fetched(proxy: &Proxy, layers: &[String]) -> usize {
+    layers
+        .iter()
+        .filter(|l| proxy.count("GET", &format!("/blobs/{l}")) > 0)
+        .count()
+}
+
+/// The uploads the registry behind `proxy` received, mounts excepted (a mount is a POST with
+/// `?mount=`, and no PUT follows it).
+fn uploads(proxy: &Proxy) -> usize {
+    proxy.count("PUT", "/blobs/uploads/")
+}
+
+#[test]
+fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:lazy", proxy.addr);
+    let to = format!("type=registry,ref={cache},mode=max");
+    let from = format!("type=registry,ref={cache}");
+
+    // Runner A builds, exports the cache, and pushes its image.
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    let first = build(&a, &ctx_a, &["--cache-to", &to, "-t", "app:a"]);
+    assert_eq!(first.ran(), sorted(ALL));
+    let pushed_a = a.ok(&["push", "app:a", &format!("{}/team/app:a", proxy.addr)]);
+    let layers = compressed_layers(&a);
+    assert_eq!(layers.len(), ALL.len());
+
+    // Runner B, a fresh store: every step CACHED and A's image, and no layer downloaded.
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let second = build(&b, &ctx_b, &["--cache-from", &from, "-t", "app:b"]);
+    assert_eq!(second.ran(), Vec::<&str>::new(), "{}", second.stderr);
+    assert_eq!(second.cached(), ALL.len());
+    assert_eq!(second.manifest, first.manifest);
+    assert_eq!(fetched(&proxy, &layers), 0, "{}", second.stderr);
+    // Nothing is broken: the image's four layers from the cache are not fetched yet.
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(fsck.status.success(), "{fsck_err}");
+    assert!(
+        fsck_err.contains("no problems; 4 layers not yet fetched"),
+        "{fsck_err}"
+    );
+    let listed = b.ok(&["images"]);
+    assert!(listed.contains("app"), "{listed}");
+
+    // Pushed to another repository of the same registry: the layers are mounted from the
+    // cache's repository (or already there), never downloaded nor uploaded; the same manifest
+    // as A's push, byte for byte.
+    let uploads_before = uploads(&proxy);
+    let out = b
+        .cmd()
+        .args(["push", "app:b", &format!("{}/team/app:b", proxy.addr)])
+        .output()
+        .unwrap();
+    let (pushed_b, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(pushed_b, pushed_a);
+    assert_eq!(fetched(&proxy, &layers), 0, "{stderr}");
+    // Nothing is uploaded (the registry has every blob, the config from A's push; it answers
+    // HEAD for blobs of other repositories, else they would be mounted).
+    assert_eq!(uploads(&proxy), uploads_before, "{stderr}");
+    assert!(stderr.contains(": 0 uploaded (0 B)"), "{stderr}");
+
+    // `kiln run` needs the root: the layers are fetched first, verified, and it works.
+    let out = b.cmd().args(["run", "--rm", "app:b"]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "app one\ndeps\n");
+    assert_eq!(fetched(&proxy, &layers), 4);
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(!fsck_err.contains("not yet fetched"), "{fsck_err}");
+}
+
+#[test]
+fn a_lazy_import_fetches_only_what_a_step_needs() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:partial", proxy.addr);
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let layers = compressed_layers(&a);
+
+    // app.txt changes on B: its COPY and the last RUN run. The RUN's root is busybox, the
+    // "early" layer and the copy from deps: those two layers are fetched, the deps stage's
+    // own two are not (the copy from it is cached).
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
+    let out = b.path("out");
+    let built = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    assert_eq!(
+        built.ran(),
+        sorted(&[
+            "COPY app.txt /app.txt",
+            "RUN cat /app.txt /deps-copy > /out"
+        ]),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(fetched(&proxy, &layers), 2, "{}", built.stderr);
+    // The output is the whole root filesystem, lazy layers fetched first.
+    assert_eq!(
+        fs::read_to_string(out.join("out")).unwrap(),
+        "app two\ndeps\n"
+    );
+    assert_eq!(fs::read_to_string(out.join("early")).unwrap(), "early\n");
+}
+
+#[test]
+fn a_lazy_layer_the_registry_lost_is_a_clear_error_when_needed() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:lost", proxy.addr);
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let built = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "-t",
+            "app:b",
+        ],
+    );
+    assert_eq!(built.ran(), Vec::<&str>::new(), "{}", built.stderr);
+    // The registry loses the layers after the import looked at them.
+    for layer in compressed_layers(&a) {
+        proxy.fault(
+            "GET",
+            &format!("/blobs/{layer}"),
+            100,
+            Fault::Status(404, None),
+        );
+    }
+    let out = b.output(&["run", "--rm", "app:b"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is not fetched yet and cannot be fetched from")
+            && stderr.contains("/cache/app")
+            && stderr.contains("404"),
+        "{stderr}"
+    );
+    // Nothing half-fetched: the store still calls them not yet fetched, and is not damaged.
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(fsck.status.success(), "{fsck_err}");
+    assert!(fsck_err.contains("not yet fetched"), "{fsck_err}");
+}
+
 #[test]
 fn mode_min_exports_only_the_image_layers() {
     let Some(registry) = RegistryServer::start(Config::default()) else {
