@@ -404,6 +404,75 @@ fn a_lazy_layer_the_registry_lost_is_a_clear_error_when_needed() {
 }
 
 #[test]
+fn cache_mounts_go_with_the_cache_and_are_warm_on_a_fresh_runner() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    // The RUN records what its cache held before it ran, then adds to it.
+    const MOUNTS: &str = "FROM busybox\n\
+        COPY app.txt /app.txt\n\
+        RUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs \
+        sh -c 'ls /var/cache/pkgs > /seen; cp /app.txt /var/cache/pkgs/$(md5sum /app.txt | cut -c1-8)'\n";
+    let cache = format!("{}/cache/mounts:latest", registry.addr);
+    let ctx_a = context(&a, MOUNTS, FILES);
+    let first = build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max,cache-mounts=true"),
+        ],
+    );
+    assert!(
+        exported(&first.stderr, &cache).contains(": 2 records, 1 cache mount, 3 layers"),
+        "{}",
+        first.stderr
+    );
+
+    // B changes app.txt, so the RUN runs; its cache already holds what A's RUN put there.
+    let ctx_b = context(&b, MOUNTS, FILES);
+    fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
+    let out = b.path("out");
+    build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    let seen = fs::read_to_string(out.join("seen")).unwrap();
+    assert_eq!(seen.lines().count(), 1, "{seen}");
+    // Without cache-mounts=true (the default), a runner's cache starts empty.
+    let Some(c) = with_busybox() else { return };
+    let plain = format!("{}/cache/mounts:plain", registry.addr);
+    let ctx_c = context(&c, MOUNTS, FILES);
+    build(
+        &c,
+        &ctx_c,
+        &["--cache-to", &format!("type=registry,ref={plain},mode=max")],
+    );
+    let Some(d) = with_busybox() else { return };
+    let ctx_d = context(&d, MOUNTS, FILES);
+    fs::write(ctx_d.join("app.txt"), "app two\n").unwrap();
+    let out = d.path("out");
+    build(
+        &d,
+        &ctx_d,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={plain}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    assert_eq!(fs::read_to_string(out.join("seen")).unwrap(), "");
+}
+
+#[test]
 fn mode_min_exports_only_the_image_layers() {
     let Some(registry) = RegistryServer::start(Config::default()) else {
         return;

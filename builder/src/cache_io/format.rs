@@ -12,6 +12,7 @@
 //!                                               "diffID": "sha256:<uncompressed tar>",
 //!                                               "diffSize": bytes of the uncompressed tar,
 //!                                               "layer": {"digest", "mediaType", "size"}}, …},
+//!            "mounts": {"<cache mount id>": {"diffID", "layer": {…}}, …},
 //!            "version": 2}
 //! ```
 //!
@@ -27,7 +28,11 @@
 //! Version 2 added `diffSize` (optional: written when the exporter keeps the uncompressed tar,
 //! which is what lets an importer name the layer in its image without fetching it, a lazy
 //! import); version 1 documents are version 2 documents without it and are still read (their
-//! records are imported eagerly). The artifact and config media types did not change.
+//! records are imported eagerly). Version 2 also added `mounts` (only with `cache-mounts=true`,
+//! absent otherwise): the contents of each `RUN --mount=type=cache` directory the build used,
+//! by id, as a layer of a plain tree (listed in the manifest's layers like the records'), which
+//! an importer unpacks into a cache directory it does not have before the first RUN that mounts
+//! it. The artifact and config media types did not change.
 //!
 //! The inline form (`--cache-to type=inline`) puts the records in the built image's config,
 //! under [`INLINE_KEY`]: `{"records": {"sha256:<key>": {"created", "diffID", "layer": <index
@@ -92,13 +97,29 @@ pub struct Record {
     pub diff_size: Option<u64>,
 }
 
-/// The config blob: the records, by cache key.
+/// The contents of a `RUN --mount=type=cache` directory (version 2, `cache-mounts=true`): the
+/// directory as a layer (a plain tree, every entry an addition), by the mount's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRecord {
+    /// The layer blob (compressed).
+    pub layer: Blob,
+    /// The sha256 of the uncompressed tar.
+    #[serde(rename = "diffID")]
+    pub diff_id: Digest,
+}
+
+/// The config blob: the records, by cache key, and the cache mounts, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CacheConfig {
     /// The format version ([`VERSION`]).
     pub version: u32,
     /// The records, by cache key.
     pub records: BTreeMap<Digest, Record>,
+    /// The cache mounts' contents, by id (absent when there are none: the bytes of a cache
+    /// without them are what they were before mounts existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<String, MountRecord>,
 }
 
 /// The manifest as kiln writes it (field names are the OCI spec's).
@@ -140,8 +161,8 @@ pub enum FormatError {
     /// A record names a layer the manifest does not list.
     #[error("the record of {key} names layer {layer}, which the cache manifest does not list")]
     Unlisted {
-        /// The record's key.
-        key: Digest,
+        /// The record's key (or cache mount).
+        key: String,
         /// Its layer.
         layer: Digest,
     },
@@ -165,14 +186,20 @@ pub enum FormatError {
 /// `config_media_type` is [`CONFIG_MEDIA_TYPE`] or [`FALLBACK_CONFIG_MEDIA_TYPE`].
 pub fn write(
     records: &BTreeMap<Digest, Record>,
+    mounts: &BTreeMap<String, MountRecord>,
     config_media_type: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), FormatError> {
     let config = CacheConfig {
         version: VERSION,
         records: records.clone(),
+        mounts: mounts.clone(),
     };
     let config_bytes = canonical_json(&config).map_err(FormatError::Encode)?;
-    let layers: BTreeSet<Blob> = records.values().map(|r| r.layer.clone()).collect();
+    let layers: BTreeSet<Blob> = records
+        .values()
+        .map(|r| r.layer.clone())
+        .chain(mounts.values().map(|m| m.layer.clone()))
+        .collect();
     let layers: Vec<Blob> = layers.into_iter().collect();
     let config_blob = Blob {
         media_type: config_media_type.to_owned(),
@@ -329,10 +356,7 @@ pub fn read_manifest(bytes: &[u8]) -> Result<CacheManifest, FormatError> {
 
 /// Reads a cache config (bytes already verified against their digest) and checks it against
 /// its manifest.
-pub fn read_config(
-    bytes: &[u8],
-    manifest: &CacheManifest,
-) -> Result<BTreeMap<Digest, Record>, FormatError> {
+pub fn read_config(bytes: &[u8], manifest: &CacheManifest) -> Result<CacheConfig, FormatError> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,
@@ -345,15 +369,25 @@ pub fn read_config(
         });
     }
     let config: CacheConfig = serde_json::from_slice(bytes).map_err(FormatError::Config)?;
-    for (key, record) in &config.records {
-        if manifest.layers.get(&record.layer.digest) != Some(&record.layer) {
+    let named = config
+        .records
+        .iter()
+        .map(|(key, r)| (key.to_string(), &r.layer))
+        .chain(
+            config
+                .mounts
+                .iter()
+                .map(|(id, m)| (format!("cache mount {id:?}"), &m.layer)),
+        );
+    for (key, layer) in named {
+        if manifest.layers.get(&layer.digest) != Some(layer) {
             return Err(FormatError::Unlisted {
-                key: key.clone(),
-                layer: record.layer.digest.clone(),
+                key,
+                layer: layer.digest.clone(),
             });
         }
     }
-    Ok(config.records)
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -385,25 +419,26 @@ mod tests {
     #[test]
     fn round_trip() {
         let records = records();
-        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
         assert_eq!(read.layers.len(), 2);
         assert_eq!(read.config.digest, Digest::of(&config));
         assert_eq!(read.config.media_type, CONFIG_MEDIA_TYPE);
-        assert_eq!(read_config(&config, &read).unwrap(), records);
+        assert_eq!(read_config(&config, &read).unwrap().records, records);
 
-        let (config, manifest) = write(&records, FALLBACK_CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) =
+            write(&records, &BTreeMap::new(), FALLBACK_CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
-        assert_eq!(read_config(&config, &read).unwrap(), records);
+        assert_eq!(read_config(&config, &read).unwrap().records, records);
     }
 
     #[test]
     fn the_bytes_are_deterministic_and_pinned() {
-        let (config, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records(), &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         // Built in another order: the same bytes.
         let reversed: BTreeMap<Digest, Record> = records().into_iter().rev().collect();
         assert_eq!(
-            write(&reversed, CONFIG_MEDIA_TYPE).unwrap(),
+            write(&reversed, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap(),
             (config.clone(), manifest.clone())
         );
         let text = String::from_utf8(manifest).unwrap();
@@ -420,7 +455,7 @@ mod tests {
         assert!(config.contains("\"diffSize\":1001"), "{config}");
         assert!(!config.contains(' '));
         // Pinned: a change to the format's bytes must come with a new version.
-        let (_, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
+        let (_, manifest) = write(&records(), &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         assert_eq!(
             Digest::of(&manifest).to_string(),
             "sha256:fddd29be5eed07a4465b183d9ee7e34fb32e58b1b5530e147d7735e8ece5fb52"
@@ -484,25 +519,53 @@ mod tests {
     }
 
     #[test]
+    fn cache_mounts_round_trip_and_are_listed() {
+        let mounts = BTreeMap::from([(
+            "pip".to_owned(),
+            MountRecord {
+                layer: Blob {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+                    digest: Digest::of(b"pip cache"),
+                    size: 9,
+                },
+                diff_id: Digest::of(b"pip tar"),
+            },
+        )]);
+        let (config, manifest) = write(&records(), &mounts, CONFIG_MEDIA_TYPE).unwrap();
+        let text = String::from_utf8(config.clone()).unwrap();
+        assert!(text.contains("\"mounts\":{\"pip\":{"), "{text}");
+        let read = read_manifest(&manifest).unwrap();
+        assert_eq!(read.layers.len(), 3);
+        let back = read_config(&config, &read).unwrap();
+        assert_eq!((back.records, back.mounts), (records(), mounts));
+        let mut fewer = read.clone();
+        fewer.layers.remove(&Digest::of(b"pip cache"));
+        assert!(matches!(
+            read_config(&config, &fewer),
+            Err(FormatError::Unlisted { key, .. }) if key.contains("pip")
+        ));
+    }
+
+    #[test]
     fn version_1_is_still_read() {
         // A version 1 config, as kiln wrote it before sizes: no diffSize.
         let mut records = records();
         for record in records.values_mut() {
             record.diff_size = None;
         }
-        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         let v1 = String::from_utf8(config)
             .unwrap()
             .replace("\"version\":2", "\"version\":1");
         assert!(!v1.contains("diffSize"));
         let read = read_manifest(&manifest).unwrap();
-        assert_eq!(read_config(v1.as_bytes(), &read).unwrap(), records);
+        assert_eq!(read_config(v1.as_bytes(), &read).unwrap().records, records);
     }
 
     #[test]
     fn refusals() {
         let records = records();
-        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
 
         let other = String::from_utf8(config.clone())

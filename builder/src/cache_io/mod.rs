@@ -35,7 +35,7 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Read as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kiln_registry::manifest::{Document, parse_described};
 use kiln_registry::{Digest, Reference, Registry};
@@ -45,7 +45,7 @@ use crate::solve::cache::CacheRecord;
 use crate::solve::{BoxError, CacheImports};
 use crate::store::registry::remember_locations;
 use crate::store::{RemoteBlob, RemoteSource, Store, StoreError};
-use format::{FormatError, MAX_CONFIG_BYTES, Record};
+use format::{CacheConfig, FormatError, MAX_CONFIG_BYTES, MountRecord, Record};
 
 pub use export::{ExportError, Exported, export};
 pub use fetch::{Connect, Fetcher};
@@ -159,6 +159,8 @@ pub struct Imports {
     sources: Vec<Source>,
     /// Every record, with the index of the source it came from, in the order of the sources.
     records: BTreeMap<Digest, Vec<(usize, Record)>>,
+    /// Every cache mount's contents, by id, likewise.
+    mounts: BTreeMap<String, Vec<(usize, MountRecord)>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -168,6 +170,7 @@ impl Imports {
         Ok(Self {
             sources: Vec::new(),
             records: BTreeMap::new(),
+            mounts: BTreeMap::new(),
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -234,19 +237,33 @@ impl Imports {
         Ok(self.add(origin, Backend::Local(layout), records))
     }
 
-    fn add(
-        &mut self,
-        origin: Origin,
-        backend: Backend,
-        records: BTreeMap<Digest, Record>,
-    ) -> usize {
+    fn add(&mut self, origin: Origin, backend: Backend, config: CacheConfig) -> usize {
         let index = self.sources.len();
         self.sources.push(Source { origin, backend });
-        let added = records.len();
-        for (key, record) in records {
+        let added = config.records.len();
+        for (key, record) in config.records {
             self.records.entry(key).or_default().push((index, record));
         }
+        for (id, mount) in config.mounts {
+            self.mounts.entry(id).or_default().push((index, mount));
+        }
         added
+    }
+
+    /// How many cache mounts the caches have contents of, together.
+    pub fn mounts(&self) -> usize {
+        self.mounts.len()
+    }
+
+    /// The source of a blob of `source`, for the store's remote-blob records.
+    fn remote_source(source: &Source) -> RemoteSource {
+        match &source.origin {
+            Origin::Registry(reference) => RemoteSource::Registry {
+                registry: reference.registry().to_owned(),
+                repository: reference.repository().to_owned(),
+            },
+            Origin::Local(dir, _) => RemoteSource::Layout { dir: dir.clone() },
+        }
     }
 
     /// The caches that have a record of `key`, in the order they are tried.
@@ -352,18 +369,11 @@ impl Imports {
         compressed_with: Option<Compression>,
     ) -> Option<Result<CacheRecord, ImportError>> {
         let layer = &record.layer;
-        let from = match &source.origin {
-            Origin::Registry(reference) => RemoteSource::Registry {
-                registry: reference.registry().to_owned(),
-                repository: reference.repository().to_owned(),
-            },
-            Origin::Local(dir, _) => RemoteSource::Layout { dir: dir.clone() },
-        };
         let compressed = RemoteBlob {
             media_type: layer.media_type.clone(),
             digest: layer.digest.clone(),
             size: layer.size,
-            source: from,
+            source: Self::remote_source(source),
         };
         let plain = match (compression, compressed_with, record.diff_size) {
             (Compression::None, Some(with), Some(size)) => Some((with, size)),
@@ -497,7 +507,7 @@ fn records_of(
     served: Option<&str>,
     origin: &Origin,
     read_config: &mut dyn FnMut(&format::Blob) -> Result<Vec<u8>, ImportError>,
-) -> Result<BTreeMap<Digest, Record>, ImportError> {
+) -> Result<CacheConfig, ImportError> {
     let format_err = |source| ImportError::Format {
         origin: origin.clone(),
         source,
@@ -539,7 +549,11 @@ fn records_of(
         .collect::<Result<Vec<_>, _>>()?;
     let config = read_config(&blob(manifest.config())?)?;
     match format::read_inline(&config, &layers).map_err(format_err)? {
-        Some(records) => Ok(records),
+        Some(records) => Ok(CacheConfig {
+            version: format::INLINE_VERSION,
+            records,
+            mounts: BTreeMap::new(),
+        }),
         None => Err(format_err(FormatError::NotACache {
             found: manifest.artifact_type().as_ref().map(ToString::to_string),
             config: format!("{}, with no inline cache", manifest.config().media_type()),
@@ -585,6 +599,36 @@ impl CacheImports for Imports {
             Some(e) => Err(e.into()),
             None => Ok(None),
         }
+    }
+
+    fn restore_mount(&self, id: &str, store: &Store, into: &Path) -> Result<bool, BoxError> {
+        // The first cache that has the mount; its layer comes through the store, so it is
+        // fetched with the same credentials and verified like any other.
+        let Some((index, mount)) = self.mounts.get(id).and_then(|m| m.first()) else {
+            return Ok(false);
+        };
+        let source = &self.sources[*index];
+        let layer = &mount.layer;
+        let err = |e: StoreError| ImportError::Store {
+            origin: source.origin.clone(),
+            layer: layer.digest.clone(),
+            source: Box::new(e),
+        };
+        store
+            .remember_remote(&RemoteBlob {
+                media_type: layer.media_type.clone(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+                source: Self::remote_source(source),
+            })
+            .map_err(err)?;
+        let blob = store.open_blob(&layer.digest).map_err(err)?;
+        crate::layer::apply_blob(
+            into,
+            BufReader::new(blob),
+            &crate::layer::ApplyOptions::new(crate::layer::ApplyMode::Merge),
+        )?;
+        Ok(true)
     }
 }
 

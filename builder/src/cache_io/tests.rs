@@ -30,6 +30,7 @@ fn built(steps: BTreeMap<Digest, CacheRecord>) -> Built {
         ),
         config: ImageConfig::new("amd64", "linux"),
         steps,
+        cache_mounts: BTreeMap::new(),
     }
 }
 
@@ -42,6 +43,7 @@ fn to_dir(dir: &Path, tag: &str) -> CacheExport {
         mode: ExportMode::Max,
         compression: Compression::Gzip,
         ignore_error: false,
+        cache_mounts: false,
     }
 }
 
@@ -172,12 +174,13 @@ fn a_version_1_cache_is_imported_eagerly() {
     let config = layout
         .read_small(&manifest.config, MAX_CONFIG_BYTES, &origin)
         .unwrap();
-    let mut records = format::read_config(&config, &manifest).unwrap();
+    let mut records = format::read_config(&config, &manifest).unwrap().records;
     assert!(records[&key].diff_size.is_some());
     for r in records.values_mut() {
         r.diff_size = None;
     }
-    let (v2, manifest) = format::write(&records, format::CONFIG_MEDIA_TYPE).unwrap();
+    let (v2, manifest) =
+        format::write(&records, &BTreeMap::new(), format::CONFIG_MEDIA_TYPE).unwrap();
     let config = String::from_utf8(v2.clone())
         .unwrap()
         .replace("\"version\":2", "\"version\":1");
@@ -255,4 +258,38 @@ fn zstd_layers_round_trip() {
     // A build keeping gzip layers cannot use a zstd one: an error, so the step runs.
     let c = new_store(tmp.path(), "c");
     assert!(imports.fetch(&key, &c, Compression::Gzip).is_err());
+}
+
+#[test]
+fn cache_mounts_export_and_restore_through_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_store(tmp.path(), "a");
+    let pip = tmp.path().join("pip-cache");
+    fs::create_dir_all(pip.join("wheels")).unwrap();
+    fs::write(pip.join("wheels/one.whl"), "wheel").unwrap();
+    let mut built = built(BTreeMap::new());
+    built.cache_mounts = BTreeMap::from([("pip".to_owned(), pip)]);
+    let dir = tmp.path().join("cache");
+    let spec = CacheExport {
+        cache_mounts: true,
+        ..to_dir(&dir, "latest")
+    };
+    let done = export(&a, &built, &spec, None).unwrap();
+    assert_eq!((done.records, done.mounts, done.layers), (0, 1, 1));
+    // Without cache-mounts=true they stay home.
+    let plain = export(&a, &built, &to_dir(&dir, "plain"), None).unwrap();
+    assert_eq!((plain.mounts, plain.layers), (0, 0));
+
+    let b = new_store(tmp.path(), "b");
+    let mut imports = Imports::new().unwrap();
+    imports.add_local(dir, "latest").unwrap();
+    assert_eq!(imports.mounts(), 1);
+    let into = tmp.path().join("restored");
+    fs::create_dir(&into).unwrap();
+    assert!(!imports.restore_mount("npm", &b, &into).unwrap());
+    assert!(imports.restore_mount("pip", &b, &into).unwrap());
+    assert_eq!(
+        fs::read_to_string(into.join("wheels/one.whl")).unwrap(),
+        "wheel"
+    );
 }
