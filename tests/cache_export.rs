@@ -297,6 +297,27 @@ fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stdout, "app one\ndeps\n");
     assert_eq!(fetched(&proxy, &layers), 4);
+
+    // Another registry has none of it: a push fetches from the cache's registry what it
+    // uploads (inside the push's async tasks), and the manifest is still A's.
+    let Some(other) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some(c) = with_busybox() else { return };
+    let ctx_c = context(&c, DOCKERFILE, FILES);
+    let lazy = build(&c, &ctx_c, &["--cache-from", &from, "-t", "app:c"]);
+    assert_eq!(lazy.ran(), Vec::<&str>::new(), "{}", lazy.stderr);
+    let get_before: usize = layers
+        .iter()
+        .map(|l| proxy.count("GET", &format!("/blobs/{l}")))
+        .sum();
+    let pushed_c = c.ok(&["push", "app:c", &format!("{}/team/app:c", other.addr)]);
+    assert_eq!(pushed_c, pushed_a);
+    let get_after: usize = layers
+        .iter()
+        .map(|l| proxy.count("GET", &format!("/blobs/{l}")))
+        .sum();
+    assert_eq!(get_after - get_before, 4);
     let fsck = b.output(&["fsck"]);
     let (_, fsck_err) = text(&fsck);
     assert!(!fsck_err.contains("not yet fetched"), "{fsck_err}");
