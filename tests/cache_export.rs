@@ -272,6 +272,9 @@ fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
     );
     let listed = b.ok(&["images"]);
     assert!(listed.contains("app"), "{listed}");
+    let inspected = crate::support::inspect(&b, "app:b");
+    assert!(inspected.to_string().contains("cat /out"), "{inspected}");
+    assert_eq!(fetched(&proxy, &layers), 0);
 
     // Pushed to another repository of the same registry: the layers are mounted from the
     // cache's repository (or already there), never downloaded nor uploaded; the same manifest

@@ -14,7 +14,8 @@
 //! layer blob is in the store; [`BuildCache::blob_roots`] lets gc keep those blobs, and
 //! [`BuildCache::clear`] (`kiln prune --all`) forgets everything. A record imported from another
 //! machine's cache ([`crate::cache_io`]) is written here when a step first hits it, with its
-//! layer, so it is then a local record like any other. Beside them, keyed by URL,
+//! layer or (a lazy import) with the store knowing where to fetch the layer
+//! ([`crate::store::remote`]): a record counts while its layer is available either way. Beside them, keyed by URL,
 //! what an unpinned `ADD <url>` downloaded last (digest and validators), so the next build can
 //! ask the server whether it changed instead of downloading it again.
 
