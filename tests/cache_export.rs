@@ -274,6 +274,16 @@ fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
     assert!(listed.contains("app"), "{listed}");
     let inspected = crate::support::inspect(&b, "app:b");
     assert!(inspected.to_string().contains("cat /out"), "{inspected}");
+    // An image FROM it that only changes its config needs none of its bytes either.
+    let labelled = b.path("labelled");
+    crate::support::write_context(&labelled, "FROM app:b\nLABEL stage=two\n", &[]);
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "app:labelled",
+        labelled.to_str().unwrap(),
+    ]);
     assert_eq!(fetched(&proxy, &layers), 0);
 
     // Pushed to another repository of the same registry: the layers are mounted from the

@@ -144,10 +144,20 @@ impl Solver<'_> {
             .store
             .read_config(&manifest)
             .map_err(err("reading the config of"))?;
-        let chain = self
-            .snapshots
-            .unpack_image(self.store, &manifest, &config.rootfs.diff_ids)
-            .map_err(step_err(location, format!("unpacking {reference}")))?;
+        // Its layers are unpacked when a step first needs the root ([`Solver::mutable`]), so a
+        // base whose layers are not fetched yet (built from a lazy cache import) stays so
+        // through steps that only change the config.
+        if manifest.layers().len() != config.rootfs.diff_ids.len() {
+            return Err(BuildError::at(
+                location,
+                format!(
+                    "{reference} has {} layers but its config lists {} diff_ids",
+                    manifest.layers().len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            ));
+        }
+        let chain = crate::snapshot::chain_ids(&config.rootfs.diff_ids);
         let mut config = config;
         with_default_path(&mut config);
         // A base's inline cache describes the base's build, not this one's.
@@ -168,11 +178,11 @@ impl Solver<'_> {
         state: &StageState,
         location: Location,
     ) -> Result<Mutable, BuildError> {
-        // Layers taken from the cache are unpacked here, when a root first needs them (and a
-        // lazily imported one is fetched first).
+        // Layers (a base's, and those taken from the cache) are unpacked here, when a root
+        // first needs them (and one not fetched yet is fetched first).
         self.snapshots
             .prepare_chain(self.store, &state.layers, &state.chain)
-            .map_err(step_err(location, "unpacking a cached layer"))?;
+            .map_err(step_err(location, "unpacking a layer"))?;
         self.snapshots
             .mutable(&state.chain)
             .map_err(step_err(location, "preparing a root filesystem"))
