@@ -3,7 +3,10 @@
 //! store) imports: its steps come from the cache and its image is A's, byte for byte. Then what
 //! a change re-runs, `mode=min` against `mode=max`, `type=local`, a second export that sends no
 //! blob, and the faults (a missing cache, a layer the registry lost, a corrupt manifest, a
-//! registry that refuses the export): warnings and correct builds, or a clear error.
+//! registry that refuses the export): warnings and correct builds, or a clear error. Imports are
+//! lazy: the fault proxy counts the layer GETs a fresh runner makes (none for a fully cached
+//! build or its push to the same registry; only what a RUN, `--output`, `kiln run` or a push
+//! elsewhere reads). `cache-mounts=true` carries `RUN --mount=type=cache` contents along.
 
 use std::fs;
 use std::path::Path;
