@@ -3,7 +3,10 @@
 //! store) imports: its steps come from the cache and its image is A's, byte for byte. Then what
 //! a change re-runs, `mode=min` against `mode=max`, `type=local`, a second export that sends no
 //! blob, and the faults (a missing cache, a layer the registry lost, a corrupt manifest, a
-//! registry that refuses the export): warnings and correct builds, or a clear error.
+//! registry that refuses the export): warnings and correct builds, or a clear error. Imports are
+//! lazy: the fault proxy counts the layer GETs a fresh runner makes (none for a fully cached
+//! build or its push to the same registry; only what a RUN, `--output`, `kiln run` or a push
+//! elsewhere reads). `cache-mounts=true` carries `RUN --mount=type=cache` contents along.
 
 use std::fs;
 use std::path::Path;
@@ -222,6 +225,290 @@ fn a_second_runner_builds_from_the_registry_cache() {
     assert_ne!(changed.manifest, first.manifest);
 }
 
+/// How many of `layers` (digests) the registry behind `proxy` was asked for with a GET.
+fn fetched(proxy: &Proxy, layers: &[String]) -> usize {
+    layers
+        .iter()
+        .filter(|l| proxy.count("GET", &format!("/blobs/{l}")) > 0)
+        .count()
+}
+
+/// The uploads the registry behind `proxy` received, mounts excepted (a mount is a POST with
+/// `?mount=`, and no PUT follows it).
+fn uploads(proxy: &Proxy) -> usize {
+    proxy.count("PUT", "/blobs/uploads/")
+}
+
+#[test]
+fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:lazy", proxy.addr);
+    let to = format!("type=registry,ref={cache},mode=max");
+    let from = format!("type=registry,ref={cache}");
+
+    // Runner A builds, exports the cache, and pushes its image.
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    let first = build(&a, &ctx_a, &["--cache-to", &to, "-t", "app:a"]);
+    assert_eq!(first.ran(), sorted(ALL));
+    let pushed_a = a.ok(&["push", "app:a", &format!("{}/team/app:a", proxy.addr)]);
+    let layers = compressed_layers(&a);
+    assert_eq!(layers.len(), ALL.len());
+
+    // Runner B, a fresh store: every step CACHED and A's image, and no layer downloaded.
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let second = build(&b, &ctx_b, &["--cache-from", &from, "-t", "app:b"]);
+    assert_eq!(second.ran(), Vec::<&str>::new(), "{}", second.stderr);
+    assert_eq!(second.cached(), ALL.len());
+    assert_eq!(second.manifest, first.manifest);
+    assert_eq!(fetched(&proxy, &layers), 0, "{}", second.stderr);
+    // Nothing is broken: the image's four layers from the cache are not fetched yet.
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(fsck.status.success(), "{fsck_err}");
+    assert!(
+        fsck_err.contains("no problems; 4 layers not yet fetched"),
+        "{fsck_err}"
+    );
+    let listed = b.ok(&["images"]);
+    assert!(listed.contains("app"), "{listed}");
+    let inspected = crate::support::inspect(&b, "app:b");
+    assert!(inspected.to_string().contains("cat /out"), "{inspected}");
+    // An image FROM it that only changes its config needs none of its bytes either.
+    let labelled = b.path("labelled");
+    crate::support::write_context(&labelled, "FROM app:b\nLABEL stage=two\n", &[]);
+    b.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "app:labelled",
+        labelled.to_str().unwrap(),
+    ]);
+    assert_eq!(fetched(&proxy, &layers), 0);
+
+    // Pushed to another repository of the same registry: the layers are mounted from the
+    // cache's repository (or already there), never downloaded nor uploaded; the same manifest
+    // as A's push, byte for byte.
+    let uploads_before = uploads(&proxy);
+    let out = b
+        .cmd()
+        .args(["push", "app:b", &format!("{}/team/app:b", proxy.addr)])
+        .output()
+        .unwrap();
+    let (pushed_b, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(pushed_b, pushed_a);
+    assert_eq!(fetched(&proxy, &layers), 0, "{stderr}");
+    // Nothing is uploaded (the registry has every blob, the config from A's push; it answers
+    // HEAD for blobs of other repositories, else they would be mounted).
+    assert_eq!(uploads(&proxy), uploads_before, "{stderr}");
+    assert!(stderr.contains(": 0 uploaded (0 B)"), "{stderr}");
+
+    // `kiln run` needs the root: the layers are fetched first, verified, and it works.
+    let out = b.cmd().args(["run", "--rm", "app:b"]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "app one\ndeps\n");
+    assert_eq!(fetched(&proxy, &layers), 4);
+
+    // Another registry has none of it: a push fetches from the cache's registry what it
+    // uploads (inside the push's async tasks), and the manifest is still A's.
+    let Some(other) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some(c) = with_busybox() else { return };
+    let ctx_c = context(&c, DOCKERFILE, FILES);
+    let lazy = build(&c, &ctx_c, &["--cache-from", &from, "-t", "app:c"]);
+    assert_eq!(lazy.ran(), Vec::<&str>::new(), "{}", lazy.stderr);
+    let get_before: usize = layers
+        .iter()
+        .map(|l| proxy.count("GET", &format!("/blobs/{l}")))
+        .sum();
+    let pushed_c = c.ok(&["push", "app:c", &format!("{}/team/app:c", other.addr)]);
+    assert_eq!(pushed_c, pushed_a);
+    let get_after: usize = layers
+        .iter()
+        .map(|l| proxy.count("GET", &format!("/blobs/{l}")))
+        .sum();
+    assert_eq!(get_after - get_before, 4);
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(!fsck_err.contains("not yet fetched"), "{fsck_err}");
+}
+
+#[test]
+fn a_lazy_import_fetches_only_what_a_step_needs() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:partial", proxy.addr);
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let layers = compressed_layers(&a);
+
+    // app.txt changes on B: its COPY and the last RUN run. The RUN's root is busybox, the
+    // "early" layer and the copy from deps: those two layers are fetched, the deps stage's
+    // own two are not (the copy from it is cached).
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
+    let out = b.path("out");
+    let built = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    assert_eq!(
+        built.ran(),
+        sorted(&[
+            "COPY app.txt /app.txt",
+            "RUN cat /app.txt /deps-copy > /out"
+        ]),
+        "{}",
+        built.stderr
+    );
+    assert_eq!(fetched(&proxy, &layers), 2, "{}", built.stderr);
+    // The output is the whole root filesystem, lazy layers fetched first.
+    assert_eq!(
+        fs::read_to_string(out.join("out")).unwrap(),
+        "app two\ndeps\n"
+    );
+    assert_eq!(fs::read_to_string(out.join("early")).unwrap(), "early\n");
+}
+
+#[test]
+fn a_lazy_layer_the_registry_lost_is_a_clear_error_when_needed() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    let proxy = Proxy::start(&registry.addr);
+    let cache = format!("{}/cache/app:lost", proxy.addr);
+    let ctx_a = context(&a, DOCKERFILE, FILES);
+    build(
+        &a,
+        &ctx_a,
+        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
+    );
+    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let built = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "-t",
+            "app:b",
+        ],
+    );
+    assert_eq!(built.ran(), Vec::<&str>::new(), "{}", built.stderr);
+    // The registry loses the layers after the import looked at them.
+    for layer in compressed_layers(&a) {
+        proxy.fault(
+            "GET",
+            &format!("/blobs/{layer}"),
+            100,
+            Fault::Status(404, None),
+        );
+    }
+    let out = b.output(&["run", "--rm", "app:b"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is not fetched yet and cannot be fetched from")
+            && stderr.contains("/cache/app")
+            && stderr.contains("404"),
+        "{stderr}"
+    );
+    // Nothing half-fetched: the store still calls them not yet fetched, and is not damaged.
+    let fsck = b.output(&["fsck"]);
+    let (_, fsck_err) = text(&fsck);
+    assert!(fsck.status.success(), "{fsck_err}");
+    assert!(fsck_err.contains("not yet fetched"), "{fsck_err}");
+}
+
+#[test]
+fn cache_mounts_go_with_the_cache_and_are_warm_on_a_fresh_runner() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let Some((a, b)) = runners() else { return };
+    // The RUN records what its cache held before it ran, then adds to it.
+    const MOUNTS: &str = "FROM busybox\n\
+        COPY app.txt /app.txt\n\
+        RUN --mount=type=cache,id=pkgs,target=/var/cache/pkgs \
+        sh -c 'ls /var/cache/pkgs > /seen; cp /app.txt /var/cache/pkgs/$(md5sum /app.txt | cut -c1-8)'\n";
+    let cache = format!("{}/cache/mounts:latest", registry.addr);
+    let ctx_a = context(&a, MOUNTS, FILES);
+    let first = build(
+        &a,
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max,cache-mounts=true"),
+        ],
+    );
+    assert!(
+        exported(&first.stderr, &cache).contains(": 2 records, 1 cache mount, 3 layers"),
+        "{}",
+        first.stderr
+    );
+
+    // B changes app.txt, so the RUN runs; its cache already holds what A's RUN put there.
+    let ctx_b = context(&b, MOUNTS, FILES);
+    fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
+    let out = b.path("out");
+    build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    let seen = fs::read_to_string(out.join("seen")).unwrap();
+    assert_eq!(seen.lines().count(), 1, "{seen}");
+    // Without cache-mounts=true (the default), a runner's cache starts empty.
+    let Some(c) = with_busybox() else { return };
+    let plain = format!("{}/cache/mounts:plain", registry.addr);
+    let ctx_c = context(&c, MOUNTS, FILES);
+    build(
+        &c,
+        &ctx_c,
+        &["--cache-to", &format!("type=registry,ref={plain},mode=max")],
+    );
+    let Some(d) = with_busybox() else { return };
+    let ctx_d = context(&d, MOUNTS, FILES);
+    fs::write(ctx_d.join("app.txt"), "app two\n").unwrap();
+    let out = d.path("out");
+    build(
+        &d,
+        &ctx_d,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={plain}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+        ],
+    );
+    assert_eq!(fs::read_to_string(out.join("seen")).unwrap(), "");
+}
+
 #[test]
 fn mode_min_exports_only_the_image_layers() {
     let Some(registry) = RegistryServer::start(Config::default()) else {
@@ -399,16 +686,19 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
     assert!(built.stderr.contains("not used"), "{}", built.stderr);
     assert_eq!(built.manifest, first.manifest);
 
-    // The registry lost the layers (garbage-collected): each step warns and runs.
+    // The registry lost the layers (garbage-collected: HEAD and GET say 404). A lazy import
+    // asks whether each layer is there (HEAD): each step warns and runs.
     let Some(d) = with_busybox() else { return };
     let ctx_d = context(&d, DOCKERFILE, FILES);
     for layer in compressed_layers(&a) {
-        proxy.fault(
-            "GET",
-            &format!("/blobs/{layer}"),
-            100,
-            Fault::Status(404, None),
-        );
+        for method in ["HEAD", "GET"] {
+            proxy.fault(
+                method,
+                &format!("/blobs/{layer}"),
+                100,
+                Fault::Status(404, None),
+            );
+        }
     }
     let built = build(&d, &ctx_d, &["--cache-from", &cache]);
     assert_eq!(built.ran(), sorted(ALL), "{}", built.stderr);

@@ -8,6 +8,8 @@
 //! offered cross-repository mounts for blobs the store knows are in another of its
 //! repositories; a directory is checked for each file. Then one manifest. The documents are
 //! deterministic, so exporting an unchanged cache again sends no blob and the same manifest.
+//! With `cache-mounts=true` the directories of the build's `RUN --mount=type=cache` mounts go
+//! with them, each written as a layer (a plain tree) by id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Cursor, Read};
@@ -18,12 +20,12 @@ use kiln_registry::{BlobSource, Digest, PushOptions, Reference, Registry};
 use reqwest::StatusCode;
 
 use super::format::{
-    self, Blob, CONFIG_MEDIA_TYPE, FALLBACK_CONFIG_MEDIA_TYPE, FormatError, Record,
+    self, Blob, CONFIG_MEDIA_TYPE, FALLBACK_CONFIG_MEDIA_TYPE, FormatError, MountRecord, Record,
 };
 use super::local::Layout;
 use super::spec::{CacheExport, ExportMode, ExportTarget};
 use crate::image;
-use crate::layer::{Compression, MEDIA_TYPE_TAR};
+use crate::layer::{ChangeKind, Compression, LayerOptions, MEDIA_TYPE_TAR, write_layer};
 use crate::solve::Built;
 use crate::solve::cache::CacheRecord;
 use crate::store::registry::{mount_sources, remember_locations};
@@ -34,8 +36,10 @@ use crate::store::{Store, StoreError};
 pub struct Exported {
     /// Records written.
     pub records: usize,
-    /// Layer blobs the cache lists.
+    /// Layer blobs the cache lists (cache mounts' included).
     pub layers: usize,
+    /// Cache mounts exported (`cache-mounts=true`).
+    pub mounts: usize,
     /// Blobs sent (layers and config).
     pub uploaded: usize,
     /// Blobs the destination had already.
@@ -54,6 +58,15 @@ pub enum ExportError {
     /// A record's layer could not be read or compressed.
     #[error("preparing the cache layers")]
     Store(#[from] StoreError),
+    /// A cache mount's directory could not be written as a layer.
+    #[error("exporting cache mount {id:?}")]
+    Mount {
+        /// The mount's id.
+        id: String,
+        /// Why.
+        #[source]
+        source: crate::layer::LayerError,
+    },
     /// The documents could not be written.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -135,6 +148,8 @@ fn prepare(
                 layer,
                 diff_id: record.diff_id.clone(),
                 created: record.created.clone(),
+                // The store's uncompressed layer is the diff: its size lets an importer be lazy.
+                diff_size: (record.media_type == MEDIA_TYPE_TAR).then_some(record.size),
             },
         );
     }
@@ -156,11 +171,13 @@ pub fn export(
         ExportTarget::Registry { reference } => {
             let registry = registry.ok_or_else(|| ExportError::NotConnected(reference.clone()))?;
             let records = prepare(store, &selected, spec.compression)?;
-            to_registry(store, registry, reference, &records)
+            let mounts = mounts(store, built, spec)?;
+            to_registry(store, registry, reference, &records, &mounts)
         }
         ExportTarget::Local { dest, tag } => {
             let records = prepare(store, &selected, spec.compression)?;
-            to_local(store, &Layout::new(dest.clone()), tag, &records).map_err(|source| {
+            let mounts = mounts(store, built, spec)?;
+            to_local(store, &Layout::new(dest.clone()), tag, &records, &mounts).map_err(|source| {
                 ExportError::Local {
                     dir: dest.clone(),
                     source,
@@ -174,6 +191,7 @@ pub fn export(
             Ok(Exported {
                 records: selected.len(),
                 layers: distinct.len(),
+                mounts: 0,
                 uploaded: 0,
                 existed: 0,
                 mounted: 0,
@@ -205,6 +223,7 @@ fn to_registry(
     registry: &Registry,
     reference: &Reference,
     records: &BTreeMap<Digest, Record>,
+    mounts: &BTreeMap<String, MountRecord>,
 ) -> Result<Exported, ExportError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -214,7 +233,7 @@ fn to_registry(
     let mount_from = mount_sources(store, reference);
     let push =
         |config_media_type: &str| -> Result<(kiln_registry::Pushed, Vec<Digest>), ExportError> {
-            let (config, manifest) = format::write(records, config_media_type)?;
+            let (config, manifest) = format::write(records, mounts, config_media_type)?;
             let config_digest = Digest::of(&config);
             let manifest_digest = Digest::of(&manifest);
             let root = image::descriptor(
@@ -259,13 +278,14 @@ fn to_registry(
         }
         Err(e) => return Err(e),
     };
-    let mut blobs: Vec<Digest> = records.values().map(|r| r.layer.digest.clone()).collect();
+    let mut blobs: Vec<Digest> = layer_digests(records, mounts).into_iter().collect();
     blobs.extend(documents);
     // Only a hint for later pushes: failing to remember costs an upload, nothing more.
     let _ = remember_locations(store, reference, &blobs);
     Ok(Exported {
         records: records.len(),
-        layers: layers(records),
+        layers: layer_digests(records, mounts).len(),
+        mounts: mounts.len(),
         uploaded: pushed.uploaded,
         existed: pushed.existed,
         mounted: pushed.mounted,
@@ -292,12 +312,56 @@ fn refuses_manifest(e: &kiln_registry::Error) -> bool {
     }
 }
 
-fn layers(records: &BTreeMap<Digest, Record>) -> usize {
+/// The distinct layer blobs of the records and the cache mounts.
+fn layer_digests(
+    records: &BTreeMap<Digest, Record>,
+    mounts: &BTreeMap<String, MountRecord>,
+) -> BTreeSet<Digest> {
     records
         .values()
-        .map(|r| &r.layer.digest)
-        .collect::<BTreeSet<_>>()
-        .len()
+        .map(|r| r.layer.digest.clone())
+        .chain(mounts.values().map(|m| m.layer.digest.clone()))
+        .collect()
+}
+
+/// With `cache-mounts=true`, the directory of every cache mount the build used as a layer (a
+/// plain tree), compressed as the spec says, in the store (a blob in no tag: the caller holds a
+/// lease until it is sent).
+fn mounts(
+    store: &Store,
+    built: &Built,
+    spec: &CacheExport,
+) -> Result<BTreeMap<String, MountRecord>, ExportError> {
+    let mut out = BTreeMap::new();
+    if !spec.cache_mounts {
+        return Ok(out);
+    }
+    for (id, dir) in &built.cache_mounts {
+        let err = |source| ExportError::Mount {
+            id: id.clone(),
+            source,
+        };
+        let mut writer = store.blob_writer()?;
+        let options = LayerOptions {
+            kind: ChangeKind::Tree,
+            compression: spec.compression,
+            source_date_epoch: None,
+        };
+        let layer = write_layer(dir, &options, &mut writer).map_err(err)?;
+        writer.commit_verified(&layer.digest, layer.size)?;
+        out.insert(
+            id.clone(),
+            MountRecord {
+                layer: Blob {
+                    media_type: layer.media_type.to_owned(),
+                    digest: layer.digest,
+                    size: layer.size,
+                },
+                diff_id: layer.diff_id,
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn to_local(
@@ -305,9 +369,10 @@ fn to_local(
     layout: &Layout,
     tag: &str,
     records: &BTreeMap<Digest, Record>,
+    mounts: &BTreeMap<String, MountRecord>,
 ) -> io::Result<Exported> {
     layout.create()?;
-    let (config, manifest) = format::write(records, CONFIG_MEDIA_TYPE)
+    let (config, manifest) = format::write(records, mounts, CONFIG_MEDIA_TYPE)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (mut uploaded, mut existed) = (0, 0);
     let mut count = |present: bool| {
@@ -317,8 +382,8 @@ fn to_local(
             uploaded += 1;
         }
     };
-    let digests: BTreeSet<&Digest> = records.values().map(|r| &r.layer.digest).collect();
-    for digest in digests {
+    let digests = layer_digests(records, mounts);
+    for digest in &digests {
         count(layout.has_blob(digest));
         let mut blob = store
             .open_blob(digest)
@@ -340,7 +405,8 @@ fn to_local(
     )?;
     Ok(Exported {
         records: records.len(),
-        layers: layers(records),
+        layers: digests.len(),
+        mounts: mounts.len(),
         uploaded,
         existed,
         mounted: 0,

@@ -1,4 +1,4 @@
-//! The exported cache format, version 1: an OCI artifact that any OCI registry or image layout
+//! The exported cache format, version 2: an OCI artifact that any OCI registry or image layout
 //! directory stores.
 //!
 //! ```text
@@ -10,8 +10,10 @@
 //!                         registries keep them and their garbage collection does not take them
 //! config    {"records": {"sha256:<cache key>": {"created": RFC 3339,
 //!                                               "diffID": "sha256:<uncompressed tar>",
+//!                                               "diffSize": bytes of the uncompressed tar,
 //!                                               "layer": {"digest", "mediaType", "size"}}, …},
-//!            "version": 1}
+//!            "mounts": {"<cache mount id>": {"diffID", "layer": {…}}, …},
+//!            "version": 2}
 //! ```
 //!
 //! Both documents are canonical JSON (keys sorted, no whitespace) and hold nothing about the
@@ -22,6 +24,15 @@
 //! fallback); the reader takes both, recognising the artifact by its `artifactType`. A reader
 //! refuses a `version` it does not know and a record whose layer the manifest does not list:
 //! a cache it cannot read is a miss, never a wrong hit.
+//!
+//! Version 2 added `diffSize` (optional: written when the exporter keeps the uncompressed tar,
+//! which is what lets an importer name the layer in its image without fetching it, a lazy
+//! import); version 1 documents are version 2 documents without it and are still read (their
+//! records are imported eagerly). Version 2 also added `mounts` (only with `cache-mounts=true`,
+//! absent otherwise): the contents of each `RUN --mount=type=cache` directory the build used,
+//! by id, as a layer of a plain tree (listed in the manifest's layers like the records'), which
+//! an importer unpacks into a cache directory it does not have before the first RUN that mounts
+//! it. The artifact and config media types did not change.
 //!
 //! The inline form (`--cache-to type=inline`) puts the records in the built image's config,
 //! under [`INLINE_KEY`]: `{"records": {"sha256:<key>": {"created", "diffID", "layer": <index
@@ -44,8 +55,12 @@ pub const ARTIFACT_TYPE: &str = "application/vnd.kiln.cache.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.cache.config.v1+json";
 /// The config media type every registry accepts, used when one refuses [`CONFIG_MEDIA_TYPE`].
 pub const FALLBACK_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes.
+pub const VERSION: u32 = 2;
+/// The format versions this code reads: version 1 is version 2 without `diffSize`.
+pub const READS: [u32; 2] = [1, 2];
+/// The version of the inline form (unchanged by version 2: an image's records have no sizes).
+pub const INLINE_VERSION: u32 = 1;
 /// The image config field holding an inline cache.
 pub const INLINE_KEY: &str = "kiln.cache.v1";
 
@@ -75,15 +90,36 @@ pub struct Record {
     pub diff_id: Digest,
     /// When the step ran (RFC 3339), which a hit keeps so the image is the same.
     pub created: String,
+    /// The size of the uncompressed tar (version 2; absent in version 1 and when the exporter
+    /// did not keep the tar): with it, an importer that keeps layers uncompressed can name the
+    /// layer in its image before fetching it (a lazy import).
+    #[serde(rename = "diffSize", default, skip_serializing_if = "Option::is_none")]
+    pub diff_size: Option<u64>,
 }
 
-/// The config blob: the records, by cache key.
+/// The contents of a `RUN --mount=type=cache` directory (version 2, `cache-mounts=true`): the
+/// directory as a layer (a plain tree, every entry an addition), by the mount's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountRecord {
+    /// The layer blob (compressed).
+    pub layer: Blob,
+    /// The sha256 of the uncompressed tar.
+    #[serde(rename = "diffID")]
+    pub diff_id: Digest,
+}
+
+/// The config blob: the records, by cache key, and the cache mounts, by id.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CacheConfig {
     /// The format version ([`VERSION`]).
     pub version: u32,
     /// The records, by cache key.
     pub records: BTreeMap<Digest, Record>,
+    /// The cache mounts' contents, by id (absent when there are none: the bytes of a cache
+    /// without them are what they were before mounts existed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<String, MountRecord>,
 }
 
 /// The manifest as kiln writes it (field names are the OCI spec's).
@@ -117,7 +153,7 @@ pub enum FormatError {
     #[error("the cache config is not valid")]
     Config(#[source] serde_json::Error),
     /// A version this code does not read.
-    #[error("cache format version {found} is not supported (kiln reads version {VERSION})")]
+    #[error("cache format version {found} is not supported (kiln reads versions 1 and 2)")]
     Version {
         /// The version found.
         found: u32,
@@ -125,8 +161,8 @@ pub enum FormatError {
     /// A record names a layer the manifest does not list.
     #[error("the record of {key} names layer {layer}, which the cache manifest does not list")]
     Unlisted {
-        /// The record's key.
-        key: Digest,
+        /// The record's key (or cache mount).
+        key: String,
         /// Its layer.
         layer: Digest,
     },
@@ -150,14 +186,20 @@ pub enum FormatError {
 /// `config_media_type` is [`CONFIG_MEDIA_TYPE`] or [`FALLBACK_CONFIG_MEDIA_TYPE`].
 pub fn write(
     records: &BTreeMap<Digest, Record>,
+    mounts: &BTreeMap<String, MountRecord>,
     config_media_type: &str,
 ) -> Result<(Vec<u8>, Vec<u8>), FormatError> {
     let config = CacheConfig {
         version: VERSION,
         records: records.clone(),
+        mounts: mounts.clone(),
     };
     let config_bytes = canonical_json(&config).map_err(FormatError::Encode)?;
-    let layers: BTreeSet<Blob> = records.values().map(|r| r.layer.clone()).collect();
+    let layers: BTreeSet<Blob> = records
+        .values()
+        .map(|r| r.layer.clone())
+        .chain(mounts.values().map(|m| m.layer.clone()))
+        .collect();
     let layers: Vec<Blob> = layers.into_iter().collect();
     let config_blob = Blob {
         media_type: config_media_type.to_owned(),
@@ -200,7 +242,7 @@ pub fn inline_value(
     records: &BTreeMap<Digest, InlineRecord>,
 ) -> Result<serde_json::Value, FormatError> {
     let cache = InlineCache {
-        version: VERSION,
+        version: INLINE_VERSION,
         records: records.clone(),
     };
     serde_json::to_value(cache)
@@ -229,7 +271,7 @@ pub fn read_inline(
         return Ok(None);
     };
     let version = inline.get("version").and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(VERSION)) {
+    if version != Some(u64::from(INLINE_VERSION)) {
         return Err(FormatError::Version {
             found: version.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
         });
@@ -258,6 +300,7 @@ pub fn read_inline(
                 layer: layer.clone(),
                 diff_id: record.diff_id,
                 created: record.created,
+                diff_size: None,
             },
         );
     }
@@ -313,31 +356,38 @@ pub fn read_manifest(bytes: &[u8]) -> Result<CacheManifest, FormatError> {
 
 /// Reads a cache config (bytes already verified against their digest) and checks it against
 /// its manifest.
-pub fn read_config(
-    bytes: &[u8],
-    manifest: &CacheManifest,
-) -> Result<BTreeMap<Digest, Record>, FormatError> {
+pub fn read_config(bytes: &[u8], manifest: &CacheManifest) -> Result<CacheConfig, FormatError> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,
     }
     // The version first: a later format may change everything else.
     let version: Version = serde_json::from_slice(bytes).map_err(FormatError::Config)?;
-    if version.version != VERSION {
+    if !READS.contains(&version.version) {
         return Err(FormatError::Version {
             found: version.version,
         });
     }
     let config: CacheConfig = serde_json::from_slice(bytes).map_err(FormatError::Config)?;
-    for (key, record) in &config.records {
-        if manifest.layers.get(&record.layer.digest) != Some(&record.layer) {
+    let named = config
+        .records
+        .iter()
+        .map(|(key, r)| (key.to_string(), &r.layer))
+        .chain(
+            config
+                .mounts
+                .iter()
+                .map(|(id, m)| (format!("cache mount {id:?}"), &m.layer)),
+        );
+    for (key, layer) in named {
+        if manifest.layers.get(&layer.digest) != Some(layer) {
             return Err(FormatError::Unlisted {
-                key: key.clone(),
-                layer: record.layer.digest.clone(),
+                key,
+                layer: layer.digest.clone(),
             });
         }
     }
-    Ok(config.records)
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -353,6 +403,8 @@ mod tests {
             },
             diff_id: Digest::of(&[n, n]),
             created: "2024-01-01T00:00:00Z".to_owned(),
+            // Version 2's field, on some records only (an exporter may not know it).
+            diff_size: (n % 2 == 1).then_some(u64::from(n) + 1000),
         }
     }
 
@@ -367,25 +419,26 @@ mod tests {
     #[test]
     fn round_trip() {
         let records = records();
-        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
         assert_eq!(read.layers.len(), 2);
         assert_eq!(read.config.digest, Digest::of(&config));
         assert_eq!(read.config.media_type, CONFIG_MEDIA_TYPE);
-        assert_eq!(read_config(&config, &read).unwrap(), records);
+        assert_eq!(read_config(&config, &read).unwrap().records, records);
 
-        let (config, manifest) = write(&records, FALLBACK_CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) =
+            write(&records, &BTreeMap::new(), FALLBACK_CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
-        assert_eq!(read_config(&config, &read).unwrap(), records);
+        assert_eq!(read_config(&config, &read).unwrap().records, records);
     }
 
     #[test]
     fn the_bytes_are_deterministic_and_pinned() {
-        let (config, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records(), &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         // Built in another order: the same bytes.
         let reversed: BTreeMap<Digest, Record> = records().into_iter().rev().collect();
         assert_eq!(
-            write(&reversed, CONFIG_MEDIA_TYPE).unwrap(),
+            write(&reversed, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap(),
             (config.clone(), manifest.clone())
         );
         let text = String::from_utf8(manifest).unwrap();
@@ -398,13 +451,14 @@ mod tests {
         assert!(text.contains("\"schemaVersion\":2"));
         let config = String::from_utf8(config).unwrap();
         assert!(config.starts_with("{\"records\":{\"sha256:"), "{config}");
-        assert!(config.ends_with(",\"version\":1}"), "{config}");
+        assert!(config.ends_with(",\"version\":2}"), "{config}");
+        assert!(config.contains("\"diffSize\":1001"), "{config}");
         assert!(!config.contains(' '));
         // Pinned: a change to the format's bytes must come with a new version.
-        let (_, manifest) = write(&records(), CONFIG_MEDIA_TYPE).unwrap();
+        let (_, manifest) = write(&records(), &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         assert_eq!(
             Digest::of(&manifest).to_string(),
-            "sha256:2ee5a86f80d2ada2d6ac7a4ee0b84abe31b6e5a28f32c37341cf289715328420"
+            "sha256:fddd29be5eed07a4465b183d9ee7e34fb32e58b1b5530e147d7735e8ece5fb52"
         );
     }
 
@@ -465,17 +519,61 @@ mod tests {
     }
 
     #[test]
+    fn cache_mounts_round_trip_and_are_listed() {
+        let mounts = BTreeMap::from([(
+            "pip".to_owned(),
+            MountRecord {
+                layer: Blob {
+                    media_type: "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+                    digest: Digest::of(b"pip cache"),
+                    size: 9,
+                },
+                diff_id: Digest::of(b"pip tar"),
+            },
+        )]);
+        let (config, manifest) = write(&records(), &mounts, CONFIG_MEDIA_TYPE).unwrap();
+        let text = String::from_utf8(config.clone()).unwrap();
+        assert!(text.contains("\"mounts\":{\"pip\":{"), "{text}");
+        let read = read_manifest(&manifest).unwrap();
+        assert_eq!(read.layers.len(), 3);
+        let back = read_config(&config, &read).unwrap();
+        assert_eq!((back.records, back.mounts), (records(), mounts));
+        let mut fewer = read.clone();
+        fewer.layers.remove(&Digest::of(b"pip cache"));
+        assert!(matches!(
+            read_config(&config, &fewer),
+            Err(FormatError::Unlisted { key, .. }) if key.contains("pip")
+        ));
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        // A version 1 config, as kiln wrote it before sizes: no diffSize.
+        let mut records = records();
+        for record in records.values_mut() {
+            record.diff_size = None;
+        }
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
+        let v1 = String::from_utf8(config)
+            .unwrap()
+            .replace("\"version\":2", "\"version\":1");
+        assert!(!v1.contains("diffSize"));
+        let read = read_manifest(&manifest).unwrap();
+        assert_eq!(read_config(v1.as_bytes(), &read).unwrap().records, records);
+    }
+
+    #[test]
     fn refusals() {
         let records = records();
-        let (config, manifest) = write(&records, CONFIG_MEDIA_TYPE).unwrap();
+        let (config, manifest) = write(&records, &BTreeMap::new(), CONFIG_MEDIA_TYPE).unwrap();
         let read = read_manifest(&manifest).unwrap();
 
         let other = String::from_utf8(config.clone())
             .unwrap()
-            .replace("\"version\":1", "\"version\":2");
+            .replace("\"version\":2", "\"version\":3");
         assert!(matches!(
             read_config(other.as_bytes(), &read),
-            Err(FormatError::Version { found: 2 })
+            Err(FormatError::Version { found: 3 })
         ));
         assert!(matches!(
             read_config(&config[..config.len() / 2], &read),

@@ -4,13 +4,20 @@
 //! Import reads only the small documents up front (the manifest and the config of records) and
 //! offers their records to the solver through [`CacheImports`]: every keyed step that misses the
 //! local cache is looked up, so a stage whose inputs did not change hits even after an earlier
-//! unrelated step missed. On a hit the layer blob is downloaded into the store then and there
-//! (eagerly, per hit), verified, unpacked to its uncompressed form (verified against the
-//! record's diffID) and recorded in the local cache; the compressed blob is remembered as that
-//! layer's compressed form, so a later push or export sends it without compressing again. Each
-//! record keeps its [`Origin`], so a later lazy import can tell where to fetch bytes from when
-//! they are needed. A record whose blob cannot be fetched is an error for that step only: the
-//! solver warns and runs the step, so an import never causes a wrong hit or a failed build.
+//! unrelated step missed. A hit is lazy when the record says how large the uncompressed layer
+//! is (format version 2's `diffSize`): nothing is downloaded; the store learns the compressed
+//! blob as a remote blob of this cache ([`crate::store::remote`]) and the uncompressed tar the
+//! build keeps as its decompression, and remembers the compressed blob as that layer's
+//! compressed form and the cache's repository as a place the blob is, so a push to the same
+//! registry skips or mounts it without downloading it. The bytes are fetched (verified, renamed
+//! into place) only when something reads them: a RUN or COPY on top of the layer, a
+//! `COPY --from` of its stage, an `--output`, `kiln run`, a push to another registry. Without
+//! `diffSize` (version 1 caches, inline caches) the hit downloads the layer then and there,
+//! unpacks it to its uncompressed form (verified against the record's diffID) and records it.
+//! A record whose blob cannot be fetched during the lookup is an error for that step only: the
+//! solver warns and runs the step, so an import never causes a wrong hit or a failed build; a
+//! lazy layer the registry lost by the time its bytes are needed fails the step that needs them,
+//! naming the blob and the cache (see [`crate::solve`]).
 //!
 //! Export ([`export()`]) writes the records the build used or made (all of them with
 //! `mode=max`; with `mode=min` those whose layers are in the image) with their layers
@@ -20,6 +27,7 @@
 //! like a cache, its layers taken from the image's manifest.
 
 pub mod export;
+mod fetch;
 pub mod format;
 mod local;
 pub mod spec;
@@ -27,7 +35,7 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufReader, Read as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kiln_registry::manifest::{Document, parse_described};
 use kiln_registry::{Digest, Reference, Registry};
@@ -36,10 +44,11 @@ use crate::layer::{Compression, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_
 use crate::solve::cache::CacheRecord;
 use crate::solve::{BoxError, CacheImports};
 use crate::store::registry::remember_locations;
-use crate::store::{Store, StoreError};
-use format::{FormatError, MAX_CONFIG_BYTES, Record};
+use crate::store::{RemoteBlob, RemoteSource, Store, StoreError};
+use format::{CacheConfig, FormatError, MAX_CONFIG_BYTES, MountRecord, Record};
 
 pub use export::{ExportError, Exported, export};
+pub use fetch::{Connect, Fetcher};
 pub use spec::{CacheExport, CacheImport, ExportMode, ExportTarget, SpecError};
 
 /// Where a cache came from.
@@ -103,6 +112,19 @@ pub enum ImportError {
         #[source]
         source: Box<StoreError>,
     },
+    /// The cache no longer has a layer a record names (or has another size of it).
+    #[error("{origin}: layer {layer} is {}", match found {
+        None => "gone".to_owned(),
+        Some(size) => format!("{size} bytes, not the size its record says"),
+    })]
+    Gone {
+        /// The cache.
+        origin: Origin,
+        /// The layer.
+        layer: Digest,
+        /// The size it has, if it is there.
+        found: Option<u64>,
+    },
     /// A layer whose form the build cannot use.
     #[error("{origin}: layer {layer} is {media_type}, which this build cannot use")]
     MediaType {
@@ -137,6 +159,8 @@ pub struct Imports {
     sources: Vec<Source>,
     /// Every record, with the index of the source it came from, in the order of the sources.
     records: BTreeMap<Digest, Vec<(usize, Record)>>,
+    /// Every cache mount's contents, by id, likewise.
+    mounts: BTreeMap<String, Vec<(usize, MountRecord)>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -146,6 +170,7 @@ impl Imports {
         Ok(Self {
             sources: Vec::new(),
             records: BTreeMap::new(),
+            mounts: BTreeMap::new(),
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -212,19 +237,33 @@ impl Imports {
         Ok(self.add(origin, Backend::Local(layout), records))
     }
 
-    fn add(
-        &mut self,
-        origin: Origin,
-        backend: Backend,
-        records: BTreeMap<Digest, Record>,
-    ) -> usize {
+    fn add(&mut self, origin: Origin, backend: Backend, config: CacheConfig) -> usize {
         let index = self.sources.len();
         self.sources.push(Source { origin, backend });
-        let added = records.len();
-        for (key, record) in records {
+        let added = config.records.len();
+        for (key, record) in config.records {
             self.records.entry(key).or_default().push((index, record));
         }
+        for (id, mount) in config.mounts {
+            self.mounts.entry(id).or_default().push((index, mount));
+        }
         added
+    }
+
+    /// How many cache mounts the caches have contents of, together.
+    pub fn mounts(&self) -> usize {
+        self.mounts.len()
+    }
+
+    /// The source of a blob of `source`, for the store's remote-blob records.
+    fn remote_source(source: &Source) -> RemoteSource {
+        match &source.origin {
+            Origin::Registry(reference) => RemoteSource::Registry {
+                registry: reference.registry().to_owned(),
+                repository: reference.repository().to_owned(),
+            },
+            Origin::Local(dir, _) => RemoteSource::Layout { dir: dir.clone() },
+        }
     }
 
     /// The caches that have a record of `key`, in the order they are tried.
@@ -276,6 +315,7 @@ impl Imports {
         };
         // An uncompressed layer this store already has (another import, or its own build).
         if compression == Compression::None
+            && store.has_blob(&record.diff_id)
             && let Ok(file) = store.open_blob(&record.diff_id)
             && let Ok(meta) = file.metadata()
         {
@@ -287,6 +327,9 @@ impl Imports {
             });
         }
         if !store.has_blob(&layer.digest) {
+            if let Some(lazy) = self.lazily(source, record, store, compression, compressed_with) {
+                return lazy;
+            }
             self.download(source, layer, store)?;
         }
         let Some(with) = compressed_with.filter(|_| compression == Compression::None) else {
@@ -310,6 +353,102 @@ impl Imports {
             size,
             ..as_is
         })
+    }
+
+    /// The record of a hit whose layer stays where it is (a lazy import): the store learns the
+    /// compressed blob as remote (from this cache), and the uncompressed tar the build keeps as
+    /// its decompression, so the image names the layer now and [`Store::open_blob`] fetches it
+    /// when something reads it. `None` when the layer must be fetched now: the record has no
+    /// `diffSize` (a version 1 cache, an inline cache) and the build keeps uncompressed layers.
+    fn lazily(
+        &self,
+        source: &Source,
+        record: &Record,
+        store: &Store,
+        compression: Compression,
+        compressed_with: Option<Compression>,
+    ) -> Option<Result<CacheRecord, ImportError>> {
+        let layer = &record.layer;
+        let compressed = RemoteBlob {
+            media_type: layer.media_type.clone(),
+            digest: layer.digest.clone(),
+            size: layer.size,
+            source: Self::remote_source(source),
+        };
+        let plain = match (compression, compressed_with, record.diff_size) {
+            (Compression::None, Some(with), Some(size)) => Some((with, size)),
+            (Compression::None, ..) => return None,
+            _ => None,
+        };
+        // The cache must still have the blob (a HEAD, no download): one it lost is a miss now,
+        // and the next cache or a run of the step takes over, rather than a failure later.
+        if let Err(e) = self.check_present(source, layer) {
+            return Some(Err(e));
+        }
+        let result = (|| {
+            store.remember_remote(&compressed)?;
+            if let Origin::Registry(reference) = &source.origin {
+                // A push of an image with this layer to the same registry mounts it from here.
+                let _ = remember_locations(store, reference, std::slice::from_ref(&layer.digest));
+            }
+            let Some((with, size)) = plain else {
+                return Ok(CacheRecord {
+                    media_type: layer.media_type.clone(),
+                    digest: layer.digest.clone(),
+                    size: layer.size,
+                    diff_id: record.diff_id.clone(),
+                    created: record.created.clone(),
+                });
+            };
+            store.remember_remote(&RemoteBlob {
+                media_type: MEDIA_TYPE_TAR.to_owned(),
+                digest: record.diff_id.clone(),
+                size,
+                source: RemoteSource::Decompressed {
+                    from: layer.digest.clone(),
+                },
+            })?;
+            store.remember_compressed_layer(&record.diff_id, with, &layer.digest, layer.size);
+            Ok(CacheRecord {
+                media_type: MEDIA_TYPE_TAR.to_owned(),
+                digest: record.diff_id.clone(),
+                size,
+                diff_id: record.diff_id.clone(),
+                created: record.created.clone(),
+            })
+        })();
+        Some(result.map_err(|e| ImportError::Store {
+            origin: source.origin.clone(),
+            layer: layer.digest.clone(),
+            source: Box::new(e),
+        }))
+    }
+
+    /// Whether `source` has the blob `layer`, with its size, without reading it.
+    fn check_present(&self, source: &Source, layer: &format::Blob) -> Result<(), ImportError> {
+        let origin = &source.origin;
+        let found = match &source.backend {
+            Backend::Registry(registry, repository) => self
+                .runtime
+                .block_on(registry.head_blob(repository, &layer.digest))
+                .map_err(|e| ImportError::Registry {
+                    origin: origin.clone(),
+                    source: Box::new(e),
+                })?,
+            Backend::Local(layout) => layout
+                .open_blob(&layer.digest, origin)?
+                .metadata()
+                .ok()
+                .map(|m| m.len()),
+        };
+        match found {
+            Some(size) if size == layer.size => Ok(()),
+            found => Err(ImportError::Gone {
+                origin: origin.clone(),
+                layer: layer.digest.clone(),
+                found,
+            }),
+        }
     }
 
     /// Downloads a layer blob into the store, verified against its digest and size.
@@ -368,7 +507,7 @@ fn records_of(
     served: Option<&str>,
     origin: &Origin,
     read_config: &mut dyn FnMut(&format::Blob) -> Result<Vec<u8>, ImportError>,
-) -> Result<BTreeMap<Digest, Record>, ImportError> {
+) -> Result<CacheConfig, ImportError> {
     let format_err = |source| ImportError::Format {
         origin: origin.clone(),
         source,
@@ -410,7 +549,11 @@ fn records_of(
         .collect::<Result<Vec<_>, _>>()?;
     let config = read_config(&blob(manifest.config())?)?;
     match format::read_inline(&config, &layers).map_err(format_err)? {
-        Some(records) => Ok(records),
+        Some(records) => Ok(CacheConfig {
+            version: format::INLINE_VERSION,
+            records,
+            mounts: BTreeMap::new(),
+        }),
         None => Err(format_err(FormatError::NotACache {
             found: manifest.artifact_type().as_ref().map(ToString::to_string),
             config: format!("{}, with no inline cache", manifest.config().media_type()),
@@ -456,6 +599,36 @@ impl CacheImports for Imports {
             Some(e) => Err(e.into()),
             None => Ok(None),
         }
+    }
+
+    fn restore_mount(&self, id: &str, store: &Store, into: &Path) -> Result<bool, BoxError> {
+        // The first cache that has the mount; its layer comes through the store, so it is
+        // fetched with the same credentials and verified like any other.
+        let Some((index, mount)) = self.mounts.get(id).and_then(|m| m.first()) else {
+            return Ok(false);
+        };
+        let source = &self.sources[*index];
+        let layer = &mount.layer;
+        let err = |e: StoreError| ImportError::Store {
+            origin: source.origin.clone(),
+            layer: layer.digest.clone(),
+            source: Box::new(e),
+        };
+        store
+            .remember_remote(&RemoteBlob {
+                media_type: layer.media_type.clone(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+                source: Self::remote_source(source),
+            })
+            .map_err(err)?;
+        let blob = store.open_blob(&layer.digest).map_err(err)?;
+        crate::layer::apply_blob(
+            into,
+            BufReader::new(blob),
+            &crate::layer::ApplyOptions::new(crate::layer::ApplyMode::Merge),
+        )?;
+        Ok(true)
     }
 }
 

@@ -7,7 +7,9 @@
 //! no `=` at all is a registry reference (`--cache-from REF` means `type=registry,ref=REF`, as
 //! in buildx). Export options: `mode=min|max` (min, the default, exports the steps whose layers
 //! are in the image; max every step of every stage built), `compression=gzip|zstd` (gzip),
-//! `ignore-error=true|false` (false: a failed export fails the build), and for local
+//! `ignore-error=true|false` (false: a failed export fails the build), `cache-mounts=true|false`
+//! (false: with true, the contents of the build's `RUN --mount=type=cache` directories go too;
+//! not for `type=inline`), and for local
 //! directories `tag=` (the name in `index.json`, `latest` by default). `oci-mediatypes=true`
 //! and `image-manifest=true` are accepted because they describe what kiln always writes. Every
 //! other type, key or value is an error naming it: nothing is silently ignored.
@@ -46,6 +48,8 @@ pub struct CacheExport {
     pub compression: Compression,
     /// Whether a failed export is only a warning.
     pub ignore_error: bool,
+    /// `cache-mounts=true`: the contents of the build's cache mounts go too.
+    pub cache_mounts: bool,
 }
 
 /// The destination of an export.
@@ -275,6 +279,7 @@ pub fn parse_export(value: &str) -> Result<CacheExport, SpecError> {
         mode: ExportMode::Min,
         compression: Compression::Gzip,
         ignore_error: false,
+        cache_mounts: false,
     };
     for (key, val) in fields {
         match (ty, key.as_str()) {
@@ -289,7 +294,7 @@ pub fn parse_export(value: &str) -> Result<CacheExport, SpecError> {
                     expected: "min (an inline cache holds only the image's own layers)",
                 });
             }
-            ("inline", "compression" | "oci-mediatypes" | "image-manifest") => {
+            ("inline", "compression" | "oci-mediatypes" | "image-manifest" | "cache-mounts") => {
                 return Err(SpecError::UnknownOption { flag: TO, ty, key });
             }
             (_, "mode") => {
@@ -321,6 +326,7 @@ pub fn parse_export(value: &str) -> Result<CacheExport, SpecError> {
                 }
             }
             (_, "ignore-error") => export.ignore_error = boolean(TO, &key, &val)?,
+            (_, "cache-mounts") => export.cache_mounts = boolean(TO, &key, &val)?,
             (_, "oci-mediatypes" | "image-manifest") => always_true(TO, &key, &val)?,
             _ => return Err(SpecError::UnknownOption { flag: TO, ty, key }),
         }
@@ -460,8 +466,15 @@ mod tests {
                 mode: *mode,
                 compression: *compression,
                 ignore_error: *ignore_error,
+                cache_mounts: false,
             };
             assert_eq!(parse_export(text).unwrap(), want, "{text}");
+        }
+        for (text, want) in [
+            ("type=registry,ref=a/b,cache-mounts=true", true),
+            ("type=local,dest=d,cache-mounts=false", false),
+        ] {
+            assert_eq!(parse_export(text).unwrap().cache_mounts, want, "{text}");
         }
     }
 
@@ -517,6 +530,16 @@ mod tests {
                 "type=registry,ref=a/b,compression=lz4",
                 false,
                 "expected gzip or zstd",
+            ),
+            (
+                "type=registry,ref=a/b,cache-mounts=yes",
+                false,
+                "expected true or false",
+            ),
+            (
+                "type=inline,cache-mounts=true",
+                false,
+                "unknown option \"cache-mounts\" for type=inline",
             ),
             (
                 "type=registry,ref=a/b,ignore-error=maybe",

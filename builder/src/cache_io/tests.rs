@@ -30,6 +30,7 @@ fn built(steps: BTreeMap<Digest, CacheRecord>) -> Built {
         ),
         config: ImageConfig::new("amd64", "linux"),
         steps,
+        cache_mounts: BTreeMap::new(),
     }
 }
 
@@ -42,11 +43,18 @@ fn to_dir(dir: &Path, tag: &str) -> CacheExport {
         mode: ExportMode::Max,
         compression: Compression::Gzip,
         ignore_error: false,
+        cache_mounts: false,
     }
 }
 
+/// A store that fetches remote blobs from layout directories (no registry in these tests).
 fn new_store(dir: &Path, name: &str) -> Store {
-    Store::open(dir.join(name)).unwrap()
+    let fetcher = Fetcher::new(Box::new(|host: &str| {
+        Err(format!("no registry {host}").into())
+    }));
+    Store::open(dir.join(name))
+        .unwrap()
+        .with_fetcher(std::sync::Arc::new(fetcher))
 }
 
 #[test]
@@ -81,6 +89,12 @@ fn local_round_trip() {
     for (key, want) in &steps {
         let got = imports.fetch(key, &b, Compression::None).unwrap().unwrap();
         assert_eq!(&got, want);
+        // Lazy: known, not fetched, until something reads it; then fetched and verified.
+        assert!(b.is_unfetched(&want.digest));
+    }
+    for want in steps.values() {
+        let bytes = b.read_blob(&want.digest, 1 << 20).unwrap();
+        assert_eq!(Digest::of(&bytes), want.digest);
         assert!(b.has_blob(&want.digest));
     }
     assert_eq!(
@@ -94,7 +108,7 @@ fn local_round_trip() {
     let gz = imports.fetch(&k1, &c, Compression::Gzip).unwrap().unwrap();
     assert_eq!(gz.media_type, crate::layer::MEDIA_TYPE_TAR_GZIP);
     assert_eq!(gz.diff_id, steps[&k1].diff_id);
-    assert!(c.has_blob(&gz.digest));
+    assert!(c.is_unfetched(&gz.digest));
     // The compressed form is remembered: exporting from b compresses nothing new.
     assert_eq!(
         b.compressed_layer(&steps[&k1].digest, Compression::Gzip)
@@ -140,6 +154,59 @@ fn a_lost_layer_fails_its_record_only_and_the_next_cache_is_tried() {
     assert_eq!(both.origins(&key).len(), 2);
     let got = both.fetch(&key, &b, Compression::None).unwrap().unwrap();
     assert_eq!(got, steps[&key]);
+    // Taken from the cache that has it, when it is read.
+    b.read_blob(&got.digest, 1 << 20).unwrap();
+}
+
+#[test]
+fn a_version_1_cache_is_imported_eagerly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_store(tmp.path(), "a");
+    let key = Digest::of(b"key");
+    let steps = BTreeMap::from([(key.clone(), record(&a, b"an old layer"))]);
+    let dir = tmp.path().join("cache");
+    export(&a, &built(steps.clone()), &to_dir(&dir, "latest"), None).unwrap();
+    // Rewrite the config as version 1 (no diffSize), and the manifest naming it.
+    let layout = local::Layout::new(dir.clone());
+    let origin = Origin::Local(dir.clone(), "latest".to_owned());
+    let manifest =
+        format::read_manifest(&layout.read_manifest("latest", &origin).unwrap()).unwrap();
+    let config = layout
+        .read_small(&manifest.config, MAX_CONFIG_BYTES, &origin)
+        .unwrap();
+    let mut records = format::read_config(&config, &manifest).unwrap().records;
+    assert!(records[&key].diff_size.is_some());
+    for r in records.values_mut() {
+        r.diff_size = None;
+    }
+    let (v2, manifest) =
+        format::write(&records, &BTreeMap::new(), format::CONFIG_MEDIA_TYPE).unwrap();
+    let config = String::from_utf8(v2.clone())
+        .unwrap()
+        .replace("\"version\":2", "\"version\":1");
+    // The same length: only the config's digest changes in the manifest.
+    let manifest = String::from_utf8(manifest).unwrap().replace(
+        &Digest::of(&v2).to_string(),
+        &Digest::of(config.as_bytes()).to_string(),
+    );
+    for bytes in [config.as_bytes(), manifest.as_bytes()] {
+        layout
+            .put_blob(&Digest::of(bytes), &mut &bytes[..])
+            .unwrap();
+    }
+    let blob = format::Blob {
+        media_type: kiln_registry::manifest::OCI_MANIFEST.to_owned(),
+        digest: Digest::of(manifest.as_bytes()),
+        size: manifest.len() as u64,
+    };
+    layout.tag("v1", &blob).unwrap();
+
+    let b = new_store(tmp.path(), "b");
+    let mut imports = Imports::new().unwrap();
+    assert_eq!(imports.add_local(dir, "v1").unwrap(), 1);
+    let got = imports.fetch(&key, &b, Compression::None).unwrap().unwrap();
+    assert_eq!(got, steps[&key]);
+    assert!(b.has_blob(&got.digest) && !b.is_unfetched(&got.digest));
 }
 
 #[test]
@@ -191,4 +258,38 @@ fn zstd_layers_round_trip() {
     // A build keeping gzip layers cannot use a zstd one: an error, so the step runs.
     let c = new_store(tmp.path(), "c");
     assert!(imports.fetch(&key, &c, Compression::Gzip).is_err());
+}
+
+#[test]
+fn cache_mounts_export_and_restore_through_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = new_store(tmp.path(), "a");
+    let pip = tmp.path().join("pip-cache");
+    fs::create_dir_all(pip.join("wheels")).unwrap();
+    fs::write(pip.join("wheels/one.whl"), "wheel").unwrap();
+    let mut built = built(BTreeMap::new());
+    built.cache_mounts = BTreeMap::from([("pip".to_owned(), pip)]);
+    let dir = tmp.path().join("cache");
+    let spec = CacheExport {
+        cache_mounts: true,
+        ..to_dir(&dir, "latest")
+    };
+    let done = export(&a, &built, &spec, None).unwrap();
+    assert_eq!((done.records, done.mounts, done.layers), (0, 1, 1));
+    // Without cache-mounts=true they stay home.
+    let plain = export(&a, &built, &to_dir(&dir, "plain"), None).unwrap();
+    assert_eq!((plain.mounts, plain.layers), (0, 0));
+
+    let b = new_store(tmp.path(), "b");
+    let mut imports = Imports::new().unwrap();
+    imports.add_local(dir, "latest").unwrap();
+    assert_eq!(imports.mounts(), 1);
+    let into = tmp.path().join("restored");
+    fs::create_dir(&into).unwrap();
+    assert!(!imports.restore_mount("npm", &b, &into).unwrap());
+    assert!(imports.restore_mount("pip", &b, &into).unwrap());
+    assert_eq!(
+        fs::read_to_string(into.join("wheels/one.whl")).unwrap(),
+        "wheel"
+    );
 }

@@ -367,3 +367,49 @@ fn stub_cleanup_never_follows_a_swapped_parent_to_the_host() {
             .is_symlink()
     );
 }
+
+#[test]
+fn a_cache_directory_is_seeded_once_whole_and_only_when_missing() {
+    if !crate::privileges::current().chown {
+        crate::testutil::skip("seeding a cache directory owned by 1000 needs CAP_CHOWN");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let caches = CacheMounts::new(dir.path().join("cache"));
+    let owner = CacheOwner {
+        uid: 1000,
+        gid: 1000,
+        mode: 0o750,
+    };
+    // Nothing to put in: no directory is made, so acquire makes the usual empty one.
+    let seeded: Result<bool, ExecError> = caches.seed("pip", owner, |_| Ok(false));
+    assert!(!seeded.unwrap());
+    assert!(!caches.dir_of("pip").exists());
+    // A failing fill leaves nothing half-filled behind.
+    let failed: Result<bool, ExecError> = caches.seed("pip", owner, |d| {
+        std::fs::write(d.join("half"), "x").unwrap();
+        Err(ExecError::Io {
+            op: "fill",
+            path: d.to_owned(),
+            source: std::io::Error::other("lost"),
+        })
+    });
+    assert!(failed.is_err());
+    assert!(!caches.dir_of("pip").exists());
+    let seeded: Result<bool, ExecError> = caches.seed("pip", owner, |d| {
+        std::fs::write(d.join("wheel"), "w").unwrap();
+        Ok(true)
+    });
+    assert!(seeded.unwrap());
+    let path = caches.dir_of("pip");
+    assert_eq!(std::fs::read_to_string(path.join("wheel")).unwrap(), "w");
+    let meta = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o750);
+    // Present now: not filled again.
+    let again: Result<bool, ExecError> = caches.seed("pip", owner, |_| panic!("filled twice"));
+    assert!(!again.unwrap());
+    let held = caches.acquire("pip", Sharing::Shared, owner).unwrap();
+    assert_eq!(held.path(), path);
+}

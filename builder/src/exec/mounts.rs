@@ -179,7 +179,7 @@ impl CacheMounts {
             .create(&self.root)
             .map_err(io_err("create", &self.root))?;
         let name = Digest::of(id.as_bytes()).hex().to_owned();
-        let path = self.root.join(&name);
+        let path = self.dir_of(id);
         if !path.is_dir() {
             self.create(&path, owner)?;
         }
@@ -222,6 +222,48 @@ impl CacheMounts {
                 }
                 Err(e) => return Err(io_err("lock", &lock_path)(e.into())),
             }
+        }
+    }
+
+    /// The persistent directory of cache `id` (whether or not it exists yet).
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.root.join(Digest::of(id.as_bytes()).hex())
+    }
+
+    /// When cache `id` has no directory yet, makes one with `owner` and has `fill` put its
+    /// first contents in (a fresh runner restoring an exported cache) before it takes the
+    /// directory's place, so a RUN sees all of them or none. `Ok(false)` when the directory
+    /// exists, `fill` had nothing, or another process made it first.
+    pub fn seed<E: From<ExecError>>(
+        &self,
+        id: &str,
+        owner: CacheOwner,
+        fill: impl FnOnce(&Path) -> Result<bool, E>,
+    ) -> Result<bool, E> {
+        let path = self.dir_of(id);
+        if path.is_dir() {
+            return Ok(false);
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io_err("create", &self.root))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("new-")
+            .tempdir_in(&self.root)
+            .map_err(io_err("create a directory in", &self.root))?;
+        if !fill(tmp.path())? {
+            return Ok(false);
+        }
+        set_owner(tmp.path(), owner)?;
+        match rustix::fs::renameat_with(CWD, tmp.path(), CWD, &path, RenameFlags::NOREPLACE) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                Ok(true)
+            }
+            Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => Ok(false),
+            Err(e) => Err(io_err("create", &path)(e.into()).into()),
         }
     }
 

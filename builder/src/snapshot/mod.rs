@@ -318,7 +318,20 @@ impl Snapshots {
             });
         }
         let chain = chain_ids(diff_ids);
-        for (layer, chain_id) in manifest.layers().iter().zip(&chain) {
+        self.prepare_chain(store, manifest.layers(), &chain)?;
+        Ok(chain)
+    }
+
+    /// Unpacks every layer of `layers` (descriptors of store blobs, bottom first) whose
+    /// snapshot in `chain` (their chainIDs) is missing. Only those blobs are opened, so a layer
+    /// not yet fetched ([`crate::store::remote`]) is fetched here, when a root needs it.
+    pub fn prepare_chain(
+        &self,
+        store: &Store,
+        layers: &[oci_spec::image::Descriptor],
+        chain: &[Digest],
+    ) -> Result<(), SnapshotError> {
+        for (layer, chain_id) in layers.iter().zip(chain) {
             if self.contains(chain_id) {
                 continue;
             }
@@ -331,7 +344,7 @@ impl Snapshots {
             let blob = store.open_blob(&digest).map_err(blob_err)?;
             self.prepare_layer(chain_id, io::BufReader::new(blob))?;
         }
-        Ok(chain)
+        Ok(())
     }
 
     /// A writable root holding the stack of snapshots `chain` (chainIDs, bottom first; empty

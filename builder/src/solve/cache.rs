@@ -14,7 +14,8 @@
 //! layer blob is in the store; [`BuildCache::blob_roots`] lets gc keep those blobs, and
 //! [`BuildCache::clear`] (`kiln prune --all`) forgets everything. A record imported from another
 //! machine's cache ([`crate::cache_io`]) is written here when a step first hits it, with its
-//! layer, so it is then a local record like any other. Beside them, keyed by URL,
+//! layer or (a lazy import) with the store knowing where to fetch the layer
+//! ([`crate::store::remote`]): a record counts while its layer is available either way. Beside them, keyed by URL,
 //! what an unpinned `ADD <url>` downloaded last (digest and validators), so the next build can
 //! ask the server whether it changed instead of downloading it again.
 
@@ -205,7 +206,8 @@ impl BuildCache {
                 Err(e) => return Err(StoreError::io("read", &path)(e)),
             };
             let missing = match serde_json::from_slice::<CacheRecord>(&bytes) {
-                Ok(record) if self.store.has_blob(&record.digest) => continue,
+                // A remote layer (a lazy import) is not stale: it is fetched when needed.
+                Ok(record) if self.store.is_available(&record.digest) => continue,
                 Ok(record) => Some(record.digest),
                 Err(_) if serde_json::from_slice::<UrlRecord>(&bytes).is_ok() => continue,
                 Err(_) => None,

@@ -133,6 +133,12 @@ pub trait CacheImports: Sync + std::fmt::Debug {
         store: &Store,
         compression: crate::layer::Compression,
     ) -> Result<Option<CacheRecord>, BoxError>;
+
+    /// Fills the empty directory `into` with the contents an imported cache has of the cache
+    /// mount `id` (its layer fetched into `store`, verified); `false` when no cache has them.
+    /// The solver asks before the first RUN that mounts `id` when the store has no directory
+    /// for it yet; an error makes it warn and start with an empty one.
+    fn restore_mount(&self, id: &str, store: &Store, into: &Path) -> Result<bool, BoxError>;
 }
 
 /// The built image, written to the store but not tagged.
@@ -145,6 +151,9 @@ pub struct Built {
     /// Every keyed filesystem step of every stage built, run or taken from a cache: its key and
     /// the record of its layer (what `--cache-to` exports).
     pub steps: BTreeMap<Digest, CacheRecord>,
+    /// The directory of every `RUN --mount=type=cache` id the build mounted (what
+    /// `--cache-to …,cache-mounts=true` exports).
+    pub cache_mounts: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Why a build failed.
@@ -260,6 +269,7 @@ pub fn build(
         resolved: Mutex::default(),
         results: Mutex::default(),
         steps: Mutex::default(),
+        mounts_used: Mutex::default(),
     };
     solver.run_stages()?;
     // Remembered file digests only save time: a build does not fail for want of them.
@@ -296,6 +306,7 @@ pub fn build(
         manifest,
         config: state.image.config,
         steps: solver.steps.into_inner().unwrap_or_default(),
+        cache_mounts: solver.mounts_used.into_inner().unwrap_or_default(),
     })
 }
 
@@ -342,6 +353,8 @@ struct Solver<'a> {
     results: Mutex<BTreeMap<usize, StageState>>,
     /// The keyed steps so far, with their records.
     steps: Mutex<BTreeMap<Digest, CacheRecord>>,
+    /// The cache mounts RUNs used so far, by id, with their directories.
+    mounts_used: Mutex<BTreeMap<String, std::path::PathBuf>>,
 }
 
 impl Solver<'_> {

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 
 use super::cache::KeyBuilder;
 use super::stage::Announce;
-use super::{BuildError, Event, Solver, StageState, step_err};
+use super::{BoxError, BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::exec::{
     AgentProxy, CacheDir, CacheOwner, ExecError, ExecOptions, Mount, MountKind, NetworkMode,
@@ -94,6 +94,29 @@ impl Solver<'_> {
         Ok(())
     }
 
+    /// Before the first RUN that mounts cache `id` on a store that has no directory for it:
+    /// its contents from an imported cache (`--cache-from` of a cache exported with
+    /// `cache-mounts=true`), if one has them. Failing that is a warning: the RUN starts with an
+    /// empty cache, as it would have without the import.
+    fn restore_cache_mount(&self, id: &str, owner: CacheOwner, location: Location) {
+        let Some(imports) = self.options.imports else {
+            return;
+        };
+        let restored = self
+            .caches
+            .seed(id, owner, |dir| -> Result<bool, BoxError> {
+                imports.restore_mount(id, self.store, dir)
+            });
+        if let Err(e) = restored {
+            let message = format!(
+                "line {}: cache mount {id:?} not restored from the imported cache, starting empty: {}",
+                location.start_line,
+                crate::error_chain(&*e)
+            );
+            (self.progress)(Event::Warning { message: &message });
+        }
+    }
+
     /// Runs the command on `root` with its mounts; a non-zero exit is an error.
     fn execute(
         &self,
@@ -117,10 +140,14 @@ impl Solver<'_> {
                         gid: m.gid.unwrap_or(0),
                         mode: m.mode.unwrap_or(0o755),
                     };
+                    self.restore_cache_mount(&id, owner, location);
                     let dir = self
                         .caches
                         .acquire(&id, m.sharing.unwrap_or(Sharing::Shared), owner)
                         .map_err(step_err(location, format!("opening cache {id:?}")))?;
+                    if let Ok(mut used) = self.mounts_used.lock() {
+                        used.insert(id.clone(), self.caches.dir_of(&id));
+                    }
                     let kind = MountKind::Bind {
                         source: dir.path().to_owned(),
                         read_only: m.read_only,

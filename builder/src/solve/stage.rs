@@ -2,7 +2,6 @@
 //! through the build cache ([`Solver::layer_step`]).
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
@@ -145,10 +144,20 @@ impl Solver<'_> {
             .store
             .read_config(&manifest)
             .map_err(err("reading the config of"))?;
-        let chain = self
-            .snapshots
-            .unpack_image(self.store, &manifest, &config.rootfs.diff_ids)
-            .map_err(step_err(location, format!("unpacking {reference}")))?;
+        // Its layers are unpacked when a step first needs the root ([`Solver::mutable`]), so a
+        // base whose layers are not fetched yet (built from a lazy cache import) stays so
+        // through steps that only change the config.
+        if manifest.layers().len() != config.rootfs.diff_ids.len() {
+            return Err(BuildError::at(
+                location,
+                format!(
+                    "{reference} has {} layers but its config lists {} diff_ids",
+                    manifest.layers().len(),
+                    config.rootfs.diff_ids.len()
+                ),
+            ));
+        }
+        let chain = crate::snapshot::chain_ids(&config.rootfs.diff_ids);
         let mut config = config;
         with_default_path(&mut config);
         // A base's inline cache describes the base's build, not this one's.
@@ -169,6 +178,11 @@ impl Solver<'_> {
         state: &StageState,
         location: Location,
     ) -> Result<Mutable, BuildError> {
+        // Layers (a base's, and those taken from the cache) are unpacked here, when a root
+        // first needs them (and one not fetched yet is fetched first).
+        self.snapshots
+            .prepare_chain(self.store, &state.layers, &state.chain)
+            .map_err(step_err(location, "unpacking a layer"))?;
         self.snapshots
             .mutable(&state.chain)
             .map_err(step_err(location, "preparing a root filesystem"))
@@ -201,16 +215,9 @@ impl Solver<'_> {
             && let Some(record) = self.cached(key, location)
         {
             announce(true);
+            // Its snapshot is made when a later step needs the root ([`Solver::mutable`]): a
+            // stage that is cached to its end never reads its layers.
             let chain_id = chain_id(state.chain.last(), &record.diff_id);
-            if !self.snapshots.contains(&chain_id) {
-                let blob = self
-                    .store
-                    .open_blob(&record.digest)
-                    .map_err(step_err(location, "reading a cached layer"))?;
-                self.snapshots
-                    .prepare_layer(&chain_id, BufReader::new(blob))
-                    .map_err(step_err(location, "unpacking a cached layer"))?;
-            }
             stack(state, chain_id, &record);
             self.keep_step(key, &record);
             state.key = key.clone();
@@ -240,7 +247,7 @@ impl Solver<'_> {
     /// used is a warning and a miss, never a failed build.
     fn cached(&self, key: &Digest, location: Location) -> Option<CacheRecord> {
         if let Some(record) = self.cache.get(key)
-            && self.store.has_blob(&record.digest)
+            && self.store.is_available(&record.digest)
         {
             return Some(record);
         }

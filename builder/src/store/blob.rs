@@ -162,9 +162,18 @@ impl Store {
 
     /// Opens a blob for reading. The caller streams it; [`Store::verify`] re-hashes blobs, and
     /// readers that need certainty hash what they read (see [`Store::read_blob`]).
+    ///
+    /// A remote blob ([`super::remote`]) is fetched first, verified, and then opened.
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
         let path = self.blob_path(digest);
-        File::open(&path).map_err(|e| {
+        let opened = match File::open(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.remote(digest).is_some() => {
+                self.fetch_remote(digest)?;
+                File::open(&path)
+            }
+            opened => opened,
+        };
+        opened.map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 StoreError::MissingBlob {
                     digest: digest.clone(),

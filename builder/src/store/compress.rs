@@ -107,7 +107,7 @@ impl Store {
                 .ok()
                 .and_then(|bytes| serde_json::from_slice::<Variant>(&bytes).ok());
             match variant {
-                Some(v) if self.has_blob(&v.digest) => {}
+                Some(v) if self.is_available(&v.digest) => {}
                 Some(v) => stale.push((path, Some(v.digest))),
                 None => stale.push((path, None)),
             }
@@ -164,7 +164,7 @@ impl Store {
         if let Some(known) = fs::read(&record)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Variant>(&bytes).ok())
-            .filter(|v| self.has_blob(&v.digest))
+            .filter(|v| self.is_available(&v.digest))
         {
             return Ok(known);
         }

@@ -45,6 +45,17 @@ pub enum StoreError {
         /// The blob's digest.
         digest: Digest,
     },
+    /// A remote blob (one the store knows but does not hold) could not be fetched.
+    #[error("blob {digest} is not fetched yet and cannot be fetched from {from}")]
+    Fetch {
+        /// The blob's digest.
+        digest: Digest,
+        /// Where it was to come from.
+        from: String,
+        /// Why it could not be fetched.
+        #[source]
+        error: kiln_registry::error::BoxError,
+    },
     /// A tag would point at an image whose content is not all in the store.
     #[error("cannot tag {name}: blob {missing} is missing")]
     Incomplete {

@@ -230,6 +230,9 @@ pub struct FsckReport {
     pub bytes: u64,
     /// `index.json` entries whose closure was walked.
     pub tags: usize,
+    /// Layers the tags need that are remote: known by digest and source, not yet fetched (a
+    /// lazy cache import; fetched when something reads them). Not damage.
+    pub unfetched: usize,
     /// What was found, in the order checked: blobs, tags, `tmp/`, records.
     pub problems: Vec<Problem>,
     /// What was done about it (empty unless repairing).
@@ -335,6 +338,11 @@ impl Store {
                     continue;
                 }
             };
+            for digest in walk.unfetched {
+                if reported.insert(digest) {
+                    report.unfetched += 1;
+                }
+            }
             for digest in walk.missing {
                 if reported.insert(digest.clone()) {
                     problems.push(Problem::MissingBlob {

@@ -70,6 +70,8 @@ pub(super) struct Walk {
     pub(super) order: Vec<Digest>,
     /// Blobs needed and absent, in the order met.
     pub(super) missing: Vec<Digest>,
+    /// Blobs needed, absent, and known remote ([`super::remote`]): not yet fetched.
+    pub(super) unfetched: Vec<Digest>,
     /// Blobs present but unusable: wrong size, wrong digest, unparsable document.
     pub(super) broken: Vec<(Digest, StoreError)>,
 }
@@ -107,7 +109,9 @@ impl Store {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !node.optional {
+                    if self.remote(&node.digest).is_some() {
+                        walk.unfetched.push(node.digest);
+                    } else if !node.optional {
                         walk.missing.push(node.digest);
                     }
                     continue;

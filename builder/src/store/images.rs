@@ -31,7 +31,8 @@ impl Store {
         }
         for layer in layers {
             let digest = image::from_oci_digest(layer.digest())?;
-            if !self.has_blob(&digest) {
+            // A remote layer (a lazy cache import) is part of the image, fetched when read.
+            if !self.is_available(&digest) {
                 return Err(StoreError::MissingBlob { digest });
             }
         }

@@ -5,7 +5,8 @@
 //!   oci/oci-layout       {"imageLayoutVersion":"1.0.0"}
 //!   oci/index.json       tags: manifests annotated org.opencontainers.image.ref.name
 //!   oci/blobs/sha256/    content, named by digest
-//!   snapshots/ cache/    for the snapshotter and the build cache
+//!   snapshots/ cache/    for the snapshotter and the build cache; cache/remote/: blobs known
+//!                        but not yet fetched ([`remote`]: a lazy cache import)
 //!   tmp/                 blobs being written (blob-*), index.json being replaced (replace-*),
 //!                        layers being unpacked, RUN roots: only ever under a lease or the lock
 //!   lock                 flock: every index.json change, and gc
@@ -39,6 +40,7 @@ mod images;
 mod index;
 mod prune;
 pub mod registry;
+pub mod remote;
 mod remove;
 mod tmp;
 
@@ -58,6 +60,7 @@ pub use error::StoreError;
 pub use fsck::{FsckReport, Problem, Repair};
 pub use gc::GcReport;
 pub use prune::PruneReport;
+pub use remote::{Fetch, RemoteBlob, RemoteSource};
 pub use remove::Removal;
 
 /// The OCI image-layout version kiln writes and reads.
@@ -83,6 +86,8 @@ const DIR_MODE: u32 = 0o700;
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Brings remote blobs in when they are opened ([`remote`]); `None`: they stay remote.
+    fetcher: Option<std::sync::Arc<dyn Fetch>>,
 }
 
 /// A running build's claim on the store: while any lease is held, [`Store::gc`] refuses to run,
@@ -96,7 +101,10 @@ pub struct Lease {
 impl Store {
     /// Opens the store at `root`, creating the layout if needed and forcing the root to 0700.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let store = Self { root: root.into() };
+        let store = Self {
+            root: root.into(),
+            fetcher: None,
+        };
         create_dir(&store.root, true)?;
         fs::set_permissions(&store.root, fs::Permissions::from_mode(DIR_MODE))
             .map_err(StoreError::io("set permissions of", &store.root))?;

@@ -111,7 +111,8 @@ pub struct BuildArgs {
     #[arg(long = "cache-from", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_import)]
     cache_from: Vec<CacheImport>,
     /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR[,tag=TAG]`, with
-    /// `mode=min|max` (min), `compression=gzip|zstd` (gzip), `ignore-error=true|false` (false);
+    /// `mode=min|max` (min), `compression=gzip|zstd` (gzip), `ignore-error=true|false` (false),
+    /// `cache-mounts=true|false` (false: with true, the RUN --mount=type=cache directories too);
     /// or `type=inline` (into the image's config, for `--push`) (repeatable).
     #[arg(long = "cache-to", value_name = "type=TYPE,…", value_parser = cache_io::spec::parse_export)]
     cache_to: Vec<CacheExport>,
@@ -203,7 +204,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         Ok(found) => found,
         Err(code) => return Ok(code),
     };
-    let store = global.store()?;
+    let store = global.store()?.with_fetcher(args.registry.fetcher());
     let mode = if args.registry.quiet() {
         progress::Mode::Quiet
     } else {
@@ -427,8 +428,13 @@ fn export_cache(
                     cache_io::format::FALLBACK_CONFIG_MEDIA_TYPE
                 ));
             }
+            let mounts = match done.mounts {
+                0 => String::new(),
+                1 => ", 1 cache mount".to_owned(),
+                n => format!(", {n} cache mounts"),
+            };
             reporter.line(&format!(
-                "exported cache to {name}: {} records, {} layers ({} sent, {} already there, {} mounted), manifest {}",
+                "exported cache to {name}: {} records{mounts}, {} layers ({} sent, {} already there, {} mounted), manifest {}",
                 done.records, done.layers, done.uploaded, done.existed, done.mounted, done.manifest
             ));
             Ok(())

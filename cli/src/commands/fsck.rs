@@ -57,6 +57,10 @@ pub fn run(global: &Global, args: FsckArgs) -> anyhow::Result<ExitCode> {
             plural(h, "harmless leftover")
         ),
     };
+    if report.unfetched > 0 {
+        // Not damage: a lazy cache import's layers, fetched when something reads them.
+        summary += &format!("; {} not yet fetched", plural(report.unfetched, "layer"));
+    }
     if args.repair && !report.repairs.is_empty() {
         summary += "; repaired";
     } else if damage > 0 {

@@ -43,7 +43,10 @@ impl Global {
             None => kiln_builder::store::default_root()
                 .context("finding the default store directory")?,
         };
-        Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+        let store = Store::open(&root)
+            .with_context(|| format!("opening the store at {}", root.display()))?;
+        // Layers a cache import left remote are fetched when a command reads them.
+        Ok(store.with_fetcher(pull::default_fetcher()))
     }
 
     /// The store, only when one already exists: commands that only read (`build --check`)

@@ -16,7 +16,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_builder::store::Store;
+use kiln_builder::cache_io::Fetcher;
+use kiln_builder::store::{Fetch, Store};
 use kiln_registry::{
     ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome, Platform, Progress,
     Reference, Registry,
@@ -117,6 +118,22 @@ impl RegistryArgs {
         )?)
     }
 
+    /// What fetches the store's remote blobs (a lazy cache import's layers) with these flags'
+    /// connections and credentials, quietly.
+    pub fn fetcher(&self) -> Arc<dyn Fetch> {
+        let (creds, options) = (self.creds.clone(), self.connect.options());
+        Arc::new(Fetcher::new(Box::new(move |registry: &str| {
+            let credentials = match &creds {
+                Some(c) => {
+                    Some(Credentials::from_user_pass(c).ok_or("--creds must be USER:PASSWORD")?)
+                }
+                None => DockerConfig::load(&DockerConfig::default_path()?)?.lookup(registry)?,
+            };
+            let progress: Arc<dyn Progress> = Arc::new(kiln_registry::NoProgress);
+            Ok(Registry::new(registry, credentials, &options, progress)?)
+        })))
+    }
+
     /// The client options the flags give.
     pub fn options(&self) -> ClientOptions {
         self.connect.options()
@@ -126,6 +143,23 @@ impl RegistryArgs {
     pub fn quiet(&self) -> bool {
         self.quiet
     }
+}
+
+/// What fetches remote blobs for commands without registry flags (`kiln run`, `save`): the
+/// docker config's credentials and the default connection options.
+pub fn default_fetcher() -> Arc<dyn Fetch> {
+    RegistryArgs {
+        connect: ConnectArgs {
+            insecure_registries: Vec::new(),
+            tls_ca: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            timeout: 60,
+        },
+        creds: None,
+        quiet: true,
+    }
+    .fetcher()
 }
 
 /// The async runtime registry commands run on: two workers, enough to overlap network and disk.

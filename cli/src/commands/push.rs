@@ -44,7 +44,7 @@ pub fn run(global: &Global, args: PushArgs) -> anyhow::Result<ExitCode> {
         Some(d) => Reference::parse(d)?,
         None => local.clone(),
     };
-    let store = global.store()?;
+    let store = global.store()?.with_fetcher(args.registry.fetcher());
     let Some(root) = store.resolve(&local.to_string())? else {
         bail!("no such image in the store: {local}");
     };
