@@ -51,6 +51,7 @@ fuzz_target!(|source: &str| {
         build_args: [("A".to_owned(), "from-cli".to_owned())].into(),
         target: None,
         platform: Platform::new("linux", "amd64", None),
+        ..PlanOptions::default()
     };
     let plan = match Plan::new(&file, options) {
         Ok(plan) => plan,
