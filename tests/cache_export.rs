@@ -112,6 +112,41 @@ fn runners() -> Option<(Kiln, Kiln)> {
     Some((a, b))
 }
 
+/// Two runners sharing a registry cache, through a fault proxy in front of the real registry.
+struct Shared {
+    _registry: RegistryServer,
+    proxy: Proxy,
+    a: Kiln,
+    b: Kiln,
+    /// The cache's ref, through the proxy.
+    cache: String,
+}
+
+impl Shared {
+    /// The runners, and `cache/app:TAG` as the cache; `None` (after saying so) when a
+    /// prerequisite is missing outside CI.
+    fn new(tag: &str) -> Option<Self> {
+        let registry = RegistryServer::start(Config::default())?;
+        let (a, b) = runners()?;
+        let proxy = Proxy::start(&registry.addr);
+        let cache = format!("{}/cache/app:{tag}", proxy.addr);
+        Some(Self {
+            _registry: registry,
+            proxy,
+            a,
+            b,
+            cache,
+        })
+    }
+
+    /// Runner A builds [`DOCKERFILE`] and exports every step of it (`mode=max`).
+    fn export_from_a(&self) -> Build {
+        let ctx = context(&self.a, DOCKERFILE, FILES);
+        let to = format!("type=registry,ref={},mode=max", self.cache);
+        build(&self.a, &ctx, &["--cache-to", &to])
+    }
+}
+
 /// The line `exported cache to …` of a build's output.
 fn exported<'a>(stderr: &'a str, name: &str) -> &'a str {
     stderr
@@ -341,28 +376,23 @@ fn a_fresh_runner_imports_lazily_and_pushes_without_moving_layers() {
 
 #[test]
 fn a_lazy_import_fetches_only_what_a_step_needs() {
-    let Some(registry) = RegistryServer::start(Config::default()) else {
+    let Some(shared) = Shared::new("partial") else {
         return;
     };
-    let Some((a, b)) = runners() else { return };
-    let proxy = Proxy::start(&registry.addr);
-    let cache = format!("{}/cache/app:partial", proxy.addr);
-    let ctx_a = context(&a, DOCKERFILE, FILES);
-    build(
-        &a,
-        &ctx_a,
-        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
-    );
-    let layers = compressed_layers(&a);
+    shared.export_from_a();
+    let Shared {
+        proxy, a, b, cache, ..
+    } = &shared;
+    let layers = compressed_layers(a);
 
     // app.txt changes on B: its COPY and the last RUN run. The RUN's root is busybox, the
     // "early" layer and the copy from deps: those two layers are fetched, the deps stage's
     // own two are not (the copy from it is cached).
-    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let ctx_b = context(b, DOCKERFILE, FILES);
     fs::write(ctx_b.join("app.txt"), "app two\n").unwrap();
     let out = b.path("out");
     let built = build(
-        &b,
+        b,
         &ctx_b,
         &[
             "--cache-from",
@@ -380,7 +410,7 @@ fn a_lazy_import_fetches_only_what_a_step_needs() {
         "{}",
         built.stderr
     );
-    assert_eq!(fetched(&proxy, &layers), 2, "{}", built.stderr);
+    assert_eq!(fetched(proxy, &layers), 2, "{}", built.stderr);
     // The output is the whole root filesystem, lazy layers fetched first.
     assert_eq!(
         fs::read_to_string(out.join("out")).unwrap(),
@@ -391,21 +421,16 @@ fn a_lazy_import_fetches_only_what_a_step_needs() {
 
 #[test]
 fn a_lazy_layer_the_registry_lost_is_a_clear_error_when_needed() {
-    let Some(registry) = RegistryServer::start(Config::default()) else {
+    let Some(shared) = Shared::new("lost") else {
         return;
     };
-    let Some((a, b)) = runners() else { return };
-    let proxy = Proxy::start(&registry.addr);
-    let cache = format!("{}/cache/app:lost", proxy.addr);
-    let ctx_a = context(&a, DOCKERFILE, FILES);
-    build(
-        &a,
-        &ctx_a,
-        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
-    );
-    let ctx_b = context(&b, DOCKERFILE, FILES);
+    shared.export_from_a();
+    let Shared {
+        proxy, a, b, cache, ..
+    } = &shared;
+    let ctx_b = context(b, DOCKERFILE, FILES);
     let built = build(
-        &b,
+        b,
         &ctx_b,
         &[
             "--cache-from",
@@ -416,7 +441,7 @@ fn a_lazy_layer_the_registry_lost_is_a_clear_error_when_needed() {
     );
     assert_eq!(built.ran(), Vec::<&str>::new(), "{}", built.stderr);
     // The registry loses the layers after the import looked at them.
-    for layer in compressed_layers(&a) {
+    for layer in compressed_layers(a) {
         proxy.fault(
             "GET",
             &format!("/blobs/{layer}"),
@@ -637,23 +662,18 @@ fn exporting_an_unchanged_cache_again_uploads_no_blob() {
 
 #[test]
 fn cache_faults_are_warnings_and_the_build_is_right() {
-    let Some(registry) = RegistryServer::start(Config::default()) else {
+    let Some(shared) = Shared::new("faults") else {
         return;
     };
-    let Some((a, b)) = runners() else { return };
-    let proxy = Proxy::start(&registry.addr);
-    let cache = format!("{}/cache/app:faults", proxy.addr);
-    let ctx_a = context(&a, DOCKERFILE, FILES);
-    let first = build(
-        &a,
-        &ctx_a,
-        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
-    );
-    let ctx_b = context(&b, DOCKERFILE, FILES);
+    let first = shared.export_from_a();
+    let Shared {
+        proxy, a, b, cache, ..
+    } = &shared;
+    let ctx_b = context(b, DOCKERFILE, FILES);
 
     // A tag that does not exist: one warning, every step runs, the same image.
     let missing = format!("{}/cache/app:nothing-here", proxy.addr);
-    let built = build(&b, &ctx_b, &["--cache-from", &missing]);
+    let built = build(b, &ctx_b, &["--cache-from", &missing]);
     assert_eq!(built.ran(), sorted(ALL));
     assert_eq!(built.manifest, first.manifest);
     let warnings: Vec<&str> = built
@@ -672,7 +692,7 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
     let Some(c) = with_busybox() else { return };
     let ctx_c = context(&c, DOCKERFILE, FILES);
     proxy.fault("GET", "/manifests/faults", 1, Fault::Corrupt);
-    let built = build(&c, &ctx_c, &["--cache-from", &cache]);
+    let built = build(&c, &ctx_c, &["--cache-from", cache]);
     assert_eq!(built.ran(), sorted(ALL), "{}", built.stderr);
     assert!(built.stderr.contains("not used"), "{}", built.stderr);
     assert_eq!(built.manifest, first.manifest);
@@ -681,7 +701,7 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
     let Some(e) = with_busybox() else { return };
     let ctx_e = context(&e, DOCKERFILE, FILES);
     proxy.fault("GET", "/blobs/sha256:", 1, Fault::Corrupt);
-    let built = build(&e, &ctx_e, &["--cache-from", &cache]);
+    let built = build(&e, &ctx_e, &["--cache-from", cache]);
     assert_eq!(built.ran(), sorted(ALL), "{}", built.stderr);
     assert!(built.stderr.contains("not used"), "{}", built.stderr);
     assert_eq!(built.manifest, first.manifest);
@@ -690,7 +710,7 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
     // asks whether each layer is there (HEAD): each step warns and runs.
     let Some(d) = with_busybox() else { return };
     let ctx_d = context(&d, DOCKERFILE, FILES);
-    for layer in compressed_layers(&a) {
+    for layer in compressed_layers(a) {
         for method in ["HEAD", "GET"] {
             proxy.fault(
                 method,
@@ -700,7 +720,7 @@ fn cache_faults_are_warnings_and_the_build_is_right() {
             );
         }
     }
-    let built = build(&d, &ctx_d, &["--cache-from", &cache]);
+    let built = build(&d, &ctx_d, &["--cache-from", cache]);
     assert_eq!(built.ran(), sorted(ALL), "{}", built.stderr);
     assert_eq!(built.manifest, first.manifest);
     let lost = built
@@ -754,20 +774,17 @@ fn a_refused_export_fails_the_build_unless_ignore_error() {
 
 #[test]
 fn a_registry_refusing_the_config_media_type_gets_the_fallback() {
-    let Some(registry) = RegistryServer::start(Config::default()) else {
+    let Some(shared) = Shared::new("fallback") else {
         return;
     };
-    let Some((a, b)) = runners() else { return };
-    let proxy = Proxy::start(&registry.addr);
     // As a registry that validates config media types answers kiln's own.
-    proxy.fault("PUT", "/manifests/", 1, Fault::Status(400, None));
-    let cache = format!("{}/cache/app:fallback", proxy.addr);
-    let ctx_a = context(&a, DOCKERFILE, FILES);
-    let first = build(
-        &a,
-        &ctx_a,
-        &["--cache-to", &format!("type=registry,ref={cache},mode=max")],
-    );
+    shared
+        .proxy
+        .fault("PUT", "/manifests/", 1, Fault::Status(400, None));
+    let first = shared.export_from_a();
+    let Shared {
+        proxy, b, cache, ..
+    } = &shared;
     assert!(
         first.stderr.contains(&format!(
             "{cache} refused the cache config's media type: it was sent as application/vnd.oci.image.config.v1+json"
@@ -776,11 +793,11 @@ fn a_registry_refusing_the_config_media_type_gets_the_fallback() {
         first.stderr
     );
     // The blobs went up once; the second manifest only needed the checks.
-    assert!(exported(&first.stderr, &cache).contains("(0 sent, 7 already there"));
+    assert!(exported(&first.stderr, cache).contains("(0 sent, 7 already there"));
     assert_eq!(proxy.count("PUT", "/manifests/"), 2);
 
-    let ctx_b = context(&b, DOCKERFILE, FILES);
-    let second = build(&b, &ctx_b, &["--cache-from", &cache]);
+    let ctx_b = context(b, DOCKERFILE, FILES);
+    let second = build(b, &ctx_b, &["--cache-from", cache]);
     assert_eq!(second.ran(), Vec::<&str>::new(), "{}", second.stderr);
     assert_eq!(second.manifest, first.manifest);
 }
