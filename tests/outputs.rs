@@ -496,6 +496,53 @@ fn image_and_registry_outputs_name_and_push_as_buildx_does() {
 }
 
 #[test]
+fn annotations_reach_the_manifest_in_the_store_and_the_registry() {
+    let Some((kiln, ctx)) = fixture() else { return };
+    let Some(skopeo) = tool("skopeo") else { return };
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let name = format!("{}/outputs/annotated:1", registry.addr);
+    let annotate = [
+        "--annotation",
+        "org.opencontainers.image.source=https://example.com/app",
+        "--annotation",
+        "manifest[linux/arm64]:elsewhere=1",
+    ];
+    kiln.ok(&[
+        &["build", "-q", "--push", "-t", &name],
+        &annotate[..],
+        &[ctx.to_str().unwrap()],
+    ]
+    .concat());
+    let expected =
+        serde_json::json!({"org.opencontainers.image.source": "https://example.com/app"});
+    let store = kiln.store();
+    let local = store
+        .read_manifest(&store.resolve(&name).unwrap().unwrap())
+        .unwrap();
+    assert_eq!(serde_json::to_value(local.annotations()).unwrap(), expected);
+    let raw = skopeo_json(
+        &skopeo,
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    );
+    assert_eq!(raw["annotations"], expected);
+    // What kiln cannot write yet is refused before the build.
+    let out = kiln.output(&["build", "--annotation", "index:k=v", ctx.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("index annotations need an image index"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_outputs_and_push_without_a_tag_fail_before_the_build() {
     let kiln = Kiln::new();
     // The context does not exist: reaching the build would fail differently.

@@ -538,7 +538,8 @@ fn load_docker(
         // The config is stored byte for byte: its digest is the image ID.
         let (config_digest, config_size) = store.put_blob(&image.config_bytes)?;
         let config_desc = image::descriptor(MediaTypes::Oci.config(), &config_digest, config_size);
-        let manifest = image::build_manifest(&config_desc, &layers, MediaTypes::Oci)?;
+        let manifest =
+            image::build_manifest(&config_desc, &layers, MediaTypes::Oci, &Default::default())?;
         let (digest, size) = store.put_blob(&canonical_json(&manifest)?)?;
         let mut desc = image::descriptor(MediaTypes::Oci.manifest(), &digest, size);
         desc.set_platform(Some(image.config.platform()));

@@ -21,6 +21,7 @@ use oci_spec::image::{
     Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
     Platform,
 };
+use std::collections::BTreeMap;
 
 use super::ImageError;
 
@@ -148,7 +149,8 @@ pub fn platform(architecture: &str, os: &str, variant: Option<&str>) -> Platform
     p
 }
 
-/// An image manifest over a config and layers, labelled in the `media` family.
+/// An image manifest over a config and layers, labelled in the `media` family, with
+/// `annotations` (none: no `annotations` field).
 ///
 /// The config and layer descriptors are relabelled to match (see
 /// [`MediaTypes::convert_layer`]).
@@ -156,6 +158,7 @@ pub fn build_manifest(
     config: &Descriptor,
     layers: &[Descriptor],
     media: MediaTypes,
+    annotations: &BTreeMap<String, String>,
 ) -> Result<ImageManifest, ImageError> {
     let mut config = config.clone();
     config.set_media_type(media.config());
@@ -167,13 +170,17 @@ pub fn build_manifest(
             Ok(l)
         })
         .collect::<Result<Vec<_>, ImageError>>()?;
-    ImageManifestBuilder::default()
+    let mut manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(media.manifest())
         .config(config)
         .layers(layers)
         .build()
-        .map_err(ImageError::Build)
+        .map_err(ImageError::Build)?;
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations.clone().into_iter().collect()));
+    }
+    Ok(manifest)
 }
 
 /// An index over manifest descriptors (each should carry its platform).

@@ -9,6 +9,7 @@
 //! object's keys sorted, so the same value always has the same digest whatever map type (or
 //! `HashMap` iteration order) produced it.
 
+pub mod annotation;
 pub mod clock;
 pub mod config;
 pub mod manifest;

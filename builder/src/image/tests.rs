@@ -346,7 +346,7 @@ fn manifests_are_written_in_either_family() {
     let config = descriptor(MediaType::ImageConfig, &digest(9), 7);
     let layers = [layer_desc(1), layer_desc(2)];
 
-    let oci = build_manifest(&config, &layers, MediaTypes::Oci).unwrap();
+    let oci = build_manifest(&config, &layers, MediaTypes::Oci, &Default::default()).unwrap();
     let oci: Value = serde_json::from_slice(&canonical_json(&oci).unwrap()).unwrap();
     assert_eq!(
         oci,
@@ -362,7 +362,7 @@ fn manifests_are_written_in_either_family() {
         })
     );
 
-    let docker = build_manifest(&config, &layers, MediaTypes::Docker).unwrap();
+    let docker = build_manifest(&config, &layers, MediaTypes::Docker, &Default::default()).unwrap();
     let bytes = canonical_json(&docker).unwrap();
     let value: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(value["mediaType"], DOCKER_MANIFEST);
@@ -376,7 +376,7 @@ fn manifests_are_written_in_either_family() {
 
     let zstd = [descriptor(MediaType::ImageLayerZstd, &digest(1), 1)];
     assert!(matches!(
-        build_manifest(&config, &zstd, MediaTypes::Docker),
+        build_manifest(&config, &zstd, MediaTypes::Docker, &Default::default()),
         Err(ImageError::UnsupportedMediaType { .. })
     ));
 

@@ -109,6 +109,8 @@ pub struct BuildOptions<'a> {
     /// `--ssh`: the agent socket for each id `RUN --mount=type=ssh` may name (never part of a
     /// key).
     pub ssh: BTreeMap<String, std::path::PathBuf>,
+    /// `--annotation`s of the image manifest.
+    pub annotations: BTreeMap<String, String>,
     /// `--add-host`: lines every RUN's `/etc/hosts` gets.
     pub extra_hosts: Vec<crate::exec::ExtraHost>,
     /// `--no-cache`: run every step (the results are still recorded for later builds).
@@ -300,7 +302,7 @@ pub fn build(
             .insert(crate::cache_io::format::INLINE_KEY.to_owned(), value);
     }
     let manifest = store
-        .write_image(config, &state.layers, MediaTypes::Oci)
+        .write_image_with(config, &state.layers, MediaTypes::Oci, &options.annotations)
         .map_err(step_err(here, "writing the image"))?;
     Ok(Built {
         manifest,

@@ -85,7 +85,14 @@ impl Store {
                 variant.size,
             ));
         }
-        let manifest = image::build_manifest(manifest.config(), &layers, media)?;
+        // Annotations stay: a push is the same image, its layers compressed.
+        let annotations = manifest
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let manifest = image::build_manifest(manifest.config(), &layers, media, &annotations)?;
         let (digest, size) = self.put_blob(&canonical_json(&manifest)?)?;
         let mut out = image::descriptor(desc.media_type().clone(), &digest, size);
         out.set_platform(desc.platform().clone());

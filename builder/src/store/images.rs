@@ -5,6 +5,8 @@
 //! must equal its descriptor's, with a size bound, so a corrupt or swapped blob is an error,
 //! never a silently different image.
 
+use std::collections::BTreeMap;
+
 use kiln_registry::Digest;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
@@ -23,6 +25,17 @@ impl Store {
         layers: &[Descriptor],
         media: MediaTypes,
     ) -> Result<Descriptor, StoreError> {
+        self.write_image_with(config, layers, media, &BTreeMap::new())
+    }
+
+    /// [`Store::write_image`] with the manifest's `annotations` (`--annotation`).
+    pub fn write_image_with(
+        &self,
+        config: &ImageConfig,
+        layers: &[Descriptor],
+        media: MediaTypes,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Descriptor, StoreError> {
         if layers.len() != config.rootfs.diff_ids.len() {
             return Err(StoreError::LayerCountMismatch {
                 layers: layers.len(),
@@ -39,7 +52,7 @@ impl Store {
         let config_bytes = config.to_canonical_json()?;
         let (config_digest, config_size) = self.put_blob(&config_bytes)?;
         let config_desc = image::descriptor(media.config(), &config_digest, config_size);
-        let manifest = image::build_manifest(&config_desc, layers, media)?;
+        let manifest = image::build_manifest(&config_desc, layers, media, annotations)?;
         let manifest_bytes = canonical_json(&manifest)?;
         let (digest, size) = self.put_blob(&manifest_bytes)?;
         let mut desc = image::descriptor(media.manifest(), &digest, size);

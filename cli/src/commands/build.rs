@@ -86,6 +86,9 @@ pub struct BuildArgs {
     /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (an agent holding those keys) (repeatable).
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY,…]")]
     ssh: Vec<String>,
+    /// An annotation of the image manifest: `[manifest[PLATFORM]:]KEY=VALUE` (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
     /// A line for every RUN's /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<kiln_builder::exec::ExtraHost>,
@@ -241,6 +244,10 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             NetworkMode::Host
         },
         ssh: agents.sockets.clone(),
+        annotations: kiln_builder::image::annotation::manifest_annotations(
+            &args.annotations,
+            &platform,
+        )?,
         extra_hosts: args.add_hosts.clone(),
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
