@@ -334,9 +334,51 @@ fn build_contexts_name_images_for_from_and_copy_from() {
     ]);
     let size = |path: &str| kiln.ok(&["run", "named:1", "stat", "-c", "%s", path]);
     assert_eq!(size("/copied"), size("/bin/busybox"));
+    // A local directory: files for --from, with its own .dockerignore, keyed on its content.
+    let shared = kiln.path("shared");
+    fs::create_dir_all(&shared).unwrap();
+    fs::write(shared.join("lib.txt"), "v1\n").unwrap();
+    fs::write(shared.join("secret.txt"), "not for images\n").unwrap();
+    fs::write(shared.join(".dockerignore"), "secret.txt\n").unwrap();
+    let local = context(
+        &kiln,
+        "FROM busybox\nCOPY --from=shared / /shared/\nRUN cat /shared/lib.txt\n",
+        &[],
+    );
+    let shared_arg = format!("shared={}", shared.display());
+    let build = |tag: &str| {
+        let out = kiln.output(&[
+            "build",
+            "--progress=plain",
+            "--build-context",
+            &shared_arg,
+            "-t",
+            tag,
+            local.to_str().unwrap(),
+        ]);
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    build("local:1");
+    let files = kiln.ok(&["run", "local:1", "ls", "-A", "/shared"]);
+    // As in the main context, .dockerignore itself is not excluded unless it says so.
+    assert_eq!(files, ".dockerignore\nlib.txt\n");
+    assert_eq!(build("local:2").matches("CACHED").count(), 2);
+    fs::write(shared.join("lib.txt"), "v2\n").unwrap();
+    assert!(build("local:3").contains("\n  v2\n"));
+    let (_, stderr) = kiln.fails(&[
+        "build",
+        "--build-context",
+        &shared_arg,
+        context(&kiln, "FROM shared\n", &[]).to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains("as a base is not supported by kiln yet"),
+        "{stderr}"
+    );
     // The forms kiln does not take yet are refused by name, before anything runs.
     for (value, kind) in [
-        ("base=./dir", "a local directory"),
         ("base=oci-layout:///srv/layout", "oci-layout://"),
         ("base=https://example.com/ctx.tar", "https://"),
     ] {

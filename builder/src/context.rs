@@ -131,10 +131,24 @@ pub fn load_ignore(
         name.push(".dockerignore");
         dockerfile.with_file_name(name)
     });
-    for candidate in per_dockerfile
-        .into_iter()
-        .chain([context.join(".dockerignore")])
-    {
+    first_ignore_file(
+        per_dockerfile
+            .into_iter()
+            .chain([context.join(".dockerignore")]),
+    )
+}
+
+/// The patterns of `<dir>/.dockerignore` alone (a named `--build-context` directory has no
+/// Dockerfile of its own).
+pub fn load_dir_ignore(dir: &Path) -> Result<Vec<String>, ContextError> {
+    Ok(first_ignore_file([dir.join(".dockerignore")])?.0)
+}
+
+/// The patterns of the first of `candidates` that exists, and its path.
+fn first_ignore_file(
+    candidates: impl IntoIterator<Item = PathBuf>,
+) -> Result<(Vec<String>, Option<PathBuf>), ContextError> {
+    for candidate in candidates {
         let bytes = match fs::read(&candidate) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

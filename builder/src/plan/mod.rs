@@ -12,6 +12,7 @@ pub mod outline;
 pub mod scope;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use kiln_registry::Reference;
 
@@ -33,9 +34,19 @@ pub struct PlanOptions {
     pub target: Option<String>,
     /// The platform built for and on (`linux/amd64`), for the predefined platform ARGs.
     pub platform: Platform,
-    /// `--build-context NAME=docker-image://REF`: the image a `FROM NAME` or `--from=NAME`
-    /// means instead, stage names included (see [`named_context`]).
-    pub named_contexts: BTreeMap<String, Reference>,
+    /// `--build-context NAME=…`: what a `FROM NAME` or `--from=NAME` means instead, stage
+    /// names included (see [`named_context`]).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a `--build-context` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `docker-image://REF`: an image.
+    Image(Reference),
+    /// A local directory: files for `COPY --from` and `RUN --mount=from=`, with its own
+    /// `.dockerignore`.
+    Local(PathBuf),
 }
 
 impl Default for PlanOptions {
@@ -83,6 +94,8 @@ pub enum Source {
     Stage(usize),
     /// An image.
     Image(Reference),
+    /// A local directory given by `--build-context NAME=DIR`.
+    Local(PathBuf),
 }
 
 /// One instruction after FROM, with where it is.
@@ -459,9 +472,9 @@ fn meta_env(meta_args: &[MetaArg]) -> BTreeMap<String, String> {
 /// looks it up: by the name, lowercased, with a `:latest` tag or none alike. A named context
 /// comes before a stage of that name.
 pub fn named_context<'a>(
-    contexts: &'a BTreeMap<String, Reference>,
+    contexts: &'a BTreeMap<String, NamedContext>,
     name: &str,
-) -> Option<&'a Reference> {
+) -> Option<&'a NamedContext> {
     let lower = name.to_ascii_lowercase();
     let untagged = lower.strip_suffix(":latest").unwrap_or(&lower);
     contexts
@@ -474,7 +487,7 @@ pub fn named_context<'a>(
 /// `scratch`, or an image.
 fn resolve_bases(
     stages: &mut [Stage],
-    named: &BTreeMap<String, Reference>,
+    named: &BTreeMap<String, NamedContext>,
 ) -> Result<(), PlanError> {
     let names: Vec<Option<String>> = stages
         .iter()
@@ -486,9 +499,20 @@ fn resolve_bases(
             .iter()
             .position(|n| n.as_deref() == Some(lower.as_str()));
         stage.base = match by_name {
-            _ if let Some(image) = named_context(named, &stage.base_text) => {
-                Base::Image(image.clone())
-            }
+            _ if let Some(context) = named_context(named, &stage.base_text) => match context {
+                NamedContext::Image(image) => Base::Image(image.clone()),
+                NamedContext::Local(dir) => {
+                    return Err(plan_err(
+                        format!(
+                            "FROM {}: a local directory ({}) as a base is not supported by kiln \
+                             yet (COPY --from and RUN --mount=from= can read it)",
+                            stage.base_text,
+                            dir.display()
+                        ),
+                        stage.location,
+                    ));
+                }
+            },
             Some(i) if i != stage.index => Base::Stage(i),
             _ if lower == "scratch" => Base::Scratch,
             _ => Base::Image(parse_reference(&stage.base_text, stage.location)?),
@@ -554,15 +578,18 @@ fn resolve_sources(
 /// else an image. A stage cannot take files from itself.
 fn source_of(
     names: &[Option<String>],
-    named: &BTreeMap<String, Reference>,
+    named: &BTreeMap<String, NamedContext>,
     stage: &Stage,
     from: &str,
     location: Location,
 ) -> Result<Source, PlanError> {
     let lower = from.to_ascii_lowercase();
     let count = names.len();
-    let source = if let Some(image) = named_context(named, from) {
-        Source::Image(image.clone())
+    let source = if let Some(context) = named_context(named, from) {
+        match context {
+            NamedContext::Image(image) => Source::Image(image.clone()),
+            NamedContext::Local(dir) => Source::Local(dir.clone()),
+        }
     } else if let Some(j) = names
         .iter()
         .position(|n| n.as_deref() == Some(lower.as_str()))

@@ -401,13 +401,18 @@ fn named_contexts_replace_images_and_stages_by_name() {
          FROM alpine\nCOPY --from=builder /app /app\nCOPY --from=helper /h /h\n",
     )
     .unwrap();
-    let named: BTreeMap<String, Reference> = [
+    let named: BTreeMap<String, NamedContext> = [
         ("builder", "registry.example/ci/builder:7"),
         ("alpine", "registry.example/mirror/alpine:3.20"),
         ("helper", "registry.example/tools/helper:1"),
     ]
     .into_iter()
-    .map(|(k, v)| (k.to_owned(), Reference::parse(v).unwrap()))
+    .map(|(k, v)| {
+        (
+            k.to_owned(),
+            NamedContext::Image(Reference::parse(v).unwrap()),
+        )
+    })
     .collect();
     let plan = Plan::new(
         &file,

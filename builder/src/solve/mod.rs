@@ -26,7 +26,7 @@ mod stage;
 mod key_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, mpsc};
 
 use kiln_registry::{Digest, Reference};
@@ -38,7 +38,7 @@ use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
 use crate::image::{ImageConfig, MediaTypes};
 use crate::layer::Compression;
 use crate::ops::meta::ImageState;
-use crate::plan::{Plan, Scope};
+use crate::plan::{NamedContext, Plan, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -258,6 +258,16 @@ pub fn build(
         .map_err(step_err(here, "opening the snapshots"))?;
     let visible = Visible::walk(options.context, ignore)
         .map_err(step_err(here, "reading the build context"))?;
+    let mut locals = BTreeMap::new();
+    for context in plan.options.named_contexts.values() {
+        if let NamedContext::Local(dir) = context {
+            let reading = format!("reading the build context {}", dir.display());
+            let visible = crate::context::load_dir_ignore(dir)
+                .and_then(|patterns| Visible::walk(dir, &patterns))
+                .map_err(step_err(here, reading))?;
+            locals.insert(dir.clone(), ContextSums::new(store, dir, visible));
+        }
+    }
     let solver = Solver {
         plan,
         store,
@@ -266,6 +276,7 @@ pub fn build(
         progress,
         snapshots,
         sums: ContextSums::new(store, options.context, visible),
+        locals,
         caches: CacheMounts::new(store.cache_dir().join("mounts")),
         cache: BuildCache::open(store),
         resolved: Mutex::default(),
@@ -276,6 +287,9 @@ pub fn build(
     solver.run_stages()?;
     // Remembered file digests only save time: a build does not fail for want of them.
     let _ = solver.sums.save();
+    for sums in solver.locals.values() {
+        let _ = sums.save();
+    }
     let mut state = solver
         .results
         .into_inner()
@@ -347,6 +361,8 @@ struct Solver<'a> {
     snapshots: Snapshots,
     /// The context's visible paths and their checksums.
     sums: ContextSums,
+    /// The same for each `--build-context NAME=DIR` directory, by directory.
+    locals: BTreeMap<PathBuf, ContextSums>,
     caches: CacheMounts,
     cache: BuildCache,
     /// Images resolved so far, by reference: each is resolved (and pulled) once per build.

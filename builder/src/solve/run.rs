@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use super::cache::KeyBuilder;
-use super::stage::Announce;
+use super::stage::{Announce, FromView};
 use super::{BoxError, BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::exec::{
@@ -127,7 +127,7 @@ impl Solver<'_> {
         stage: &str,
     ) -> Result<(), BuildError> {
         let mut holds: Vec<CacheDir> = Vec::new();
-        let mut views: Vec<Mutable> = Vec::new();
+        let mut views: Vec<FromView<'_>> = Vec::new();
         let mut agents: Vec<AgentProxy> = Vec::new();
         for (m, from) in run.mounts.iter().zip(&run.sources) {
             let target = m.target.clone().unwrap_or_default();

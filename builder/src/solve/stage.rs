@@ -2,11 +2,13 @@
 //! through the build cache ([`Solver::layer_step`]).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
 
 use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
+use super::checksum::ContextSums;
 use super::{BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::error_chain;
@@ -382,7 +384,8 @@ impl Solver<'_> {
         })
     }
 
-    /// What identifies the files a `--from` reads: a stage's key, or an image's manifest.
+    /// What identifies the files a `--from` reads: a stage's key, an image's manifest, or the
+    /// checksum of a local context's whole visible tree.
     pub(super) fn key_of_from(
         &self,
         from: &Source,
@@ -391,7 +394,31 @@ impl Solver<'_> {
         match from {
             Source::Stage(i) => Ok(self.built_stage(*i, location)?.key.to_string()),
             Source::Image(reference) => Ok(self.resolve(reference, location)?.digest().to_string()),
+            Source::Local(dir) => {
+                let sum = self
+                    .local(dir, location)?
+                    .1
+                    .of_source("/")
+                    .map_err(step_err(
+                        location,
+                        format!("reading the build context {}", dir.display()),
+                    ))?;
+                Ok(sum.to_string())
+            }
         }
+    }
+
+    /// A `--build-context NAME=DIR` directory and its checksums.
+    fn local(&self, dir: &Path, location: Location) -> Result<(&Path, &ContextSums), BuildError> {
+        self.locals
+            .get_key_value(dir)
+            .map(|(dir, sums)| (dir.as_path(), sums))
+            .ok_or_else(|| {
+                BuildError::at(
+                    location,
+                    format!("{} is not a build context", dir.display()),
+                )
+            })
     }
 
     /// A stage that a `--from` needs, which the plan's order has built already.
@@ -407,13 +434,22 @@ impl Solver<'_> {
         })
     }
 
-    /// A read-only view of a stage's or an image's filesystem, for `--from`.
-    pub(super) fn view_of(&self, from: &Source, location: Location) -> Result<Mutable, BuildError> {
+    /// What a `--from` reads: a read-only view of a stage's or an image's filesystem, or a
+    /// local context directory.
+    pub(super) fn view_of(
+        &self,
+        from: &Source,
+        location: Location,
+    ) -> Result<FromView<'_>, BuildError> {
         let state = match from {
             Source::Stage(i) => self.built_stage(*i, location)?,
             Source::Image(reference) => self.image_state(reference, location)?,
+            Source::Local(dir) => {
+                let (dir, sums) = self.local(dir, location)?;
+                return Ok(FromView::Local { dir, sums });
+            }
         };
-        self.mutable(&state, location)
+        Ok(FromView::Snapshot(self.mutable(&state, location)?))
     }
 
     fn copy(
@@ -511,10 +547,15 @@ impl Solver<'_> {
             }
             let view = from.map(|f| self.view_of(f, location)).transpose()?;
             let source = match &view {
-                Some(view) => FileSource {
+                Some(FromView::Snapshot(view)) => FileSource {
                     root: view.root(),
                     visible: None,
                     keep_owner: true,
+                },
+                Some(FromView::Local { dir, sums }) => FileSource {
+                    root: dir,
+                    visible: Some(sums.visible()),
+                    keep_owner: false,
                 },
                 None => FileSource {
                     root: self.options.context,
@@ -649,4 +690,28 @@ fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
         next = cause.source();
     }
     (!parts.is_empty()).then(|| parts.join(": ").into())
+}
+
+/// What a `--from` reads (see [`Solver::view_of`]): a read-only snapshot view, held while the
+/// step reads it, or a `--build-context` directory with what its `.dockerignore` lets through.
+pub(super) enum FromView<'a> {
+    /// A stage's or an image's filesystem.
+    Snapshot(Mutable),
+    /// A local context.
+    Local {
+        /// The directory.
+        dir: &'a Path,
+        /// Its checksums and visible paths.
+        sums: &'a ContextSums,
+    },
+}
+
+impl FromView<'_> {
+    /// The directory the files are read from.
+    pub(super) fn root(&self) -> &Path {
+        match self {
+            FromView::Snapshot(view) => view.root(),
+            FromView::Local { dir, .. } => dir,
+        }
+    }
 }

@@ -26,7 +26,7 @@ use kiln_builder::exec::{Canceller, NetworkMode};
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
 use kiln_builder::oci_spec::image::Descriptor;
-use kiln_builder::plan::{Base, Plan, PlanOptions, Platform, Scope};
+use kiln_builder::plan::{Base, NamedContext, Plan, PlanOptions, Platform, Scope};
 use kiln_builder::solve::{BaseImages, BuildError, BuildOptions, Built, CacheImports};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
@@ -79,8 +79,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "MODE", default_value = "host", value_parser = ["host", "none", "default"])]
     network: String,
     /// What `FROM NAME` and `--from=NAME` mean instead, stage names included:
-    /// `NAME=docker-image://REF` (repeatable).
-    #[arg(long = "build-context", value_name = "NAME=docker-image://REF")]
+    /// `NAME=docker-image://REF`, or `NAME=DIR` for `--from` (repeatable).
+    #[arg(long = "build-context", value_name = "NAME=docker-image://REF|DIR")]
     build_contexts: Vec<String>,
     /// An SSH agent for `RUN --mount=type=ssh`: `default` or `ID` ($SSH_AUTH_SOCK's agent),
     /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (an agent holding those keys) (repeatable).
@@ -465,31 +465,37 @@ fn build_error_message(e: &BuildError) -> String {
     message
 }
 
-/// `--build-context NAME=VALUE`: buildx's forms, of which kiln takes `docker-image://REF`; the
-/// others are refused by name until they are implemented.
-fn named_contexts(given: &[String]) -> anyhow::Result<BTreeMap<String, Reference>> {
+/// `--build-context NAME=VALUE`: buildx's forms, of which kiln takes `docker-image://REF` and a
+/// local directory; the others are refused by name until they are implemented.
+fn named_contexts(given: &[String]) -> anyhow::Result<BTreeMap<String, NamedContext>> {
     let mut contexts = BTreeMap::new();
     for spec in given {
         let Some((name, value)) = spec.split_once('=') else {
-            bail!("--build-context {spec:?}: give NAME=docker-image://REF");
+            bail!("--build-context {spec:?}: give NAME=docker-image://REF or NAME=DIR");
         };
         let name = name.trim().to_ascii_lowercase();
         if name.is_empty() {
             bail!("--build-context {spec:?}: the name is empty");
         }
-        let Some(image) = value.strip_prefix("docker-image://") else {
-            let kind = match value.split_once("://") {
-                Some((scheme, _)) => format!("{scheme}://"),
-                None => "a local directory".to_owned(),
-            };
-            bail!(
-                "--build-context {name}={value}: {kind} is not supported by kiln yet \
-                 (docker-image://REF is)"
-            );
+        let context = match value.split_once("://") {
+            Some(("docker-image", image)) => NamedContext::Image(
+                Reference::parse(image)
+                    .with_context(|| format!("--build-context {name}={value}"))?,
+            ),
+            Some((scheme, _)) => bail!(
+                "--build-context {name}={value}: {scheme}:// is not supported by kiln yet \
+                 (docker-image://REF and a local directory are)"
+            ),
+            None => {
+                let dir = std::fs::canonicalize(value)
+                    .with_context(|| format!("--build-context {name}={value}"))?;
+                if !dir.is_dir() {
+                    bail!("--build-context {name}={value}: not a directory");
+                }
+                NamedContext::Local(dir)
+            }
         };
-        let reference =
-            Reference::parse(image).with_context(|| format!("--build-context {name}={value}"))?;
-        if contexts.insert(name.clone(), reference).is_some() {
+        if contexts.insert(name.clone(), context).is_some() {
             bail!("--build-context {name} is given twice");
         }
     }
