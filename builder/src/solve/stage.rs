@@ -449,7 +449,7 @@ impl Solver<'_> {
                 return Ok(FromView::Local { dir, sums });
             }
         };
-        Ok(FromView::Snapshot(self.mutable(&state, location)?))
+        Ok(FromView::Snapshot(Box::new(self.mutable(&state, location)?)))
     }
 
     fn copy(
@@ -696,7 +696,7 @@ fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
 /// step reads it, or a `--build-context` directory with what its `.dockerignore` lets through.
 pub(super) enum FromView<'a> {
     /// A stage's or an image's filesystem.
-    Snapshot(Mutable),
+    Snapshot(Box<Mutable>),
     /// A local context.
     Local {
         /// The directory.
