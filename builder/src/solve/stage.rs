@@ -449,7 +449,9 @@ impl Solver<'_> {
                 return Ok(FromView::Local { dir, sums });
             }
         };
-        Ok(FromView::Snapshot(Box::new(self.mutable(&state, location)?)))
+        Ok(FromView::Snapshot(Box::new(
+            self.mutable(&state, location)?,
+        )))
     }
 
     fn copy(
