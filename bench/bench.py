@@ -1,26 +1,35 @@
 #!/usr/bin/env python3
-"""kiln against buildah on this machine: build, rebuild, push and memory, side by side.
+"""kiln against buildah and BuildKit on this machine: build, rebuild, push and memory, side by
+side, with kiln also run rootless, and kiln's registry cache on a fresh runner.
 
 Run through `bash bench/run.sh` (see bench/README.md). Standard library only.
 
 What it does, in order:
-  1. Checks the prerequisites and says what is missing (it installs nothing).
+  1. Checks the prerequisites and says what is missing (it installs nothing; it creates the
+     rootless column's user, with subordinate ids, if missing).
   2. Builds kiln and the layer benchmark from this checkout (`cargo build --release`) unless
      --kiln names a binary.
   3. Makes a Debian base with debootstrap once (cached under bench/.cache or
-     $XDG_CACHE_HOME/kiln-bench), imports it into a fresh kiln store (`kiln import`) and, as the
-     same OCI archive, into a private buildah store (--root/--runroot). Each store is on a
-     filesystem of its own (--fs ext4, the default: a new ext4 image per tool, loop-mounted), so
-     neither tool's deletions slow the other's file creation (see bench/README.md).
-  4. Runs the workloads of bench/workloads with both tools, alternating them so a shared
-     machine's load falls on both: no-cache build, cached rebuild, rebuild after changing one
+     $XDG_CACHE_HOME/kiln-bench), imports it into a fresh kiln store (`kiln import`), into the
+     rootless user's store, as the same OCI archive into a private buildah store
+     (--root/--runroot) and as a docker archive into a dockerd started here on a private socket
+     and data root (BuildKit). Each store is on a filesystem of its own (--fs ext4, the default:
+     a new ext4 image per tool, loop-mounted), so no tool's deletions slow another's file
+     creation (see bench/README.md).
+  4. Runs the workloads of bench/workloads with every tool, alternating them so a shared
+     machine's load falls on all: no-cache build, cached rebuild, rebuild after changing one
      context file; then pushes every result to a new local docker-registry (a first push)
      and pushes it again.
-  5. Runs examples/bench_layers on the workload's bytes (layer compression against pigz/zstd).
-  6. Prints one table: medians of N runs, kiln/buildah ratios, the budget of issue 7.
+  5. The registry cache (issue 11): kiln exports its cache (--cache-to type=registry,mode=max)
+     against a plain push of the same new layers, and a fresh store builds with --cache-from
+     against a cold build; BuildKit's inline cache beside it.
+  6. Runs examples/bench_layers on the workload's bytes (layer compression against pigz/zstd).
+  7. Prints two tables: medians of N runs, ratios to the best peer and rootless to root, the
+     budgets of issues 14, 15 and 11.
 
 Times are wall-clock seconds around each command; peak memory is GNU time's maximum resident
-set (%M: the largest single process of the command's tree, kiln's own or buildah's).
+set (%M: the largest single process of the command's tree, kiln's own or buildah's), and for
+BuildKit dockerd's own peak (VmHWM).
 """
 
 import argparse
@@ -696,7 +705,7 @@ class Results:
             return
         self.times.setdefault(key, []).append(took)
         self.rss[(workload, tool.name)] = max(self.rss.get((workload, tool.name), 0), rss)
-        log(f"  {workload:<18} {metric:<16} {tool.name:<8} {took:7.2f}s  {rss / 1024:6.1f} MB")
+        log(f"  {workload:<18} {metric:<17} {tool.name:<13} {took:7.2f}s  {rss / 1024:6.1f} MB")
 
     def median(self, workload, metric, tool):
         values = self.times.get((workload, metric, tool))
