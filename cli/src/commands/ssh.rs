@@ -24,7 +24,8 @@ pub struct Agents {
 #[derive(Debug)]
 struct StartedAgent {
     child: Child,
-    _dir: tempfile::TempDir,
+    /// Holds the agent's socket; removed when the agent stops.
+    dir: tempfile::TempDir,
 }
 
 impl Drop for StartedAgent {
@@ -55,7 +56,7 @@ pub fn agents(specs: &[String]) -> anyhow::Result<Agents> {
             [one] if is_socket(Path::new(one)) => PathBuf::from(one),
             keys => {
                 let started = start_agent(id, keys)?;
-                let socket = started._dir.path().join("agent.sock");
+                let socket = started.dir.path().join("agent.sock");
                 agents.started.push(started);
                 socket
             }
@@ -87,7 +88,7 @@ fn start_agent(id: &str, keys: &[&str]) -> anyhow::Result<StartedAgent> {
         .with_context(|| {
             format!("--ssh {id}: starting ssh-agent for the keys (install openssh-client)")
         })?;
-    let started = StartedAgent { child, _dir: dir };
+    let started = StartedAgent { child, dir };
     let deadline = Instant::now() + Duration::from_secs(5);
     while !is_socket(&socket) {
         if Instant::now() > deadline {
