@@ -118,7 +118,9 @@ impl RegistryServer {
                 }
                 panic!("docker-registry exited:\n{}", server.log());
             }
-            if TcpStream::connect(&server.addr).is_ok() {
+            // Only our own "listening on" line proves the port is ours: a connect alone can
+            // reach another test's registry that took the port while this one was starting.
+            if server.log().contains("listening on ") && TcpStream::connect(&server.addr).is_ok() {
                 return Some(server);
             }
             std::thread::sleep(Duration::from_millis(50));
