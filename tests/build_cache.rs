@@ -12,25 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::support::{
-    Kiln, context, inspect, mounts_under, processes_with, spawn_until_sleeping, with_busybox,
+    Kiln, context, inspect, mounts_under, plain_steps, processes_with, spawn_until_sleeping,
+    with_busybox,
 };
 use crate::text;
-
-/// The steps a build printed, as `(cached, instruction)` (plain progress).
-fn steps(stderr: &str) -> Vec<(bool, String)> {
-    stderr
-        .lines()
-        .filter_map(|l| {
-            let (cached, rest) = match l.strip_prefix("CACHED ") {
-                Some(rest) => (true, rest),
-                None => (false, l),
-            };
-            let rest = rest.strip_prefix('[')?;
-            let (_, instruction) = rest.split_once("] ")?;
-            Some((cached, instruction.to_owned()))
-        })
-        .collect()
-}
 
 /// Builds `ctx` with plain progress; returns the image ID and the steps.
 fn build(kiln: &Kiln, ctx: &Path, extra: &[&str]) -> (String, Vec<(bool, String)>) {
@@ -43,7 +28,7 @@ fn build(kiln: &Kiln, ctx: &Path, extra: &[&str]) -> (String, Vec<(bool, String)
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "build failed:\n{stderr}");
-    (stdout.trim().to_owned(), steps(&stderr))
+    (stdout.trim().to_owned(), plain_steps(&stderr))
 }
 
 /// Which steps ran (not cached), by instruction.
@@ -425,8 +410,15 @@ fn independent_stages_run_at_the_same_time() {
         .unwrap();
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    // Output lines name their stage when several stages run.
-    assert!(stderr.contains("  stage-2 | left"), "{stderr}");
+    // Output lines carry their step's number, which names the stage's step.
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" [stage-2 3/3] RUN cat /left /right"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        stderr.contains(&format!("{id} left\n{id} right\n")),
+        "{stderr}"
+    );
 }
 
 #[test]

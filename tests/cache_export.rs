@@ -84,17 +84,9 @@ fn build(kiln: &Kiln, ctx: &Path, extra: &[&str]) -> Build {
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "build failed:\n{stderr}");
     let meta: serde_json::Value = serde_json::from_slice(&fs::read(&metadata).unwrap()).unwrap();
-    let mut steps: Vec<(bool, String)> = stderr
-        .lines()
-        .filter_map(|l| {
-            let (cached, rest) = match l.strip_prefix("CACHED ") {
-                Some(rest) => (true, rest),
-                None => (false, l),
-            };
-            let (_, instruction) = rest.strip_prefix('[')?.split_once("] ")?;
-            ALL.contains(&instruction)
-                .then(|| (cached, instruction.to_owned()))
-        })
+    let mut steps: Vec<(bool, String)> = crate::support::plain_steps(&stderr)
+        .into_iter()
+        .filter(|(_, instruction)| ALL.contains(&instruction.as_str()))
         .collect();
     steps.sort_by(|a, b| a.1.cmp(&b.1));
     Build {

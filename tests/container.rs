@@ -317,8 +317,8 @@ fn with_proc_unmasked_a_run_gets_a_proc_of_its_own() {
                       echo kiln seen; done\n";
     let ctx = container.context("peek", dockerfile, &[]);
     let stderr = container.ok(As::Builder, &build_script(&format!("--no-cache {ctx}")));
-    assert!(stderr.contains("\n  kiln seen"), "{stderr}");
-    assert!(!stderr.contains("\n  kiln readable"), "{stderr}");
+    assert!(stderr.contains(" kiln seen\n"), "{stderr}");
+    assert!(!stderr.contains(" kiln readable\n"), "{stderr}");
     let unmasked = container.sh_with(&["--security-opt", "unmask=ALL"], As::Builder, &script);
     assert!(!text(&unmasked).1.contains(PROC_WARNING));
     assert_eq!(

@@ -6,6 +6,8 @@ mod build;
 mod build_cache;
 // `--cache-to` / `--cache-from`: two stores sharing a cache through the registry or a directory.
 mod cache_export;
+// Step states and cache-miss explanations: change one thing, rebuild, read why each step ran.
+mod explain;
 // Hostile bases and stop signals: nothing hangs, nothing is left behind.
 mod hardening;
 // kiln against buildah on the same Dockerfiles: configs and flattened filesystems compared.

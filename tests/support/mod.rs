@@ -251,12 +251,33 @@ pub fn spawn_until_sleeping(
     use std::io::BufRead as _;
     let mut child = KillOnDrop(build.stderr(std::process::Stdio::piped()).spawn().unwrap());
     let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+    // The RUN's output line: `#N started` in plain progress.
     for line in lines.by_ref() {
-        if line.unwrap().trim() == "started" {
+        if line.unwrap().split(' ').nth(1) == Some("started") {
             break;
         }
     }
     // `started` is printed just before the sleep begins.
     wait_until("the RUN to sleep", || !processes_with(marker).is_empty());
     (child, lines)
+}
+
+/// The steps a build printed with `--progress=plain`, in the order they started, as
+/// `(cached, instruction)`: `#N [stage n/total] INSTRUCTION` starts step N and `#N CACHED`
+/// ends it from the cache.
+pub fn plain_steps(stderr: &str) -> Vec<(bool, String)> {
+    let mut steps: Vec<(String, bool, String)> = Vec::new();
+    for line in stderr.lines() {
+        let Some((id, rest)) = line.strip_prefix('#').and_then(|l| l.split_once(' ')) else {
+            continue;
+        };
+        if let Some((_, instruction)) = rest.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+            steps.push((id.to_owned(), false, instruction.to_owned()));
+        } else if (rest == "CACHED" || rest.starts_with("CACHED (from "))
+            && let Some(step) = steps.iter_mut().find(|(i, ..)| i == id)
+        {
+            step.1 = true;
+        }
+    }
+    steps.into_iter().map(|(_, c, i)| (c, i)).collect()
 }

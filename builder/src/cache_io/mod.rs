@@ -581,15 +581,16 @@ impl CacheImports for Imports {
         key: &Digest,
         store: &Store,
         compression: Compression,
-    ) -> Result<Option<CacheRecord>, BoxError> {
+    ) -> Result<Option<(CacheRecord, String)>, BoxError> {
         let Some(candidates) = self.records.get(key) else {
             return Ok(None);
         };
         // The first usable record; if none is, the first cache's reason.
         let mut first_error = None;
         for (index, record) in candidates {
-            match self.materialise(&self.sources[*index], record, store, compression) {
-                Ok(record) => return Ok(Some(record)),
+            let source = &self.sources[*index];
+            match self.materialise(source, record, store, compression) {
+                Ok(record) => return Ok(Some((record, source.origin.to_string()))),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -599,6 +600,10 @@ impl CacheImports for Imports {
             Some(e) => Err(e.into()),
             None => Ok(None),
         }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.sources.iter().map(|s| s.origin.to_string()).collect()
     }
 
     fn restore_mount(&self, id: &str, store: &Store, into: &Path) -> Result<bool, BoxError> {

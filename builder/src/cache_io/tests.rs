@@ -87,7 +87,11 @@ fn local_round_trip() {
     assert_eq!(imports.add_local(dir.clone(), "latest").unwrap(), 2);
     assert_eq!(imports.origins(&k1).len(), 1);
     for (key, want) in &steps {
-        let got = imports.fetch(key, &b, Compression::None).unwrap().unwrap();
+        let got = imports
+            .fetch(key, &b, Compression::None)
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(&got, want);
         // Lazy: known, not fetched, until something reads it; then fetched and verified.
         assert!(b.is_unfetched(&want.digest));
@@ -105,7 +109,11 @@ fn local_round_trip() {
     );
     // A build that keeps gzip layers gets the blob as it is in the cache.
     let c = new_store(tmp.path(), "c");
-    let gz = imports.fetch(&k1, &c, Compression::Gzip).unwrap().unwrap();
+    let gz = imports
+        .fetch(&k1, &c, Compression::Gzip)
+        .unwrap()
+        .unwrap()
+        .0;
     assert_eq!(gz.media_type, crate::layer::MEDIA_TYPE_TAR_GZIP);
     assert_eq!(gz.diff_id, steps[&k1].diff_id);
     assert!(c.is_unfetched(&gz.digest));
@@ -150,10 +158,11 @@ fn a_lost_layer_fails_its_record_only_and_the_next_cache_is_tried() {
 
     let mut both = Imports::new().unwrap();
     both.add_local(lost, "latest").unwrap();
-    both.add_local(kept, "latest").unwrap();
+    both.add_local(kept.clone(), "latest").unwrap();
     assert_eq!(both.origins(&key).len(), 2);
-    let got = both.fetch(&key, &b, Compression::None).unwrap().unwrap();
+    let (got, origin) = both.fetch(&key, &b, Compression::None).unwrap().unwrap();
     assert_eq!(got, steps[&key]);
+    assert_eq!(origin, format!("{}:latest", kept.display()));
     // Taken from the cache that has it, when it is read.
     b.read_blob(&got.digest, 1 << 20).unwrap();
 }
@@ -204,7 +213,11 @@ fn a_version_1_cache_is_imported_eagerly() {
     let b = new_store(tmp.path(), "b");
     let mut imports = Imports::new().unwrap();
     assert_eq!(imports.add_local(dir, "v1").unwrap(), 1);
-    let got = imports.fetch(&key, &b, Compression::None).unwrap().unwrap();
+    let got = imports
+        .fetch(&key, &b, Compression::None)
+        .unwrap()
+        .unwrap()
+        .0;
     assert_eq!(got, steps[&key]);
     assert!(b.has_blob(&got.digest) && !b.is_unfetched(&got.digest));
 }
@@ -253,7 +266,11 @@ fn zstd_layers_round_trip() {
     let b = new_store(tmp.path(), "b");
     let mut imports = Imports::new().unwrap();
     imports.add_local(dir, "latest").unwrap();
-    let got = imports.fetch(&key, &b, Compression::None).unwrap().unwrap();
+    let got = imports
+        .fetch(&key, &b, Compression::None)
+        .unwrap()
+        .unwrap()
+        .0;
     assert_eq!(got, steps[&key]);
     // A build keeping gzip layers cannot use a zstd one: an error, so the step runs.
     let c = new_store(tmp.path(), "c");

@@ -19,6 +19,7 @@
 //! what an unpinned `ADD <url>` downloaded last (digest and validators), so the next build can
 //! ask the server whether it changed instead of downloading it again.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use kiln_registry::Digest;
 use serde::{Deserialize, Serialize};
 
+use super::explain::{Input, Label};
 use crate::ops::fetch::{Download, Validators};
 use crate::store::{Problem, Repair, Store, StoreError};
 
@@ -59,6 +61,8 @@ pub struct CacheRecord {
 #[derive(Debug, Clone)]
 pub(crate) struct KeyBuilder {
     parts: Vec<(&'static str, serde_json::Value)>,
+    /// What some parts refer to (by index), for explanations; not hashed.
+    labels: BTreeMap<usize, Label>,
 }
 
 impl KeyBuilder {
@@ -69,6 +73,7 @@ impl KeyBuilder {
                 ("version", KEY_VERSION.into()),
                 ("parent", parent.to_string().into()),
             ],
+            labels: BTreeMap::new(),
         }
     }
 
@@ -80,9 +85,28 @@ impl KeyBuilder {
         self
     }
 
+    /// Adds a named input and what it refers to.
+    pub fn labelled(mut self, name: &'static str, value: impl Serialize, label: Label) -> Self {
+        self.labels.insert(self.parts.len(), label);
+        self.with(name, value)
+    }
+
+    /// The inputs with their labels, for [`super::explain`].
+    pub fn inputs(&self) -> Vec<Input> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, (name, value))| Input {
+                name: (*name).to_owned(),
+                value: value.clone(),
+                label: self.labels.get(&i).cloned(),
+            })
+            .collect()
+    }
+
     /// The key: the sha256 of the inputs as a JSON array of `[name, value]` pairs. A
     /// `serde_json::Value` object keeps its keys sorted, so the text is canonical.
-    pub fn finish(self) -> Digest {
+    pub fn finish(&self) -> Digest {
         Digest::of(self.text().as_bytes())
     }
 

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kiln_registry::{Digest, DigestWriter};
 use serde::{Deserialize, Serialize};
 
+use super::explain::Traces;
 use crate::context::Visible;
 use crate::ops::sources::{clamp, literal_prefix};
 use crate::store::Store;
@@ -68,6 +69,8 @@ pub(crate) struct ContextSums {
     visible: Visible,
     record: PathBuf,
     store: Store,
+    /// Where listings are kept for explanations.
+    traces: Traces,
     /// File digests by relative path: loaded from the record, refreshed as files are hashed.
     files: Mutex<BTreeMap<String, Remembered>>,
     /// Whether `files` changed since it was loaded.
@@ -92,6 +95,7 @@ impl ContextSums {
             visible,
             record,
             store: store.clone(),
+            traces: Traces::open(store),
             files: Mutex::new(files),
             dirty: AtomicBool::new(false),
         }
@@ -130,9 +134,21 @@ impl ContextSums {
         self.of_tree(&prefix)
     }
 
-    /// The checksum of the visible entries at or below `prefix` (`""`: the whole context).
+    /// The checksum of the visible entries at or below `prefix` (`""`: the whole context):
+    /// the sha256 of their listing, which is kept for explaining a later miss (written again
+    /// only when this checksum is new).
     fn of_tree(&self, prefix: &str) -> io::Result<Digest> {
         let mut out = DigestWriter::new(io::sink());
+        self.list(prefix, &mut out)?;
+        let sum = out.finish().1;
+        // Only an explanation's detail: a build does not fail for want of it.
+        let _ = self.traces.keep_tree(&sum, |out| self.list(prefix, out));
+        Ok(sum)
+    }
+
+    /// Writes the listing of the visible entries at or below `prefix`: one line per entry,
+    /// `path\0type\0permissions\0content`, sorted by path.
+    fn list(&self, prefix: &str, out: &mut dyn Write) -> io::Result<()> {
         let below = format!("{prefix}/");
         let entries = self
             .visible
@@ -156,7 +172,7 @@ impl ContextSums {
             let perm = meta.mode() & 0o7777;
             writeln!(out, "{rel}\0{type_bits:o}\0{perm:o}\0{content}")?;
         }
-        Ok(out.finish().1)
+        Ok(())
     }
 
     fn file_digest(&self, rel: &str, path: &Path, meta: &fs::Metadata) -> io::Result<Digest> {

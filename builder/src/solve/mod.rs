@@ -19,8 +19,10 @@
 
 pub mod cache;
 mod checksum;
+pub mod explain;
 mod run;
 mod stage;
+mod trace;
 
 #[cfg(test)]
 mod key_tests;
@@ -44,6 +46,7 @@ use crate::store::Store;
 
 use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
+use explain::{BuildTrace, Change, Miss, Traces};
 
 /// An error from outside the builder (a pull, say), boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -56,10 +59,16 @@ pub trait BaseImages: Sync {
 }
 
 /// What the solver reports while it works (the library never prints). Stages run in
-/// parallel, so events of different stages interleave; each names its stage.
+/// parallel, so events of different stages interleave; each names its stage, and a stage runs
+/// one step at a time.
+///
+/// Every step of a stage that starts is announced by [`Event::Step`] and ends with
+/// [`Event::StepDone`], or is reported [`Event::Skipped`] when a failure or a cancel stops the
+/// build before it; a stage the target does not need is [`Event::NotNeeded`].
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// A step starts: `[stage n/total] INSTRUCTION`, or is taken from the cache.
+    /// A step starts: `[stage n/total] INSTRUCTION`, saying whether it runs or comes from a
+    /// cache.
     Step {
         /// The stage's display name.
         stage: &'a str,
@@ -69,8 +78,41 @@ pub enum Event<'a> {
         total: usize,
         /// The instruction as written.
         text: &'a str,
-        /// The step's layer comes from the build cache: nothing runs.
-        cached: bool,
+        /// Its first line in the Dockerfile (1-based).
+        line: usize,
+        /// How it starts.
+        start: StepStart<'a>,
+    },
+    /// The step `n` of `stage` (announced by [`Event::Step`]) ended.
+    StepDone {
+        /// The stage's display name.
+        stage: &'a str,
+        /// 1-based step number within the stage.
+        n: usize,
+        /// How it ended.
+        end: StepEnd,
+        /// How long it took.
+        elapsed: std::time::Duration,
+    },
+    /// A step that never started because the build stopped first.
+    Skipped {
+        /// The stage's display name.
+        stage: &'a str,
+        /// 1-based step number within the stage.
+        n: usize,
+        /// Steps in the stage.
+        total: usize,
+        /// The instruction as written.
+        text: &'a str,
+        /// Why it did not run.
+        reason: SkipReason,
+    },
+    /// A stage the target does not need: none of its steps run.
+    NotNeeded {
+        /// The stage's display name.
+        stage: &'a str,
+        /// How many steps it has.
+        steps: usize,
     },
     /// Something the user should know that does not stop the build (an imported cache record
     /// that could not be used: the step runs instead).
@@ -87,6 +129,54 @@ pub enum Event<'a> {
         /// The line, without its newline.
         line: &'a [u8],
     },
+}
+
+/// How a step starts.
+#[derive(Debug, Clone, Copy)]
+pub enum StepStart<'a> {
+    /// Its layer is made now (or, for a step without a layer, it changes the config).
+    Run {
+        /// Why no cache had its layer (`None` for a step that has no key).
+        why: Option<&'a Miss>,
+    },
+    /// Its layer comes from a cache: nothing runs.
+    Cached {
+        /// Which cache had it.
+        from: CacheSource<'a>,
+    },
+    /// It only changes the image's config (ENV, LABEL, ARG …): there is no layer to cache.
+    Config,
+}
+
+/// Where a cached step's layer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSource<'a> {
+    /// This store's build cache.
+    Local,
+    /// An imported cache (`--cache-from`), by its name.
+    Import(&'a str),
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It ran (or changed the config) and succeeded.
+    Done,
+    /// Its layer came from a cache.
+    Cached,
+    /// It failed: the build fails with its error.
+    Failed,
+    /// It was stopped: another step failed or the build was cancelled.
+    Cancelled,
+}
+
+/// Why a step was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// An earlier step of the same stage failed.
+    EarlierStepFailed,
+    /// Another stage failed, or the build was cancelled (Ctrl-C), before it started.
+    Cancelled,
 }
 
 /// Inputs of one build besides the plan.
@@ -121,20 +211,29 @@ pub struct BuildOptions<'a> {
     pub imports: Option<&'a dyn CacheImports>,
     /// `--cache-to type=inline`: the records of the image's own layers go into its config.
     pub inline_cache: bool,
+    /// The Dockerfile's path: with the target and platform it names the build whose steps
+    /// the next build's misses are explained against, and its file name is how explanations
+    /// name it (`COPY at Dockerfile:4`). `None`: nothing is remembered.
+    pub dockerfile: Option<&'a Path>,
 }
 
 /// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local
 /// cache does not have.
 pub trait CacheImports: Sync + std::fmt::Debug {
     /// The record of `key`, with its layer brought into `store` in the form a build with
-    /// `compression` keeps (`None` when no imported cache has the key). An error (the layer
-    /// cannot be fetched or is not what its record says) makes the solver warn and run the step.
+    /// `compression` keeps, and the name of the cache it came from (`None` when no imported
+    /// cache has the key). An error (the layer cannot be fetched or is not what its record
+    /// says) makes the solver warn and run the step.
     fn fetch(
         &self,
         key: &Digest,
         store: &Store,
         compression: crate::layer::Compression,
-    ) -> Result<Option<CacheRecord>, BoxError>;
+    ) -> Result<Option<(CacheRecord, String)>, BoxError>;
+
+    /// The names of the imported caches, in the order they are asked (for a miss's
+    /// explanation).
+    fn names(&self) -> Vec<String>;
 
     /// Fills the empty directory `into` with the contents an imported cache has of the cache
     /// mount `id` (its layer fetched into `store`, verified); `false` when no cache has them.
@@ -238,6 +337,9 @@ struct StageState {
     own_history: usize,
     /// When the newest layer this build stacked was made (RFC 3339): the image's time.
     newest: Option<String>,
+    /// The first thing in the stage (or the stages it starts from) that differs from the
+    /// last build: what a later step's parent-changed explanation names.
+    changed: Option<Change>,
 }
 
 /// Runs `plan` over the context filtered by the `ignore` patterns and writes the target's image
@@ -268,6 +370,9 @@ pub fn build(
             locals.insert(dir.clone(), ContextSums::new(store, dir, visible));
         }
     }
+    let traces = Traces::open(store);
+    let identity = options.dockerfile.map(|file| trace::identity(file, plan));
+    let last = identity.as_deref().and_then(|i| traces.load(i));
     let solver = Solver {
         plan,
         store,
@@ -283,8 +388,23 @@ pub fn build(
         results: Mutex::default(),
         steps: Mutex::default(),
         mounts_used: Mutex::default(),
+        traces,
+        identity,
+        last,
+        trace: Mutex::default(),
     };
-    solver.run_stages()?;
+    for (index, stage) in plan.stages.iter().enumerate() {
+        if !plan.order.contains(&index) {
+            progress(Event::NotNeeded {
+                stage: &stage.display_name(),
+                steps: stage.steps.len(),
+            });
+        }
+    }
+    let ran = solver.run_stages();
+    // Only what explains the next build's misses: a build does not fail for want of it.
+    let _ = solver.save_trace();
+    ran?;
     // Remembered file digests only save time: a build does not fail for want of them.
     let _ = solver.sums.save();
     for sums in solver.locals.values() {
@@ -373,6 +493,12 @@ struct Solver<'a> {
     steps: Mutex<BTreeMap<Digest, CacheRecord>>,
     /// The cache mounts RUNs used so far, by id, with their directories.
     mounts_used: Mutex<BTreeMap<String, std::path::PathBuf>>,
+    /// The remembered builds, this build's name among them, and its last trace.
+    traces: Traces,
+    identity: Option<String>,
+    last: Option<BuildTrace>,
+    /// This build's steps so far, and the stages that finished.
+    trace: Mutex<(BuildTrace, BTreeSet<String>)>,
 }
 
 impl Solver<'_> {
@@ -431,6 +557,21 @@ impl Solver<'_> {
                 }
             }
         });
+        if failure.is_some() {
+            for &index in &pending {
+                let stage = &self.plan.stages[index];
+                let name = stage.display_name();
+                for (n, step) in stage.steps.iter().enumerate() {
+                    (self.progress)(Event::Skipped {
+                        stage: &name,
+                        n: n + 1,
+                        total: stage.steps.len(),
+                        text: step.original.trim(),
+                        reason: SkipReason::Cancelled,
+                    });
+                }
+            }
+        }
         match failure {
             Some(e) => Err(e),
             None if !pending.is_empty() => Err(BuildError::at(

@@ -11,7 +11,8 @@
 use std::collections::VecDeque;
 
 use super::cache::KeyBuilder;
-use super::stage::{Announce, FromView};
+use super::explain::Label;
+use super::stage::{FromView, StepRef};
 use super::{BoxError, BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::exec::{
@@ -31,8 +32,7 @@ impl Solver<'_> {
         state: &mut StageState,
         run: &ExecOp,
         location: Location,
-        stage: &str,
-        announce: Announce<'_>,
+        step: &StepRef<'_>,
     ) -> Result<(), BuildError> {
         // The mounts are resolved when the step runs (their sources may need building or
         // pulling); the spec starts without them.
@@ -64,18 +64,20 @@ impl Solver<'_> {
                 continue;
             }
             let source = m.source.clone().unwrap_or_default();
-            let content = match from {
-                None => self
-                    .sums
-                    .of_source(&source)
-                    .map_err(step_err(
-                        location,
-                        format!("reading {source} in the context"),
-                    ))?
-                    .to_string(),
-                Some(from) => self.key_of_from(from, location)?,
+            let (content, label) = match from {
+                None => (
+                    self.sums
+                        .of_source(&source)
+                        .map_err(step_err(
+                            location,
+                            format!("reading {source} in the context"),
+                        ))?
+                        .to_string(),
+                    Label::Files(source),
+                ),
+                Some(from) => (self.key_of_from(from, location)?, self.label_of_from(from)),
             };
-            key = key.with("bind", &content);
+            key = key.labelled("bind", &content, label);
         }
 
         // Proxy build args reach RUN without being declared (and stay out of history and the
@@ -87,8 +89,8 @@ impl Solver<'_> {
                 spec.env.push((name.to_owned(), v.clone()));
             }
         }
-        self.layer_step(state, Some(key.finish()), location, announce, |root| {
-            self.execute(root, spec, run, location, stage)
+        self.layer_step(state, Some(key), location, step, |root| {
+            self.execute(root, spec, run, location, step.stage)
         })?;
         state.image.commit(created_by, true, true);
         Ok(())

@@ -1,15 +1,20 @@
 //! One stage of a build: its starting state, then its steps in order, each filesystem step
 //! through the build cache ([`Solver::layer_step`]).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
 
 use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
 use super::checksum::ContextSums;
-use super::{BuildError, Event, Solver, StageState, step_err};
+use super::explain::Label;
+use super::{
+    BuildError, CacheSource, Event, SkipReason, Solver, StageState, StepEnd, StepStart, step_err,
+};
 use crate::dockerfile::Location;
 use crate::error_chain;
 use crate::image::{ImageConfig, descriptor};
@@ -39,8 +44,30 @@ pub(super) fn copy_key(on: KeyBuilder, op: &CopyOp, workdir: &str) -> KeyBuilder
     on.with("copy", op).with("workdir", workdir)
 }
 
-/// Tells the progress reader a step starts, once it is known whether it comes from the cache.
-pub(super) type Announce<'a> = &'a dyn Fn(bool);
+/// The step being run, as the progress reader and the explanations name it.
+pub(super) struct StepRef<'a> {
+    /// The stage's display name.
+    pub stage: &'a str,
+    /// 1-based step number within the stage.
+    pub n: usize,
+    /// The instruction as written.
+    pub text: &'a str,
+    /// Every step's instruction in the stage (to match a step with the last build's).
+    pub texts: &'a [&'a str],
+    /// Tells the progress reader the step starts, once it is known how.
+    pub announce: &'a dyn Fn(StepStart<'_>),
+}
+
+impl StepRef<'_> {
+    /// The instruction's keyword (`COPY`), for naming the step elsewhere.
+    pub fn keyword(&self) -> String {
+        self.text
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_uppercase()
+    }
+}
 
 impl Solver<'_> {
     pub(super) fn run_stage(&self, index: usize) -> Result<StageState, BuildError> {
@@ -51,6 +78,7 @@ impl Solver<'_> {
                 let platform = &self.plan.options.platform;
                 let mut config = ImageConfig::new(&platform.architecture, &platform.os);
                 with_default_path(&mut config);
+                self.trace_base(&name, "scratch".to_owned());
                 StageState {
                     scope: env_scope(&config),
                     image: ImageState::new(config, Some(self.options.created.clone())),
@@ -62,17 +90,27 @@ impl Solver<'_> {
                     )),
                     own_history: 0,
                     newest: None,
+                    changed: None,
                 }
             }
             Base::Stage(parent) => {
                 let mut state = self.stage_result(*parent, stage.location)?.ok_or_else(|| {
                     BuildError::at(stage.location, "the parent stage has not run")
                 })?;
+                self.trace_base(
+                    &name,
+                    format!("stage {}", self.plan.stages[*parent].display_name()),
+                );
                 state.image =
                     ImageState::new(state.image.config, Some(self.options.created.clone()));
                 state
             }
-            Base::Image(reference) => self.image_state(reference, stage.location)?,
+            Base::Image(reference) => {
+                let (mut state, digest) = self.image_state(reference, stage.location)?;
+                state.changed = self.base_change(&name, &digest);
+                self.trace_base(&name, digest);
+                state
+            }
         };
         let steps = self
             .plan
@@ -85,34 +123,91 @@ impl Solver<'_> {
         // Triggers run once: the child's image does not carry them on.
         state.image.config.config.on_build.clear();
         let total = steps.len();
+        let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+        let skip_from = |from: usize, reason: SkipReason| {
+            for (n, step) in steps.iter().enumerate().skip(from) {
+                (self.progress)(Event::Skipped {
+                    stage: &name,
+                    n: n + 1,
+                    total,
+                    text: &step.text,
+                    reason,
+                });
+            }
+        };
         for (n, step) in steps.iter().enumerate() {
             let location = step.location;
             if self.options.cancel.is_cancelled() {
+                skip_from(n, SkipReason::Cancelled);
                 return Err(BuildError::Cancelled { location });
             }
-            let announce = |cached: bool| {
+            let started = Instant::now();
+            let how = Cell::new(None);
+            let announce = |start: StepStart<'_>| {
+                how.set(Some(matches!(start, StepStart::Cached { .. })));
                 (self.progress)(Event::Step {
                     stage: &name,
                     n: n + 1,
                     total,
                     text: &step.text,
-                    cached,
+                    line: location.start_line,
+                    start,
                 })
             };
+            let at = StepRef {
+                stage: &name,
+                n: n + 1,
+                text: &step.text,
+                texts: &texts,
+                announce: &announce,
+            };
             state.scope = step.scope.clone();
-            match &step.op {
+            let result = match &step.op {
                 Op::Arg(resolved) => {
-                    announce(false);
+                    announce(StepStart::Config);
                     state.image.commit_arg(resolved);
+                    Ok(())
                 }
-                Op::Exec(exec) => self.run(&mut state, exec, location, &name, &announce)?,
-                Op::Copy(copy) => self.copy(&mut state, copy, location, &announce)?,
+                Op::Exec(exec) => self.run(&mut state, exec, location, &at),
+                Op::Copy(copy) => self.copy(&mut state, copy, location, &at),
                 Op::Meta(meta) => match state.image.apply(meta) {
-                    Some(dir) => self.make_workdir(&mut state, &dir, location, &announce)?,
-                    None => announce(false),
+                    Some(dir) => self.make_workdir(&mut state, &dir, location, &at),
+                    None => {
+                        announce(StepStart::Config);
+                        Ok(())
+                    }
                 },
+            };
+            // A step that failed before it could say how it starts ran as far as it got.
+            let cached = match how.get() {
+                Some(cached) => cached,
+                None => {
+                    announce(StepStart::Run { why: None });
+                    false
+                }
+            };
+            let end = match &result {
+                Ok(()) if cached => StepEnd::Cached,
+                Ok(()) => StepEnd::Done,
+                Err(BuildError::Cancelled { .. }) => StepEnd::Cancelled,
+                Err(_) => StepEnd::Failed,
+            };
+            (self.progress)(Event::StepDone {
+                stage: &name,
+                n: n + 1,
+                end,
+                elapsed: started.elapsed(),
+            });
+            if let Err(e) = result {
+                let reason = match e {
+                    BuildError::Cancelled { .. } => SkipReason::Cancelled,
+                    _ => SkipReason::EarlierStepFailed,
+                };
+                skip_from(n + 1, reason);
+                return Err(e);
             }
         }
+        self.trace_done(&name);
         Ok(state)
     }
 
@@ -129,12 +224,13 @@ impl Solver<'_> {
         Ok(results.get(&index).cloned())
     }
 
-    /// The state of a stage starting from an image: its config, layers and snapshots.
+    /// The state of a stage starting from an image (its config, layers and snapshots), and
+    /// the image's manifest digest.
     fn image_state(
         &self,
         reference: &Reference,
         location: Location,
-    ) -> Result<StageState, BuildError> {
+    ) -> Result<(StageState, String), BuildError> {
         let err =
             |m: &str| step_err::<crate::store::StoreError>(location, format!("{m} {reference}"));
         let desc = self.resolve(reference, location)?;
@@ -164,7 +260,7 @@ impl Solver<'_> {
         with_default_path(&mut config);
         // A base's inline cache describes the base's build, not this one's.
         config.extra.remove(crate::cache_io::format::INLINE_KEY);
-        Ok(StageState {
+        let state = StageState {
             layers: manifest.layers().clone(),
             chain,
             key: base_key(&format!("image {}", desc.digest())),
@@ -172,7 +268,9 @@ impl Solver<'_> {
             newest: None,
             scope: env_scope(&config),
             image: ImageState::new(config, Some(self.options.created.clone())),
-        })
+            changed: None,
+        };
+        Ok((state, desc.digest().to_string()))
     }
 
     pub(super) fn mutable(
@@ -201,40 +299,55 @@ impl Solver<'_> {
 
     /// A filesystem step through the cache: with a record for `key` (and `--no-cache` not
     /// given), the recorded layer is stacked on the stage; otherwise `work` changes a writable
-    /// root, which becomes the layer, recorded under `key`. Without a key (a step whose inputs
-    /// cannot be known beforehand) the step always runs, and what follows is keyed on the
-    /// content of the layer it made.
+    /// root, which becomes the layer, recorded under `key`, and the step is announced with
+    /// the reason it missed. Without a key (a step whose inputs cannot be known beforehand)
+    /// the step always runs, and what follows is keyed on the content of the layer it made.
     pub(super) fn layer_step(
         &self,
         state: &mut StageState,
-        key: Option<Digest>,
+        key: Option<KeyBuilder>,
         location: Location,
-        announce: Announce<'_>,
+        step: &StepRef<'_>,
         work: impl FnOnce(&Mutable) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
-        if let Some(key) = &key
+        let last = self
+            .last
+            .as_ref()
+            .and_then(|t| t.matching(step.stage, step.n, step.text, step.texts));
+        let keyed = key.map(|k| (k.finish(), k.inputs()));
+        if let Some((key, inputs)) = &keyed
             && !self.options.no_cache
-            && let Some(record) = self.cached(key, location)
+            && let Some((record, from)) = self.cached(key, location)
         {
-            announce(true);
+            (step.announce)(StepStart::Cached {
+                from: match &from {
+                    None => CacheSource::Local,
+                    Some(name) => CacheSource::Import(name),
+                },
+            });
             // Its snapshot is made when a later step needs the root ([`Solver::mutable`]): a
             // stage that is cached to its end never reads its layers.
             let chain_id = chain_id(state.chain.last(), &record.diff_id);
             stack(state, chain_id, &record);
             self.keep_step(key, &record);
+            self.trace_step(state, step, last, key, inputs, location, false);
             state.key = key.clone();
             return Ok(());
         }
-        announce(false);
+        let miss = keyed
+            .as_ref()
+            .map(|(_, inputs)| self.explain(state, step, last, inputs));
+        (step.announce)(StepStart::Run { why: miss.as_ref() });
         let root = self.mutable(state, location)?;
         work(&root)?;
         let record = self.commit(state, root, location)?;
-        state.key = match key {
-            Some(key) => {
+        state.key = match keyed {
+            Some((key, inputs)) => {
                 self.cache
                     .put(&key, &record)
                     .map_err(step_err(location, "recording the step in the build cache"))?;
                 self.keep_step(&key, &record);
+                self.trace_step(state, step, last, &key, &inputs, location, true);
                 key
             }
             None => KeyBuilder::on(&state.key)
@@ -247,21 +360,21 @@ impl Solver<'_> {
     /// The record of `key` with its layer in the store: the local cache's, else an imported
     /// cache's (its layer fetched now and recorded locally). An imported record that cannot be
     /// used is a warning and a miss, never a failed build.
-    fn cached(&self, key: &Digest, location: Location) -> Option<CacheRecord> {
+    fn cached(&self, key: &Digest, location: Location) -> Option<(CacheRecord, Option<String>)> {
         if let Some(record) = self.cache.get(key)
             && self.store.is_available(&record.digest)
         {
-            return Some(record);
+            return Some((record, None));
         }
         match self
             .options
             .imports?
             .fetch(key, self.store, self.options.compression)
         {
-            Ok(Some(record)) => {
+            Ok(Some((record, origin))) => {
                 // Only a shortcut for the next build: without it the import is asked again.
                 let _ = self.cache.put(key, &record);
-                Some(record)
+                Some((record, Some(origin)))
             }
             Ok(None) => None,
             Err(e) => {
@@ -325,16 +438,15 @@ impl Solver<'_> {
         state: &mut StageState,
         dir: &str,
         location: Location,
-        announce: Announce<'_>,
+        step: &StepRef<'_>,
     ) -> Result<(), BuildError> {
         let user = state.image.config.config.user.clone();
         let key = self
             .key_on(state)
             .with("workdir", dir)
-            .with("user", user.as_str())
-            .finish();
+            .with("user", user.as_str());
         let created = self.options.source_date_epoch.unwrap_or(0);
-        self.layer_step(state, Some(key), location, announce, |root| {
+        self.layer_step(state, Some(key), location, step, |root| {
             let comps: Vec<Vec<u8>> = dir
                 .split('/')
                 .filter(|c| !c.is_empty())
@@ -408,6 +520,15 @@ impl Solver<'_> {
         }
     }
 
+    /// What a `--from` refers to, for explanations.
+    pub(super) fn label_of_from(&self, from: &Source) -> Label {
+        match from {
+            Source::Stage(i) => Label::Stage(self.plan.stages[*i].display_name()),
+            Source::Image(reference) => Label::Image(reference.to_string()),
+            Source::Local(dir) => Label::Files(dir.display().to_string()),
+        }
+    }
+
     /// A `--build-context NAME=DIR` directory and its checksums.
     fn local(&self, dir: &Path, location: Location) -> Result<(&Path, &ContextSums), BuildError> {
         self.locals
@@ -443,7 +564,7 @@ impl Solver<'_> {
     ) -> Result<FromView<'_>, BuildError> {
         let state = match from {
             Source::Stage(i) => self.built_stage(*i, location)?,
-            Source::Image(reference) => self.image_state(reference, location)?,
+            Source::Image(reference) => self.image_state(reference, location)?.0,
             Source::Local(dir) => {
                 let (dir, sums) = self.local(dir, location)?;
                 return Ok(FromView::Local { dir, sums });
@@ -459,7 +580,7 @@ impl Solver<'_> {
         state: &mut StageState,
         op: &CopyOp,
         location: Location,
-        announce: Announce<'_>,
+        step: &StepRef<'_>,
     ) -> Result<(), BuildError> {
         let CopyOp {
             files,
@@ -475,7 +596,7 @@ impl Solver<'_> {
         let mut key = Some(copy_key(self.key_on(state), op, &workdir));
         if let Some(from) = from {
             let key_of_from = self.key_of_from(from, location)?;
-            key = key.map(|k| k.with("from", &key_of_from));
+            key = key.map(|k| k.labelled("from", &key_of_from, self.label_of_from(from)));
         }
         // An unpinned URL is asked for now and the step keyed on its body (BuildKit's HTTP
         // source), so an unchanged file leaves this step and the next ones cached. The request
@@ -513,8 +634,12 @@ impl Solver<'_> {
                         }
                     };
                     key.map(|k| {
-                        k.with("download", record.digest.to_string())
-                            .with("last_modified", record.last_modified)
+                        k.labelled(
+                            "download",
+                            record.digest.to_string(),
+                            Label::Url(fetch::redacted(source)),
+                        )
+                        .with("last_modified", record.last_modified)
                     })
                 }
                 (None, false, _) => {
@@ -522,13 +647,12 @@ impl Solver<'_> {
                         location,
                         format!("reading {source} in the context"),
                     ))?;
-                    key.map(|k| k.with("source", sum.to_string()))
+                    key.map(|k| k.labelled("source", sum.to_string(), Label::Files(source.clone())))
                 }
             };
         }
-        let key = key.map(KeyBuilder::finish);
         let created = self.options.source_date_epoch.unwrap_or(0);
-        self.layer_step(state, key, location, announce, |root| {
+        self.layer_step(state, key, location, step, |root| {
             let mut downloaded = downloaded;
             for (url, digest) in unchanged {
                 let body = fetch::download(&url, None, &fetch_options)

@@ -213,7 +213,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress
     };
-    let reporter = Reporter::new(mode, prepared.plan.order.len());
+    let reporter = Reporter::new(mode);
     // `--no-cache` uses no cache, imported ones included (its results are still exported).
     let imports = if args.no_cache {
         None
@@ -251,6 +251,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         extra_hosts: args.add_hosts.clone(),
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
+        dockerfile: Some(&dockerfile_path),
         inline_cache: args
             .cache_to
             .iter()
