@@ -4,8 +4,9 @@
 //!
 //! Two calls, so that `kiln build --check` can stop half-way:
 //! - [`prepare`] parses and plans the Dockerfile, reads the `.dockerignore` that applies once
-//!   (its patterns are checked even when nothing is built), and refuses a RUN for a platform
-//!   the host cannot run, before anything is pulled or run;
+//!   (its patterns are checked even when nothing is built), and refuses a RUN in a stage whose
+//!   platform the host can run neither natively nor under QEMU ([`crate::exec::binfmt`]),
+//!   before anything is pulled or run;
 //! - [`build`] runs the prepared plan with the solver and tags the image with every name while
 //!   it still holds a lease on the store, so no concurrent prune collects the new blobs between
 //!   the last write and the tag. A build that fails tags nothing.
@@ -17,8 +18,9 @@ use crate::context::{ContextError, load_ignore};
 use crate::dockerfile::Dockerfile;
 use crate::dockerfile::instructions::Instruction;
 use crate::dockerfile::{Location, parse};
+use crate::exec::binfmt;
 use crate::ignore::{IgnoreError, PatternMatcher};
-use crate::plan::{Plan, PlanOptions, Platform};
+use crate::plan::{Plan, PlanOptions};
 use crate::solve::{self, BaseImages, BuildError, BuildOptions, Built, Event};
 use crate::store::{Store, StoreError};
 
@@ -91,7 +93,6 @@ pub enum Failure {
 pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
     let dockerfile = |message: String, location| Failure::Dockerfile { message, location };
     let file = parse(request.dockerfile).map_err(|e| dockerfile(e.message, e.location))?;
-    let platform = request.plan.platform.clone();
     let plan =
         Plan::new(&file, request.plan.clone()).map_err(|e| dockerfile(e.message, e.location))?;
     let warnings = plan.warnings.clone();
@@ -103,14 +104,9 @@ pub fn prepare(request: &Request<'_>) -> Result<Prepared, Failure> {
             .map_or_else(|| ".dockerignore".to_owned(), |f| f.display().to_string());
         return Err(Failure::Ignore { file, source });
     }
-    let host = Platform::host();
-    if platform != host
-        && let Some(location) = first_run(&plan)
-    {
-        return Err(dockerfile(
-            format!("cannot RUN for {platform} on a {host} host: kiln does not emulate other CPUs"),
-            location,
-        ));
+    for (index, location) in first_runs(&plan) {
+        binfmt::check(&plan.stage_platform(index))
+            .map_err(|e| dockerfile(e.to_string(), location))?;
     }
     Ok(Prepared {
         file,
@@ -153,11 +149,16 @@ pub fn build(
     Ok(built)
 }
 
-/// Where the first RUN of the stages the target needs is, if there is one.
-fn first_run(plan: &Plan) -> Option<Location> {
+/// The first RUN of each stage the target needs that has one, by stage, in build order.
+fn first_runs(plan: &Plan) -> Vec<(usize, Location)> {
     plan.order
         .iter()
-        .flat_map(|&i| &plan.stages[i].steps)
-        .find(|step| matches!(step.instruction, Instruction::Run(_)))
-        .map(|step| step.location)
+        .filter_map(|&i| {
+            let step = plan.stages[i]
+                .steps
+                .iter()
+                .find(|step| matches!(step.instruction, Instruction::Run(_)))?;
+            Some((i, step.location))
+        })
+        .collect()
 }

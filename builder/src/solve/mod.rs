@@ -38,7 +38,7 @@ use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
 use crate::image::{ImageConfig, MediaTypes};
 use crate::layer::Compression;
 use crate::ops::meta::ImageState;
-use crate::plan::{NamedContext, Plan, Scope};
+use crate::plan::{NamedContext, Plan, Platform, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -48,11 +48,12 @@ use checksum::ContextSums;
 /// An error from outside the builder (a pull, say), boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// How the solver gets base images: by reference, as a manifest descriptor in the store (the
-/// caller looks it up and pulls it as its `--pull` policy says). Stages resolve in parallel.
+/// How the solver gets base images: by reference and platform, as a manifest descriptor in the
+/// store (the caller looks it up and pulls it as its `--pull` policy says). Stages resolve in
+/// parallel.
 pub trait BaseImages: Sync {
-    /// The manifest of `reference`, present in the store with all its blobs.
-    fn resolve(&self, reference: &Reference) -> Result<Descriptor, BoxError>;
+    /// The manifest of `reference` for `platform`, present in the store with all its blobs.
+    fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Descriptor, BoxError>;
 }
 
 /// What the solver reports while it works (the library never prints). Stages run in
@@ -227,6 +228,8 @@ pub(crate) fn step_err<E: Into<BoxError>>(
 /// A stage's state between steps.
 #[derive(Debug, Clone)]
 struct StageState {
+    /// The platform the stage runs for ([`Plan::stage_platform`]).
+    platform: Platform,
     image: ImageState,
     layers: Vec<Descriptor>,
     /// The chainIDs of the snapshots below the next step, bottom first.
@@ -302,6 +305,14 @@ pub fn build(
         .take()
         .unwrap_or_else(|| options.created.clone());
     let config = &mut state.image.config;
+    // A target stage FROM another platform (`FROM --platform=$BUILDPLATFORM …`) still makes
+    // the image of the platform built for, as BuildKit does.
+    let target = &plan.options.platform;
+    if state.platform != *target {
+        config.os = target.os.clone();
+        config.architecture = target.architecture.clone();
+        config.variant = target.variant.clone();
+    }
     for entry in config.history.iter_mut().skip(state.own_history) {
         entry.created = Some(created.clone());
     }
@@ -365,7 +376,8 @@ struct Solver<'a> {
     locals: BTreeMap<PathBuf, ContextSums>,
     caches: CacheMounts,
     cache: BuildCache,
-    /// Images resolved so far, by reference: each is resolved (and pulled) once per build.
+    /// Images resolved so far, by reference and platform: each is resolved (and pulled) once
+    /// per build.
     resolved: Mutex<BTreeMap<String, Descriptor>>,
     /// The final state of every stage that has finished.
     results: Mutex<BTreeMap<usize, StageState>>,
@@ -441,9 +453,14 @@ impl Solver<'_> {
         }
     }
 
-    /// The manifest of an image reference, resolved once per build.
-    fn resolve(&self, reference: &Reference, location: Location) -> Result<Descriptor, BuildError> {
-        let name = reference.to_string();
+    /// The manifest of an image reference for a platform, resolved once per build.
+    fn resolve(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        location: Location,
+    ) -> Result<Descriptor, BuildError> {
+        let name = format!("{reference} {platform}");
         if let Some(desc) = self
             .resolved
             .lock()
@@ -452,10 +469,10 @@ impl Solver<'_> {
         {
             return Ok(desc);
         }
-        let desc = self
-            .images
-            .resolve(reference)
-            .map_err(step_err(location, format!("resolving {reference}")))?;
+        let desc = self.images.resolve(reference, platform).map_err(step_err(
+            location,
+            format!("resolving {reference} ({platform})"),
+        ))?;
         if let Ok(mut resolved) = self.resolved.lock() {
             resolved.insert(name, desc.clone());
         }

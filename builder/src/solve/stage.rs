@@ -17,7 +17,7 @@ use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::plan::{Base, CopyOp, Op, Scope, Source};
+use crate::plan::{Base, CopyOp, Op, Platform, Scope, Source};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
@@ -48,18 +48,22 @@ impl Solver<'_> {
         let name = stage.display_name();
         let mut state = match &stage.base {
             Base::Scratch => {
-                let platform = &self.plan.options.platform;
+                let platform = self.plan.stage_platform(index);
                 let mut config = ImageConfig::new(&platform.architecture, &platform.os);
+                config.variant = platform.variant.clone();
                 with_default_path(&mut config);
                 StageState {
-                    scope: env_scope(&config),
-                    image: ImageState::new(config, Some(self.options.created.clone())),
-                    layers: Vec::new(),
-                    chain: Vec::new(),
+                    // The key names no variant: an empty filesystem is the same for all, and
+                    // keys made before variants were kept stay valid.
                     key: base_key(&format!(
                         "scratch {}/{}",
                         platform.os, platform.architecture
                     )),
+                    platform,
+                    scope: env_scope(&config),
+                    image: ImageState::new(config, Some(self.options.created.clone())),
+                    layers: Vec::new(),
+                    chain: Vec::new(),
                     own_history: 0,
                     newest: None,
                 }
@@ -72,7 +76,9 @@ impl Solver<'_> {
                     ImageState::new(state.image.config, Some(self.options.created.clone()));
                 state
             }
-            Base::Image(reference) => self.image_state(reference, stage.location)?,
+            Base::Image(reference) => {
+                self.image_state(reference, &self.plan.stage_platform(index), stage.location)?
+            }
         };
         let steps = self
             .plan
@@ -129,15 +135,17 @@ impl Solver<'_> {
         Ok(results.get(&index).cloned())
     }
 
-    /// The state of a stage starting from an image: its config, layers and snapshots.
+    /// The state of a stage starting from an image for `platform`: its config, layers and
+    /// snapshots.
     fn image_state(
         &self,
         reference: &Reference,
+        platform: &Platform,
         location: Location,
     ) -> Result<StageState, BuildError> {
         let err =
             |m: &str| step_err::<crate::store::StoreError>(location, format!("{m} {reference}"));
-        let desc = self.resolve(reference, location)?;
+        let desc = self.resolve(reference, platform, location)?;
         let manifest = self
             .store
             .read_manifest(&desc)
@@ -165,6 +173,7 @@ impl Solver<'_> {
         // A base's inline cache describes the base's build, not this one's.
         config.extra.remove(crate::cache_io::format::INLINE_KEY);
         Ok(StageState {
+            platform: platform.clone(),
             layers: manifest.layers().clone(),
             chain,
             key: base_key(&format!("image {}", desc.digest())),
@@ -393,7 +402,10 @@ impl Solver<'_> {
     ) -> Result<String, BuildError> {
         match from {
             Source::Stage(i) => Ok(self.built_stage(*i, location)?.key.to_string()),
-            Source::Image(reference) => Ok(self.resolve(reference, location)?.digest().to_string()),
+            Source::Image(reference) => Ok(self
+                .resolve(reference, &self.plan.options.platform, location)?
+                .digest()
+                .to_string()),
             Source::Local(dir) => {
                 let sum = self
                     .local(dir, location)?
@@ -443,7 +455,10 @@ impl Solver<'_> {
     ) -> Result<FromView<'_>, BuildError> {
         let state = match from {
             Source::Stage(i) => self.built_stage(*i, location)?,
-            Source::Image(reference) => self.image_state(reference, location)?,
+            // An image `--from` is for the platform built for, as BuildKit resolves it.
+            Source::Image(reference) => {
+                self.image_state(reference, &self.plan.options.platform, location)?
+            }
             Source::Local(dir) => {
                 let (dir, sums) = self.local(dir, location)?;
                 return Ok(FromView::Local { dir, sums });

@@ -92,9 +92,10 @@ pub struct BuildArgs {
     /// A line for every RUN's /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<kiln_builder::exec::ExtraHost>,
-    /// The platform to build for, `os/arch[/variant]` (default: the host's). Steps that run
-    /// commands need the host's platform: kiln does not emulate other CPUs.
-    #[arg(long, value_name = "PLATFORM")]
+    /// The platform to build for, `os/arch[/variant]` (default: the host's), or a
+    /// comma-separated list of them: one image per platform under one image index. RUN for
+    /// another CPU runs under QEMU user emulation registered in binfmt_misc.
+    #[arg(long, value_name = "PLATFORM[,PLATFORM…]")]
     platform: Option<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
@@ -157,10 +158,17 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .render()
     };
 
-    let platform = match &args.platform {
-        Some(p) => p.parse::<Platform>().context("--platform")?,
-        None => Platform::host(),
+    let platforms = match &args.platform {
+        Some(p) => Platform::parse_list(p).context("--platform")?,
+        None => vec![Platform::host()],
     };
+    if platforms.len() > 1 {
+        bail!(
+            "--platform {}: building several platforms in one build is not implemented yet",
+            args.platform.as_deref().unwrap_or_default()
+        );
+    }
+    let platform = platforms[0].clone();
     let call = match (args.check, args.call) {
         (false, call) => call.unwrap_or(Call::Build),
         (true, None | Some(Call::Check)) => Call::Check,
@@ -188,6 +196,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             build_args: build_args.clone(),
             target: args.target.clone(),
             platform: platform.clone(),
+            build_platform: Platform::host(),
             named_contexts: named_contexts(&args.build_contexts)?,
         },
     };
@@ -261,7 +270,6 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         store: &store,
         pull: &args.pull,
         registry: &args.registry,
-        platform: &platform,
         checks: &checks,
         prepared: &prepared,
     };
@@ -528,31 +536,54 @@ fn secrets(given: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
-/// Base images from the store, pulled as `--pull` says.
+/// Base images from the store, pulled as `--pull` says, each for the platform its stage runs
+/// for.
 struct Bases<'a> {
     store: &'a Store,
     pull: &'a str,
     registry: &'a super::pull::RegistryArgs,
-    platform: &'a Platform,
     /// Checks each resolved base's platform (InvalidBaseImagePlatform).
     checks: &'a super::check::Checks<'a>,
     prepared: &'a kiln_builder::build::Prepared,
 }
 
 impl BaseImages for Bases<'_> {
-    fn resolve(&self, reference: &Reference) -> Result<Descriptor, kiln_builder::solve::BoxError> {
-        let local = self.store.resolve(&reference.to_string())?;
-        let desc = match (local, self.pull) {
-            (Some(desc), "missing" | "never") => desc,
-            (None, "never") => {
+    /// A tagged image that has the platform (an index's entry for it, or a manifest of a
+    /// platform that runs there) is used unless `--pull=always`; without one the image is
+    /// pulled for the platform. With `--pull=never`, a tagged image of another platform is
+    /// used as it is (InvalidBaseImagePlatform reports it), as before kiln chose platforms.
+    fn resolve(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Descriptor, kiln_builder::solve::BoxError> {
+        let tagged = self.store.resolve(&reference.to_string())?;
+        let local = match &tagged {
+            Some(desc) => self.store.manifest_for(desc, platform)?,
+            None => None,
+        };
+        let desc = match (local, tagged, self.pull) {
+            (Some(desc), _, "missing" | "never") => desc,
+            (None, Some(desc), "never")
+                if kiln_builder::image::is_manifest_media_type(desc.media_type()) =>
+            {
+                desc
+            }
+            (None, Some(_), "never") => {
+                return Err(format!(
+                    "{reference} in the store has no image for {platform}, and --pull=never"
+                )
+                .into());
+            }
+            (None, None, "never") => {
                 return Err(format!("{reference} is not in the store and --pull=never").into());
             }
-            _ => super::pull::pull_to_store(self.store, self.registry, reference, self.platform)
+            _ => super::pull::pull_to_store(self.store, self.registry, reference, platform)
                 .map(|(manifest, _)| manifest)
                 .map_err(|e| format!("{e:#}"))?,
         };
         self.checks
-            .base_resolved(self.store, self.prepared, reference, &desc);
+            .base_resolved(self.store, self.prepared, reference, &desc, platform);
         Ok(desc)
     }
 }
