@@ -10,6 +10,7 @@
 //! an empty tmpfs: the kernel still has its handlers, but kiln, which reads that directory,
 //! sees none.
 
+use std::fs;
 use std::process::{Command, Output};
 
 use kiln_builder::exec::binfmt;
@@ -75,6 +76,50 @@ fn without_binfmt(kiln: &Kiln, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+#[test]
+fn multiplatform_run_for_another_cpu_runs_under_qemu() {
+    let Some(kiln) = with_foreign_busybox() else {
+        return;
+    };
+    for (base, platform, machine) in [
+        ("busybox:arm64", "linux/arm64", "aarch64"),
+        ("busybox:armhf", "linux/arm/v7", "armv7l"),
+    ] {
+        let ctx = context(
+            &kiln,
+            &format!(
+                "FROM {base}\nARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\n\
+                 RUN echo \"$(uname -m) $TARGETPLATFORM $TARGETARCH/$TARGETVARIANT \
+                 $BUILDPLATFORM\" > /arch\n"
+            ),
+            &[],
+        );
+        let out = kiln.path(&format!("out-{machine}"));
+        kiln.ok(&[
+            "build",
+            "-q",
+            "--platform",
+            platform,
+            "-t",
+            &format!("uname:{machine}"),
+            "--output",
+            &format!("type=local,dest={}", out.display()),
+            ctx.to_str().unwrap(),
+        ]);
+        let arch = platform.split('/').nth(1).unwrap();
+        let variant = platform.split('/').nth(2).unwrap_or("");
+        assert_eq!(
+            fs::read_to_string(out.join("arch")).unwrap(),
+            format!(
+                "{machine} {platform} {arch}/{variant} {}\n",
+                Platform::host()
+            )
+        );
+        let config = crate::support::inspect(&kiln, &format!("uname:{machine}"));
+        assert_eq!(config["Architecture"], arch);
+    }
 }
 
 #[test]
