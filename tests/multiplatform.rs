@@ -17,7 +17,9 @@ use kiln_builder::exec::binfmt;
 use kiln_builder::plan::Platform;
 
 use crate::support::busybox::foreign_busybox_rootfs;
-use crate::support::{Kiln, context, with_busybox};
+use crate::support::registry::{Config, RegistryServer};
+use crate::support::registry_image::make_index;
+use crate::support::{Kiln, context, tool, with_busybox};
 use crate::text;
 
 /// Whether `platform`'s binaries run here (natively or emulated); outside CI, when not, says
@@ -36,14 +38,24 @@ fn runs_here(platform: &str) -> bool {
 }
 
 /// A store with the host's busybox as `busybox:latest` and the arm64 and armhf ones as
-/// `busybox:arm64` and `busybox:armhf`, imported for their platforms; `None` when a fixture or
-/// an emulator is missing outside CI.
+/// `busybox:arm64` and `busybox:armhf`, imported for their platforms; each also under its
+/// platform's `TARGETARCH` (`busybox:amd64`, `busybox:arm`), and all three in one local index,
+/// `busybox-multi`. `None` when a fixture or an emulator is missing outside CI.
 fn with_foreign_busybox() -> Option<Kiln> {
     if !runs_here("linux/arm64") || !runs_here("linux/arm/v7") {
         return None;
     }
     let kiln = with_busybox()?;
-    for (debian, platform) in [("arm64", "linux/arm64"), ("armhf", "linux/arm/v7")] {
+    let host = Platform::host();
+    kiln.ok(&[
+        "tag",
+        "busybox:latest",
+        &format!("busybox:{}", host.architecture),
+    ]);
+    for (debian, platform, arch) in [
+        ("arm64", "linux/arm64", "arm64"),
+        ("armhf", "linux/arm/v7", "arm"),
+    ] {
         let rootfs = foreign_busybox_rootfs(debian)?;
         kiln.ok(&[
             "import",
@@ -52,7 +64,29 @@ fn with_foreign_busybox() -> Option<Kiln> {
             rootfs.tar.to_str().unwrap(),
             &format!("busybox:{debian}"),
         ]);
+        if arch != host.architecture {
+            kiln.ok(&[
+                "tag",
+                &format!("busybox:{debian}"),
+                &format!("busybox:{arch}"),
+            ]);
+        }
     }
+    let store = kiln.store();
+    let manifests: Vec<_> = ["latest", "arm64", "armhf"]
+        .iter()
+        .map(|tag| {
+            let name = format!("docker.io/library/busybox:{tag}");
+            let mut desc = store.resolve(&name).unwrap().unwrap();
+            desc.set_annotations(None);
+            desc
+        })
+        .collect();
+    make_index(
+        &kiln.root,
+        "docker.io/library/busybox-multi:latest",
+        &manifests,
+    );
     Some(kiln)
 }
 
@@ -177,5 +211,292 @@ fn multiplatform_missing_binfmt_handler_is_a_clear_error() {
     assert_eq!(
         crate::support::inspect(&kiln, "copied:1")["Architecture"],
         "arm64"
+    );
+}
+
+/// The cross-compilation pattern: a tool made once on the build platform, copied into each
+/// target platform's image, which runs a command of its own.
+const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox AS tools\n\
+     RUN echo \"tool made on $(uname -m)\" > /tool\n\
+     FROM busybox-multi\n\
+     ARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDPLATFORM\n\
+     COPY --from=tools /tool /tool\n\
+     RUN echo \"$(uname -m) $TARGETPLATFORM $TARGETARCH/$TARGETVARIANT $BUILDPLATFORM\" > /arch\n\
+     CMD [\"cat\", \"/arch\"]\n";
+
+/// What each target platform's image says in `/arch`: `uname -m`, then the platform ARGs.
+fn arch_line(platform: &str) -> String {
+    let machine = match platform {
+        "linux/amd64" => "x86_64",
+        "linux/arm64" => "aarch64",
+        "linux/arm/v7" => "armv7l",
+        other => panic!("no machine for {other}"),
+    };
+    let parsed: Platform = platform.parse().unwrap();
+    format!(
+        "{machine} {platform} {}/{} {}\n",
+        parsed.architecture,
+        parsed.variant.unwrap_or_default(),
+        Platform::host()
+    )
+}
+
+/// `out` of a build: the lines of the progress that start the step `step` (`RUN echo …`),
+/// and how many of them say CACHED.
+fn runs_of(stderr: &str, step: &str) -> (usize, usize) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("] ") && l.ends_with(step))
+        .collect();
+    let cached = lines.iter().filter(|l| l.starts_with("CACHED ")).count();
+    (lines.len() - cached, cached)
+}
+
+#[test]
+fn multiplatform_build_makes_one_index_and_runs_the_build_platform_stage_once() {
+    let Some(kiln) = with_foreign_busybox() else {
+        return;
+    };
+    let (Some(skopeo), Some(tar)) = (tool("skopeo"), tool("tar")) else {
+        return;
+    };
+    let platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"];
+    let ctx = context(&kiln, CROSS, &[]);
+    let (out_dir, out_tar, oci, docker, iid) = (
+        kiln.path("out"),
+        kiln.path("rootfs.tar"),
+        kiln.path("oci.tar"),
+        kiln.path("docker.tar"),
+        kiln.path("iid"),
+    );
+    let out = kiln
+        .cmd()
+        .args([
+            "build",
+            "--progress=plain",
+            "--platform",
+            &platforms.join(","),
+        ])
+        .args(["-t", "multi:1", "--iidfile"])
+        .arg(&iid)
+        .arg(format!("--output=type=local,dest={}", out_dir.display()))
+        .arg(format!("--output=type=tar,dest={}", out_tar.display()))
+        .arg(format!("--output=type=oci,dest={}", oci.display()))
+        .arg(format!("--output=type=docker,dest={}", docker.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // The $BUILDPLATFORM stage is the same for every platform: it ran once, the other
+    // platforms took its layer; the target stage ran for each, under its own platform.
+    assert_eq!(
+        runs_of(&stderr, "RUN echo \"tool made on $(uname -m)\" > /tool"),
+        (1, 2),
+        "{stderr}"
+    );
+    for platform in platforms {
+        assert!(
+            stderr.contains(&format!("[{platform} stage-1 3/4] RUN echo")),
+            "{platform}: {stderr}"
+        );
+    }
+    let index_digest = stdout.trim();
+    assert_eq!(fs::read_to_string(&iid).unwrap(), index_digest);
+
+    // The store: one name, an index of the three platforms.
+    let images = kiln.ok(&["images", "multi"]);
+    let mut rows = images.lines();
+    assert!(rows.next().unwrap().ends_with("PLATFORMS"), "{images}");
+    assert!(
+        rows.next()
+            .unwrap()
+            .ends_with("linux/amd64,linux/arm64,linux/arm/v7"),
+        "{images}"
+    );
+    let layout = format!("oci:{}:docker.io/library/multi:1", kiln.oci_dir().display());
+    let raw = skopeo_json(&skopeo, &["inspect", "--raw", &layout]);
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let listed: Vec<String> = raw["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s.push_str(&format!("/{v}"));
+            }
+            s
+        })
+        .collect();
+    assert_eq!(listed, platforms);
+    let arm = skopeo_json(&skopeo, &["inspect", "--override-arch", "arm64", &layout]);
+    assert_eq!(arm["Architecture"], "arm64");
+
+    // type=local and type=tar: one directory per platform, named as buildx names them.
+    for platform in platforms {
+        let dir = platform.replace('/', "_");
+        assert_eq!(
+            fs::read_to_string(out_dir.join(&dir).join("arch")).unwrap(),
+            arch_line(platform),
+            "{platform}"
+        );
+        assert_eq!(
+            fs::read_to_string(out_dir.join(&dir).join("tool")).unwrap(),
+            format!("tool made on {}\n", host_machine())
+        );
+    }
+    let listing = crate::support::run(Command::new(&tar).arg("-tf").arg(&out_tar));
+    for entry in [
+        "linux_amd64/",
+        "linux_arm64/arch",
+        "linux_arm_v7/arch",
+        "linux_arm_v7/bin/busybox",
+    ] {
+        assert!(listing.lines().any(|l| l == entry), "{entry} in {listing}");
+    }
+    // type=oci: the index; type=docker: containerd's layout, with the host's image in
+    // manifest.json for docker-archive readers.
+    let oci_raw = skopeo_json(
+        &skopeo,
+        &[
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}", oci.display()),
+        ],
+    );
+    assert_eq!(oci_raw, raw);
+    let docker_config = skopeo_json(
+        &skopeo,
+        &[
+            "inspect",
+            "--config",
+            &format!("docker-archive:{}", docker.display()),
+        ],
+    );
+    assert_eq!(docker_config["architecture"], Platform::host().architecture);
+    let docker_listing = crate::support::run(Command::new(&tar).arg("-tf").arg(&docker));
+    for entry in ["index.json", "manifest.json", "oci-layout"] {
+        assert!(
+            docker_listing.lines().any(|l| l == entry),
+            "{entry} in {docker_listing}"
+        );
+    }
+
+    // Again: everything from the cache, the same index.
+    let again = kiln
+        .cmd()
+        .args([
+            "build",
+            "--progress=plain",
+            "--platform",
+            &platforms.join(","),
+        ])
+        .args(["-t", "multi:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let (again_out, again_err) = text(&again);
+    assert!(again.status.success(), "{again_err}");
+    assert_eq!(again_out.trim(), index_digest, "{again_err}");
+}
+
+/// `uname -m` of the host.
+fn host_machine() -> String {
+    crate::support::run(Command::new("uname").arg("-m"))
+        .trim()
+        .to_owned()
+}
+
+fn skopeo_json(skopeo: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&crate::support::run(Command::new(skopeo).args(args))).unwrap()
+}
+
+#[test]
+fn multiplatform_push_sends_an_index_and_each_blob_once() {
+    let Some(kiln) = with_foreign_busybox() else {
+        return;
+    };
+    let Some(skopeo) = tool("skopeo") else { return };
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let name = format!("{}/multi/app:1", registry.addr);
+    let ctx = context(&kiln, CROSS, &[]);
+    let out = kiln
+        .cmd()
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--push",
+            "-t",
+            &name,
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let url = format!("docker://{name}");
+    let raw = skopeo_json(&skopeo, &["inspect", "--raw", "--tls-verify=false", &url]);
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    let mut blobs = std::collections::BTreeSet::new();
+    let mut platforms = Vec::new();
+    for entry in raw["manifests"].as_array().unwrap() {
+        platforms.push(
+            entry["platform"]["architecture"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        let child = format!(
+            "docker://{}/multi/app@{}",
+            registry.addr,
+            entry["digest"].as_str().unwrap()
+        );
+        let manifest = skopeo_json(&skopeo, &["inspect", "--raw", "--tls-verify=false", &child]);
+        blobs.insert(manifest["config"]["digest"].as_str().unwrap().to_owned());
+        for layer in manifest["layers"].as_array().unwrap() {
+            // Pushed layers are compressed on the way out.
+            assert_eq!(
+                layer["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
+            blobs.insert(layer["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(platforms, ["amd64", "arm64"]);
+    // The tool's layer is in both images and was sent once, as was every other blob.
+    assert_eq!(
+        registry.requests("PUT", "/v2/multi/app/blobs/uploads/"),
+        blobs.len(),
+        "{stderr}"
+    );
+    let arm = skopeo_json(
+        &skopeo,
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            "arm64",
+            &url,
+        ],
+    );
+    assert_eq!(arm["Architecture"], "arm64");
+    // What the build prints is the local index's digest (the store keeps layers uncompressed,
+    // so the pushed index, over compressed ones, has another).
+    let local = kiln.store().resolve(&name).unwrap().unwrap();
+    assert_eq!(local.digest().to_string(), stdout.trim());
+    assert_ne!(
+        Some(local.digest().to_string()),
+        skopeo_json(&skopeo, &["inspect", "--tls-verify=false", &url])["Digest"]
+            .as_str()
+            .map(str::to_owned)
     );
 }

@@ -49,8 +49,26 @@ pub fn foreign_busybox_rootfs(debian_arch: &str) -> Option<&'static BusyboxRootf
         .iter()
         .find(|(arch, _)| *arch == debian_arch)
         .unwrap_or_else(|| panic!("no busybox fixture for {debian_arch}"));
-    cell.get_or_init(|| foreign_binary(debian_arch).and_then(|b| build_from(b, debian_arch)))
-        .as_ref()
+    cell.get_or_init(|| {
+        // The tree and tarball are the same on every run: made once per target directory.
+        let kept =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-rootfs-{debian_arch}"));
+        let done = BusyboxRootfs {
+            dir: kept.join("rootfs"),
+            tar: kept.join("busybox-rootfs.tar"),
+        };
+        if done.tar.is_file() {
+            return Some(done);
+        }
+        let made = build_from(foreign_binary(debian_arch)?, debian_arch)?;
+        let scratch = made.dir.parent().unwrap().to_owned();
+        // Another test process may have kept one meanwhile: then this one is dropped.
+        if fs::rename(&scratch, &kept).is_err() {
+            let _ = fs::remove_dir_all(&scratch);
+        }
+        Some(done)
+    })
+    .as_ref()
 }
 
 /// `bin/busybox` of `busybox-static:ARCH`, downloaded once into the target directory.

@@ -16,9 +16,15 @@
 //! imported caches ([`CacheImports`], `--cache-from`), every step independently, so one miss
 //! does not stop later steps from hitting. The key and record of every keyed step the build
 //! used or made are in [`Built::steps`], for `--cache-to`.
+//!
+//! [`build_all`] solves one plan per platform in one build ([`platforms`]): every stage runs for
+//! its own platform ([`Plan::stage_platform`]), and the platforms share what does not differ
+//! between them, so a step they all have runs once.
 
 pub mod cache;
 mod checksum;
+mod flight;
+mod platforms;
 mod run;
 mod stage;
 
@@ -32,18 +38,20 @@ use std::sync::{Mutex, mpsc};
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::Descriptor;
 
-use crate::context::Visible;
 use crate::dockerfile::Location;
 use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
-use crate::image::{ImageConfig, MediaTypes};
+use crate::image::ImageConfig;
 use crate::layer::Compression;
 use crate::ops::meta::ImageState;
-use crate::plan::{NamedContext, Plan, Platform, Scope};
+use crate::plan::{Plan, Platform, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
 use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
+use flight::Flights;
+
+pub use platforms::{PlatformPlan, PlatformsError, build_all};
 
 /// An error from outside the builder (a pull, say), boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -147,7 +155,7 @@ pub trait CacheImports: Sync + std::fmt::Debug {
 /// The built image, written to the store but not tagged.
 #[derive(Debug)]
 pub struct Built {
-    /// The manifest.
+    /// The manifest (for a `--cache-to` of a multi-platform build, the index over them).
     pub manifest: Descriptor,
     /// Its config.
     pub config: ImageConfig,
@@ -244,7 +252,8 @@ struct StageState {
 }
 
 /// Runs `plan` over the context filtered by the `ignore` patterns and writes the target's image
-/// into `store`, untagged ([`crate::build::build`] tags it).
+/// into `store`, untagged ([`crate::build::build`] tags it). [`build_all`] builds several
+/// platforms at once.
 pub fn build(
     plan: &Plan,
     ignore: &[String],
@@ -253,88 +262,13 @@ pub fn build(
     options: &BuildOptions<'_>,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Built, BuildError> {
-    let here = Location::default();
-    let _lease = store
-        .lease()
-        .map_err(step_err(here, "taking a lease on the store"))?;
-    let snapshots = Snapshots::open(store, &Default::default())
-        .map_err(step_err(here, "opening the snapshots"))?;
-    let visible = Visible::walk(options.context, ignore)
-        .map_err(step_err(here, "reading the build context"))?;
-    let mut locals = BTreeMap::new();
-    for context in plan.options.named_contexts.values() {
-        if let NamedContext::Local(dir) = context {
-            let reading = format!("reading the build context {}", dir.display());
-            let visible = crate::context::load_dir_ignore(dir)
-                .and_then(|patterns| Visible::walk(dir, &patterns))
-                .map_err(step_err(here, reading))?;
-            locals.insert(dir.clone(), ContextSums::new(store, dir, visible));
-        }
-    }
-    let solver = Solver {
+    let target = PlatformPlan {
         plan,
-        store,
-        images,
-        options,
-        progress,
-        snapshots,
-        sums: ContextSums::new(store, options.context, visible),
-        locals,
-        caches: CacheMounts::new(store.cache_dir().join("mounts")),
-        cache: BuildCache::open(store),
-        resolved: Mutex::default(),
-        results: Mutex::default(),
-        steps: Mutex::default(),
-        mounts_used: Mutex::default(),
+        annotations: &options.annotations,
     };
-    solver.run_stages()?;
-    // Remembered file digests only save time: a build does not fail for want of them.
-    let _ = solver.sums.save();
-    for sums in solver.locals.values() {
-        let _ = sums.save();
-    }
-    let mut state = solver
-        .results
-        .into_inner()
-        .unwrap_or_default()
-        .remove(&plan.target)
-        .ok_or_else(|| BuildError::at(here, "the target stage did not run"))?;
-    // The image is as old as its newest layer, so a build from the cache reproduces it.
-    let created = state
-        .newest
-        .take()
-        .unwrap_or_else(|| options.created.clone());
-    let config = &mut state.image.config;
-    // A target stage FROM another platform (`FROM --platform=$BUILDPLATFORM …`) still makes
-    // the image of the platform built for, as BuildKit does.
-    let target = &plan.options.platform;
-    if state.platform != *target {
-        config.os = target.os.clone();
-        config.architecture = target.architecture.clone();
-        config.variant = target.variant.clone();
-    }
-    for entry in config.history.iter_mut().skip(state.own_history) {
-        entry.created = Some(created.clone());
-    }
-    config.created = Some(created);
-    config.config.labels.extend(options.labels.clone());
-    if options.inline_cache {
-        let steps = solver.steps.lock().map(|s| s.clone()).unwrap_or_default();
-        let value = inline_records(&state.layers, &steps)
-            .map_err(step_err(here, "writing the inline cache"))?;
-        config
-            .extra
-            .insert(crate::cache_io::format::INLINE_KEY.to_owned(), value);
-    }
-    let manifest = store
-        .write_image_with(config, &state.layers, MediaTypes::Oci, &options.annotations)
-        .map_err(step_err(here, "writing the image"))?;
-    Ok(Built {
-        manifest,
-        config: state.image.config,
-        steps: solver.steps.into_inner().unwrap_or_default(),
-        cache_mounts: solver.mounts_used.into_inner().unwrap_or_default(),
-    })
+    let mut built =
+        build_all(&[target], ignore, store, images, options, progress).map_err(|e| *e.error)?;
+    Ok(built.remove(0))
 }
 
 /// The inline cache of an image whose layers are `layers`: the records of `steps` whose layers
@@ -363,28 +297,35 @@ fn inline_records(
     inline_value(&records)
 }
 
+/// One platform's solve. What is not the plan's own is shared by every platform of a build
+/// ([`platforms::Shared`]).
 struct Solver<'a> {
     plan: &'a Plan,
     store: &'a Store,
     images: &'a dyn BaseImages,
     options: &'a BuildOptions<'a>,
     progress: &'a (dyn Fn(Event<'_>) + Sync),
-    snapshots: Snapshots,
+    /// What progress calls a stage: its name, after the platform in a multi-platform build
+    /// (`linux/arm64 build`, as BuildKit shows it).
+    platform_label: Option<String>,
+    snapshots: &'a Snapshots,
     /// The context's visible paths and their checksums.
-    sums: ContextSums,
+    sums: &'a ContextSums,
     /// The same for each `--build-context NAME=DIR` directory, by directory.
-    locals: BTreeMap<PathBuf, ContextSums>,
-    caches: CacheMounts,
-    cache: BuildCache,
+    locals: &'a BTreeMap<PathBuf, ContextSums>,
+    caches: &'a CacheMounts,
+    cache: &'a BuildCache,
     /// Images resolved so far, by reference and platform: each is resolved (and pulled) once
     /// per build.
-    resolved: Mutex<BTreeMap<String, Descriptor>>,
+    resolved: &'a Mutex<BTreeMap<String, Descriptor>>,
     /// The final state of every stage that has finished.
     results: Mutex<BTreeMap<usize, StageState>>,
     /// The keyed steps so far, with their records.
-    steps: Mutex<BTreeMap<Digest, CacheRecord>>,
+    steps: &'a Mutex<BTreeMap<Digest, CacheRecord>>,
     /// The cache mounts RUNs used so far, by id, with their directories.
-    mounts_used: Mutex<BTreeMap<String, std::path::PathBuf>>,
+    mounts_used: &'a Mutex<BTreeMap<String, std::path::PathBuf>>,
+    /// The keyed steps running now, so no two platforms run the same one at once.
+    flights: &'a Flights,
 }
 
 impl Solver<'_> {

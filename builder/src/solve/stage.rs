@@ -45,7 +45,10 @@ pub(super) type Announce<'a> = &'a dyn Fn(bool);
 impl Solver<'_> {
     pub(super) fn run_stage(&self, index: usize) -> Result<StageState, BuildError> {
         let stage = &self.plan.stages[index];
-        let name = stage.display_name();
+        let name = match &self.platform_label {
+            Some(platform) => format!("{platform} {}", stage.display_name()),
+            None => stage.display_name(),
+        };
         let mut state = match &stage.base {
             Base::Scratch => {
                 let platform = self.plan.stage_platform(index);
@@ -209,10 +212,11 @@ impl Solver<'_> {
     }
 
     /// A filesystem step through the cache: with a record for `key` (and `--no-cache` not
-    /// given), the recorded layer is stacked on the stage; otherwise `work` changes a writable
-    /// root, which becomes the layer, recorded under `key`. Without a key (a step whose inputs
-    /// cannot be known beforehand) the step always runs, and what follows is keyed on the
-    /// content of the layer it made.
+    /// given, or this build made it: another platform ran the step), the recorded layer is
+    /// stacked on the stage; otherwise `work` changes a writable root, which becomes the layer,
+    /// recorded under `key`. Without a key (a step whose inputs cannot be known beforehand) the
+    /// step always runs, and what follows is keyed on the content of the layer it made. A step
+    /// whose key another platform is running waits for it ([`super::flight`]).
     pub(super) fn layer_step(
         &self,
         state: &mut StageState,
@@ -221,8 +225,12 @@ impl Solver<'_> {
         announce: Announce<'_>,
         work: impl FnOnce(&Mutable) -> Result<(), BuildError>,
     ) -> Result<(), BuildError> {
+        let _claim = key.as_ref().map(|key| self.flights.claim(key));
+        if self.options.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled { location });
+        }
         if let Some(key) = &key
-            && !self.options.no_cache
+            && (!self.options.no_cache || self.made_here(key))
             && let Some(record) = self.cached(key, location)
         {
             announce(true);
@@ -285,6 +293,11 @@ impl Solver<'_> {
         }
     }
 
+    /// Whether this build (another platform of it) ran the step keyed `key`.
+    fn made_here(&self, key: &Digest) -> bool {
+        self.steps.lock().is_ok_and(|steps| steps.contains_key(key))
+    }
+
     /// Remembers a keyed step's record for [`super::Built::steps`].
     fn keep_step(&self, key: &Digest, record: &CacheRecord) {
         if let Ok(mut steps) = self.steps.lock() {
@@ -316,7 +329,7 @@ impl Solver<'_> {
             .map_err(step_err(location, "storing a layer"))?;
         let chain_id = committed.chain_id().clone();
         committed
-            .keep(&self.snapshots)
+            .keep(self.snapshots)
             .map_err(step_err(location, "keeping a snapshot"))?;
         let record = CacheRecord {
             media_type: layer.media_type.to_owned(),

@@ -63,6 +63,27 @@ impl Store {
         Ok(desc)
     }
 
+    /// Writes an OCI image index over `manifests` (each in the store, with its platform) with
+    /// the index's own `annotations`, and returns its descriptor. Does not tag.
+    pub fn write_image_index(
+        &self,
+        manifests: &[Descriptor],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Descriptor, StoreError> {
+        for manifest in manifests {
+            let digest = image::from_oci_digest(manifest.digest())?;
+            if !self.has_blob(&digest) {
+                return Err(StoreError::MissingBlob { digest });
+            }
+        }
+        let mut index = image::build_index(manifests, MediaTypes::Oci)?;
+        if !annotations.is_empty() {
+            index.set_annotations(Some(annotations.clone().into_iter().collect()));
+        }
+        let (digest, size) = self.put_blob(&canonical_json(&index)?)?;
+        Ok(image::descriptor(MediaTypes::Oci.index(), &digest, size))
+    }
+
     /// Reads and verifies the bytes a descriptor names, up to `limit`.
     fn read_described(&self, desc: &Descriptor, limit: u64) -> Result<Vec<u8>, StoreError> {
         let digest = image::from_oci_digest(desc.digest())?;
