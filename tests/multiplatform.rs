@@ -14,11 +14,12 @@ use std::fs;
 use std::process::{Command, Output};
 
 use kiln_builder::exec::binfmt;
+use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::Platform;
 
 use crate::support::busybox::foreign_busybox_rootfs;
 use crate::support::registry::{Config, RegistryServer};
-use crate::support::registry_image::make_index;
+use crate::support::registry_image::{make_image_for, make_index};
 use crate::support::{Kiln, context, tool, with_busybox};
 use crate::text;
 
@@ -498,5 +499,200 @@ fn multiplatform_push_sends_an_index_and_each_blob_once() {
         skopeo_json(&skopeo, &["inspect", "--tls-verify=false", &url])["Digest"]
             .as_str()
             .map(str::to_owned)
+    );
+}
+
+#[test]
+fn multiplatform_pull_chooses_platforms_and_variants_as_containerd_does() {
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    let a = Kiln::new();
+    let image = |name: &str, platform: &str| {
+        let content = platform.as_bytes();
+        make_image_for(&a.root, name, platform, &[("platform", content)])
+    };
+    let v6 = image("v6", "linux/arm/v6");
+    let v7 = image("v7", "linux/arm/v7");
+    let arm64 = image("arm64", "linux/arm64");
+    let amd64 = image("amd64", "linux/amd64");
+    let repo = format!("{}/variants", registry.addr);
+    let push = |name: &str, manifests: &[&Descriptor]| {
+        let list: Vec<Descriptor> = manifests.iter().map(|&d| d.clone()).collect();
+        let local = format!("docker.io/library/{name}:latest");
+        make_index(&a.root, &local, &list);
+        a.ok(&["push", "-q", &local, &format!("{repo}:{name}")]);
+    };
+    push("all", &[&amd64, &v6, &v7, &arm64]);
+    push("arm32", &[&v6, &v7]);
+    push("only-v6", &[&v6]);
+    push("only-v7", &[&v7]);
+
+    let b = Kiln::new();
+    let pulled = |name: &str, platform: &str| -> Result<String, String> {
+        let out = b.output(&["pull", "--platform", platform, &format!("{repo}:{name}")]);
+        let (_, stderr) = text(&out);
+        if !out.status.success() {
+            return Err(stderr);
+        }
+        let store = b.store();
+        let tagged = store.resolve(&format!("{repo}:{name}")).unwrap().unwrap();
+        let chosen = store
+            .manifest_for(&tagged, &platform.parse().unwrap())
+            .unwrap()
+            .unwrap();
+        let manifest = store.read_manifest(&chosen).unwrap();
+        let config = store.read_config(&manifest).unwrap();
+        Ok(format!(
+            "{}/{}{}",
+            config.os,
+            config.architecture,
+            config.variant.map(|v| format!("/{v}")).unwrap_or_default()
+        ))
+    };
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("all", "linux/arm/v7", Some("linux/arm/v7")),
+        ("all", "linux/arm/v6", Some("linux/arm/v6")),
+        ("all", "linux/arm", Some("linux/arm/v7")),
+        ("all", "linux/arm64/v8", Some("linux/arm64")),
+        // An arm64 CPU runs 32-bit arm: v7 is preferred to v6.
+        ("arm32", "linux/arm64", Some("linux/arm/v7")),
+        // A v7 CPU runs v6 images; a v6 one does not run v7 images.
+        ("only-v6", "linux/arm/v7", Some("linux/arm/v6")),
+        ("only-v7", "linux/arm/v6", None),
+        ("only-v7", "linux/amd64", None),
+    ];
+    for (name, platform, expected) in cases {
+        let got = pulled(name, platform);
+        match expected {
+            Some(e) => assert_eq!(got.as_deref(), Ok(*e), "{name} for {platform}"),
+            None => {
+                let err = got.unwrap_err();
+                assert!(
+                    err.contains(&format!("no image for platform {platform}")),
+                    "{name} for {platform}: {err}"
+                );
+            }
+        }
+    }
+
+    // Several platforms at once, and one more later: the tag is a local index of the pulled
+    // platforms, in the registry index's order.
+    let c = Kiln::new();
+    let all = format!("{repo}:all");
+    c.ok(&["pull", "-q", "--platform", "linux/arm64,linux/amd64", &all]);
+    let platforms_of = |kiln: &Kiln, name: &str| -> String {
+        let images = kiln.ok(&["images", name]);
+        images
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(platforms_of(&c, &all), "linux/amd64,linux/arm64");
+    c.ok(&["pull", "-q", "--platform", "linux/arm/v7", &all]);
+    assert_eq!(
+        platforms_of(&c, &all),
+        "linux/amd64,linux/arm/v7,linux/arm64"
+    );
+    // One platform of a single-platform image stays a manifest.
+    let d = Kiln::new();
+    d.ok(&["pull", "-q", "--platform", "linux/arm64", &all]);
+    let tagged = d.store().resolve(&all).unwrap().unwrap();
+    assert_eq!(tagged.digest(), arm64.digest());
+}
+
+#[test]
+fn multiplatform_run_by_platform_and_build_from_a_registry_index() {
+    let Some(kiln) = with_foreign_busybox() else {
+        return;
+    };
+    let Some(registry) = RegistryServer::start(Config::default()) else {
+        return;
+    };
+    // The bases as users meet them: one multi-platform image in a registry.
+    let base = format!("{}/library/busybox:multi", registry.addr);
+    kiln.ok(&["push", "-q", "busybox-multi", &base]);
+
+    let other = Kiln::new();
+    let platforms = "linux/amd64,linux/arm64,linux/arm/v7";
+    other.ok(&["pull", "-q", "--platform", platforms, &base]);
+    for (platform, machine) in [
+        ("linux/amd64", "x86_64"),
+        ("linux/arm64", "aarch64"),
+        ("linux/arm/v7", "armv7l"),
+    ] {
+        let out = other.ok(&["run", "--platform", platform, &base, "uname", "-m"]);
+        assert_eq!(out, format!("{machine}\n"), "{platform}");
+    }
+    let out = other.output(&["run", "--platform", "linux/s390x", &base, "true"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.contains(
+            "has no image for linux/s390x (it has linux/amd64, linux/arm64, linux/arm/v7)"
+        ),
+        "{stderr}"
+    );
+
+    // A two-platform build FROM it uses what the store has: no manifest is fetched again.
+    let manifests_before = registry.requests("GET", "/manifests/");
+    let ctx = context(
+        &other,
+        &format!("FROM {base}\nRUN uname -m > /machine\nCMD [\"cat\", \"/machine\"]\n"),
+        &[],
+    );
+    other.ok(&[
+        "build",
+        "-q",
+        "--platform",
+        "linux/arm64,linux/arm/v7",
+        "-t",
+        "two:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(registry.requests("GET", "/manifests/"), manifests_before);
+    assert_eq!(
+        other.ok(&["run", "--platform", "linux/arm64", "two:1"]),
+        "aarch64\n"
+    );
+    assert_eq!(
+        other.ok(&["run", "--platform", "linux/arm/v7", "two:1"]),
+        "armv7l\n"
+    );
+    let images = other.ok(&["images", "two"]);
+    assert!(
+        images
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("linux/arm64,linux/arm/v7"),
+        "{images}"
+    );
+    // Without --platform: the host's image, or when the index has none, its first.
+    assert_eq!(other.ok(&["run", "two:1"]), "aarch64\n");
+
+    // A missing platform is pulled for the build; the tag then has it too.
+    let fresh = Kiln::new();
+    let ctx_fresh = context(&fresh, &format!("FROM {base}\nCOPY f /f\n"), &[("f", "x")]);
+    fresh.ok(&["pull", "-q", "--platform", "linux/arm64", &base]);
+    fresh.ok(&[
+        "build",
+        "-q",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        ctx_fresh.to_str().unwrap(),
+    ]);
+    let images = fresh.ok(&["images", &base]);
+    assert!(
+        images
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("linux/amd64,linux/arm64"),
+        "{images}"
     );
 }

@@ -236,7 +236,7 @@ pub fn build_index(
         })
         .collect();
     let index = store
-        .write_image_index(&manifests, index_annotations)
+        .write_image_index(&manifests, crate::image::MediaTypes::Oci, index_annotations)
         .map_err(Failure::Index)?;
     for name in tags {
         store.tag(name, &index).map_err(|source| Failure::Tag {

@@ -63,11 +63,13 @@ impl Store {
         Ok(desc)
     }
 
-    /// Writes an OCI image index over `manifests` (each in the store, with its platform) with
-    /// the index's own `annotations`, and returns its descriptor. Does not tag.
+    /// Writes an image index of the `media` family over `manifests` (each in the store, with
+    /// its platform) with the index's own `annotations`, and returns its descriptor. Does not
+    /// tag.
     pub fn write_image_index(
         &self,
         manifests: &[Descriptor],
+        media: MediaTypes,
         annotations: &BTreeMap<String, String>,
     ) -> Result<Descriptor, StoreError> {
         for manifest in manifests {
@@ -76,12 +78,12 @@ impl Store {
                 return Err(StoreError::MissingBlob { digest });
             }
         }
-        let mut index = image::build_index(manifests, MediaTypes::Oci)?;
+        let mut index = image::build_index(manifests, media)?;
         if !annotations.is_empty() {
             index.set_annotations(Some(annotations.clone().into_iter().collect()));
         }
         let (digest, size) = self.put_blob(&canonical_json(&index)?)?;
-        Ok(image::descriptor(MediaTypes::Oci.index(), &digest, size))
+        Ok(image::descriptor(media.index(), &digest, size))
     }
 
     /// Reads and verifies the bytes a descriptor names, up to `limit`.

@@ -283,6 +283,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         registry: &args.registry,
         checks: &checks,
         prepared: &prepared,
+        pulling: Default::default(),
     };
     let names: Vec<String> = named.iter().map(ToString::to_string).collect();
     let events = |e: kiln_builder::solve::Event<'_>| reporter.event(e);
@@ -597,6 +598,9 @@ struct Bases<'a> {
     /// Checks each resolved base's platform (InvalidBaseImagePlatform).
     checks: &'a super::check::Checks<'a>,
     prepared: &'a kiln_builder::build::Prepared,
+    /// Held while pulling: two platforms pulling the same image each add their platform to
+    /// its tag, one after the other.
+    pulling: std::sync::Mutex<()>,
 }
 
 impl BaseImages for Bases<'_> {
@@ -630,9 +634,12 @@ impl BaseImages for Bases<'_> {
             (None, None, "never") => {
                 return Err(format!("{reference} is not in the store and --pull=never").into());
             }
-            _ => super::pull::pull_to_store(self.store, self.registry, reference, platform)
-                .map(|(manifest, _)| manifest)
-                .map_err(|e| format!("{e:#}"))?,
+            _ => {
+                let _pulling = self.pulling.lock();
+                super::pull::pull_to_store(self.store, self.registry, reference, platform)
+                    .map(|(manifest, _)| manifest)
+                    .map_err(|e| format!("{e:#}"))?
+            }
         };
         self.checks
             .base_resolved(self.store, self.prepared, reference, &desc, platform);
