@@ -148,9 +148,13 @@ fn multiplatform_build_makes_one_index_and_runs_the_build_platform_stage_once() 
         (1, 2),
         "{stderr}"
     );
+    // Each target platform's RUN has keys of its own (its base is that platform's image): none
+    // is taken from another platform's.
+    let target_run = "RUN echo \"$(uname -m) $TARGETPLATFORM $TARGETARCH/$TARGETVARIANT $BUILDPLATFORM\" > /arch";
+    assert_eq!(runs_of(&stderr, target_run), (3, 0), "{stderr}");
     for platform in platforms {
         assert!(
-            stderr.contains(&format!("[{platform} stage-1 3/4] RUN echo")),
+            stderr.contains(&format!("\n[{platform} stage-1 3/4] RUN echo")),
             "{platform}: {stderr}"
         );
     }
@@ -257,4 +261,23 @@ fn multiplatform_build_makes_one_index_and_runs_the_build_platform_stage_once() 
     let (again_out, again_err) = text(&again);
     assert!(again.status.success(), "{again_err}");
     assert_eq!(again_out.trim(), index_digest, "{again_err}");
+    assert_eq!(runs_of(&again_err, target_run), (0, 3), "{again_err}");
+
+    // --no-cache runs every step, but a step the platforms share still once: the others take
+    // what this build made.
+    let out = kiln
+        .cmd()
+        .args(["build", "--progress=plain", "--no-cache", "--platform"])
+        .arg(platforms.join(","))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        runs_of(&stderr, "RUN echo \"tool made on $(uname -m)\" > /tool"),
+        (1, 2),
+        "{stderr}"
+    );
+    assert_eq!(runs_of(&stderr, target_run), (3, 0), "{stderr}");
 }
