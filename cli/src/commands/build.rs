@@ -28,9 +28,8 @@ use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::exec::{Canceller, NetworkMode};
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
-use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::{Base, NamedContext, Plan, PlanOptions, Platform, Scope};
-use kiln_builder::solve::{BaseImages, BuildError, BuildOptions, Built, CacheImports};
+use kiln_builder::solve::{BuildError, BuildOptions, Built, CacheImports};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -39,8 +38,10 @@ use super::check::Call;
 use crate::diagnostics::Diagnostic;
 use crate::progress::{self, Reporter};
 
+mod bases;
 mod platforms;
 
+use bases::Bases;
 use platforms::Made;
 
 /// `kiln build` arguments (docker build's names).
@@ -587,64 +588,6 @@ fn secrets(given: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         out.insert((*id).to_owned(), data);
     }
     Ok(out)
-}
-
-/// Base images from the store, pulled as `--pull` says, each for the platform its stage runs
-/// for.
-struct Bases<'a> {
-    store: &'a Store,
-    pull: &'a str,
-    registry: &'a super::pull::RegistryArgs,
-    /// Checks each resolved base's platform (InvalidBaseImagePlatform).
-    checks: &'a super::check::Checks<'a>,
-    prepared: &'a kiln_builder::build::Prepared,
-    /// Held while pulling: two platforms pulling the same image each add their platform to
-    /// its tag, one after the other.
-    pulling: std::sync::Mutex<()>,
-}
-
-impl BaseImages for Bases<'_> {
-    /// A tagged image that has the platform (an index's entry for it, or a manifest of a
-    /// platform that runs there) is used unless `--pull=always`; without one the image is
-    /// pulled for the platform. With `--pull=never`, a tagged image of another platform is
-    /// used as it is (InvalidBaseImagePlatform reports it), as before kiln chose platforms.
-    fn resolve(
-        &self,
-        reference: &Reference,
-        platform: &Platform,
-    ) -> Result<Descriptor, kiln_builder::solve::BoxError> {
-        let tagged = self.store.resolve(&reference.to_string())?;
-        let local = match &tagged {
-            Some(desc) => self.store.manifest_for(desc, platform)?,
-            None => None,
-        };
-        let desc = match (local, tagged, self.pull) {
-            (Some(desc), _, "missing" | "never") => desc,
-            (None, Some(desc), "never")
-                if kiln_builder::image::is_manifest_media_type(desc.media_type()) =>
-            {
-                desc
-            }
-            (None, Some(_), "never") => {
-                return Err(format!(
-                    "{reference} in the store has no image for {platform}, and --pull=never"
-                )
-                .into());
-            }
-            (None, None, "never") => {
-                return Err(format!("{reference} is not in the store and --pull=never").into());
-            }
-            _ => {
-                let _pulling = self.pulling.lock();
-                super::pull::pull_to_store(self.store, self.registry, reference, platform)
-                    .map(|(manifest, _)| manifest)
-                    .map_err(|e| format!("{e:#}"))?
-            }
-        };
-        self.checks
-            .base_resolved(self.store, self.prepared, reference, &desc, platform);
-        Ok(desc)
-    }
 }
 
 /// The Dockerfile's display name and text.
