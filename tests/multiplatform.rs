@@ -100,9 +100,10 @@ fn with_foreign_busybox() -> Option<Kiln> {
 
 /// Runs kiln with `args` in a private mount namespace whose binfmt_misc directory shows no
 /// handler (a tmpfs with only an `enabled` status).
-fn without_binfmt(kiln: &Kiln, args: &[&str]) -> Output {
+fn without_binfmt(kiln: &Kiln, args: &[&str]) -> Option<Output> {
+    let unshare = tool("unshare")?;
     let template = kiln.cmd();
-    let mut cmd = Command::new("unshare");
+    let mut cmd = Command::new(unshare);
     for (key, value) in template.get_envs() {
         match value {
             Some(v) => cmd.env(key, v),
@@ -117,7 +118,7 @@ fn without_binfmt(kiln: &Kiln, args: &[&str]) -> Output {
         .arg(template.get_program())
         .args(args)
         .output()
-        .unwrap()
+        .ok()
 }
 
 /// The cross-compilation pattern: a tool made once on the build platform, copied into each
