@@ -284,3 +284,33 @@ fn multiplatform_build_makes_one_index_and_runs_the_build_platform_stage_once() 
     );
     assert_eq!(runs_of(&stderr, target_run), (3, 0), "{stderr}");
 }
+
+#[test]
+fn multiplatform_a_failing_platform_is_named_and_nothing_is_tagged() {
+    let Some(kiln) = with_foreign_busybox() else {
+        return;
+    };
+    let ctx = context(
+        &kiln,
+        "FROM busybox-multi\nARG TARGETARCH\nRUN test \"$TARGETARCH\" != arm64\n",
+        &[],
+    );
+    let (_, stderr) = kiln.fails(&[
+        "build",
+        "--progress=plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "failing:1",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr.contains(
+            "Dockerfile:3:1: linux/arm64: process \"/bin/sh -c test \"$TARGETARCH\" != arm64\" \
+             did not complete successfully: exit code 1"
+        ),
+        "{stderr}"
+    );
+    let (_, stderr) = kiln.fails(&["inspect", "failing:1"]);
+    assert!(stderr.contains("No such image"), "{stderr}");
+}

@@ -176,18 +176,27 @@ fn run_platforms(solvers: &[Solver<'_>], options: &BuildOptions<'_>) -> Result<(
             });
         }
     });
-    let failures = failures.into_inner().unwrap_or_default();
-    let first = failures
-        .iter()
-        .position(|(_, e)| !matches!(e, BuildError::Cancelled { .. }))
-        .unwrap_or_default();
-    match failures.into_iter().nth(first) {
-        None => Ok(()),
-        Some((index, error)) => Err(PlatformsError {
-            platform: Some(solvers[index].plan.options.platform.clone()),
-            error: Box::new(error),
-        }),
+    let mut failures = failures.into_inner().unwrap_or_default();
+    if failures.is_empty() {
+        return Ok(());
     }
+    let failed = failures
+        .iter()
+        .position(|(_, e)| !matches!(e, BuildError::Cancelled { .. }));
+    Err(match failed {
+        Some(i) => {
+            let (index, error) = failures.swap_remove(i);
+            PlatformsError {
+                platform: Some(solvers[index].plan.options.platform.clone()),
+                error: Box::new(error),
+            }
+        }
+        // Every platform was cancelled: the build was, not one platform.
+        None => PlatformsError {
+            platform: None,
+            error: Box::new(failures.swap_remove(0).1),
+        },
+    })
 }
 
 /// How many platforms build at once: no more than there are, one per core, and no more than
