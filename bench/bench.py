@@ -34,6 +34,7 @@ BuildKit dockerd's own peak (VmHWM).
 
 import argparse
 import os
+import platform
 import random
 import re
 import shutil
@@ -342,10 +343,13 @@ class Kiln:
     def save_base(self, dest, fmt="oci-archive"):
         self.run("save", ["save", "-o", dest, "--format", fmt, BASE])
 
-    def build(self, label, dockerfile, context, tag, no_cache=False, cache_from=None, cache_to=None):
+    def build(self, label, dockerfile, context, tag, no_cache=False, cache_from=None, cache_to=None,
+              platforms=None):
         args = ["build", "--pull=never", "-f", dockerfile, "-t", tag]
         if no_cache:
             args.append("--no-cache")
+        if platforms:
+            args += ["--platform", ",".join(platforms)]
         if cache_from:
             args += ["--cache-from", cache_from]
         if cache_to:
@@ -573,10 +577,21 @@ class Buildah:
         self.runner.output(self.cmd("tag", image[0], f"localhost/{BASE}"))
         return took, rss
 
-    def build(self, label, dockerfile, context, tag, no_cache=False):
-        args = BUILDAH_BUD + ["-f", dockerfile, "-t", tag]
+    def build(self, label, dockerfile, context, tag, no_cache=False, platforms=None):
+        args = BUILDAH_BUD + ["-f", dockerfile]
         if no_cache:
             args.append("--no-cache")
+        if platforms:
+            # buildah 1.28 leaves BUILDPLATFORM undefined in a build for --platform (its warning
+            # says to pass it), so `FROM --platform=$BUILDPLATFORM` would be the target's.
+            args += ["--build-arg", f"BUILDPLATFORM={HOST_PLATFORM}"]
+        if platforms and len(platforms) > 1:
+            # Several platforms make a manifest list, which buildah adds to when it exists.
+            subprocess.call(self.cmd("manifest", "rm", tag), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+            args += ["--platform", ",".join(platforms), "--manifest", tag]
+        else:
+            args += ["-t", tag] + (["--platform", platforms[0]] if platforms else [])
         return self.runner.run(f"buildah-{label}", self.cmd(*args, context))
 
     def push(self, label, tag, dest):
@@ -672,6 +687,12 @@ def workloads(work, only):
         log("generating the 20,000-file context ...")
         changed = generate_bigctx(ctx)
         out.append(Workload("bigctx", WORKLOADS / "bigctx" / "Dockerfile", ctx, changed))
+    if not only or "multiplatform" in only:
+        ctx = contexts / "multiplatform"
+        ctx.mkdir()
+        out.append(
+            Workload("multiplatform", WORKLOADS / "multiplatform" / "Dockerfile", ctx, push=False)
+        )
     if not only or "multistage" in only:
         ctx = contexts / "empty"
         ctx.mkdir()
@@ -752,6 +773,30 @@ def run_workload(w, tools, results, runs, work):
             finally:
                 registry.stop()
                 shutil.rmtree(registry.dir, ignore_errors=True)
+
+
+# The multiplatform workload's builds: the host's platform alone, then it and the other of
+# amd64 and arm64.
+HOST_PLATFORM = "linux/arm64" if platform.machine() == "aarch64" else "linux/amd64"
+ONE_PLATFORM = [HOST_PLATFORM]
+TWO_PLATFORMS = [HOST_PLATFORM, "linux/amd64" if HOST_PLATFORM == "linux/arm64" else "linux/arm64"]
+
+
+def run_multiplatform(w, tools, results, runs):
+    """No-cache builds of the cross-compiling workload for one platform and for two, by the
+    tools that build several platforms at once (not dockerd 20.10's CLI: that needs buildx)."""
+    # Apart: buildah's manifest list cannot take the name of an image.
+    one, two = f"bench/{w.name}:one", f"bench/{w.name}:two"
+    tools = [t for t in tools if isinstance(t, (Kiln, Buildah))]
+    for tool in tools:
+        results.measure(w.name, "warm-up", tool, lambda: tool.build(
+            "warmup", w.dockerfile, w.context, two, platforms=TWO_PLATFORMS))
+    for _ in range(runs):
+        for metric, tag, platforms in [("1 platform", one, ONE_PLATFORM),
+                                       ("2 platforms", two, TWO_PLATFORMS)]:
+            for tool in tools:
+                results.measure(w.name, metric, tool, lambda: tool.build(
+                    "multi", w.dockerfile, w.context, tag, no_cache=True, platforms=platforms))
 
 
 def registry_cache(w, kiln, buildkit, results, runs, work, base_archive):
@@ -956,6 +1001,25 @@ def table(results, workload_names, layer_rows, header, columns):
             [f"{par[c] / ser[c]:.2f}x" if par[c] and ser[c] else "-" for c in columns],
             "-", "-", ["kiln ≤ 0.6x"], [k <= 0.6], False,
         ))
+    one = {c: results.median("multiplatform", "1 platform", c) for c in columns}
+    two = {c: results.median("multiplatform", "2 platforms", c) for c in columns}
+    if one["kiln"] or two["kiln"]:
+        for metric in ["1 platform", "2 platforms"]:
+            k = results.median("multiplatform", metric, "kiln")
+            best, best_name = best_peer("multiplatform", metric)
+            rl = results.median("multiplatform", metric, ROOTLESS)
+            rows.append(row(
+                "multiplatform", metric,
+                [seconds(results, "multiplatform", metric, c) for c in columns],
+                f"{k / best:.2f}x {best_name}" if k and best else "-",
+                f"{rl / k:.2f}x" if rl and k else "-", [], [], False,
+            ))
+        k = two["kiln"] / one["kiln"] if one["kiln"] and two["kiln"] else None
+        rows.append(row(
+            "multiplatform", "2 platforms/1",
+            [f"{two[c] / one[c]:.2f}x" if one[c] and two[c] else "-" for c in columns],
+            "-", "-", ["kiln ≤ 1.3x"], [k <= 1.3] if k else [], k is None,
+        ))
     blank = ["-"] * len(columns)
     for label, gz, zs, rss, _ in layer_rows:
         for name, ratio, peer in [("gzip", gz, "pigz -p 2"), ("zstd", zs, "zstd -T2")]:
@@ -1028,7 +1092,8 @@ def main():
     p = argparse.ArgumentParser(description="kiln against buildah and BuildKit (see bench/README.md)")
     p.add_argument("-n", "--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)),
                    help="runs per measurement; the table shows medians (default 3, or $BENCH_RUNS)")
-    p.add_argument("--only", action="append", choices=["seed", "bigctx", "multistage", "layers"],
+    p.add_argument("--only", action="append",
+                   choices=["seed", "bigctx", "multistage", "multiplatform", "layers"],
                    help="run only these workloads (repeatable)")
     p.add_argument("--without", action="append", default=[],
                    choices=["buildah", "buildkit", "rootless", "cache"],
@@ -1107,6 +1172,9 @@ def main():
             for w in workloads(work, only - {"layers"}):
                 log(f"workload {w.name}:")
                 names.append(w.name)
+                if w.name == "multiplatform":
+                    run_multiplatform(w, tools, results, args.runs)
+                    continue
                 run_workload(w, tools, results, args.runs, work)
                 if w.push and "cache" not in without:
                     log(f"workload {w.name}: registry cache (fresh runner)")

@@ -511,7 +511,8 @@ fn json_progress_metadata_file_network_and_platform() {
     let check = context(&kiln, "FROM j:1\nRUN test \"$(cat /nets)\" = lo\n", &[]);
     kiln.ok(&["build", "-q", check.to_str().unwrap()]);
 
-    // Another platform: fine without RUN, a clear error with one.
+    // Another platform: fine without RUN (RUN under QEMU, and the error without it, are
+    // multiplatform.rs's).
     let other = if cfg!(target_arch = "aarch64") {
         "linux/amd64"
     } else {
@@ -531,13 +532,6 @@ fn json_progress_metadata_file_network_and_platform() {
         inspect(&kiln, "cross:1")["Architecture"],
         other.split('/').nth(1).unwrap()
     );
-    let ctx = context(&kiln, "FROM scratch\nCOPY f /f\nRUN true\n", &[("f", "x")]);
-    let (_, stderr) = kiln.fails(&["build", "--platform", other, ctx.to_str().unwrap()]);
-    assert!(
-        stderr.contains("kiln does not emulate other CPUs"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("Dockerfile:3:1"), "{stderr}");
 }
 
 #[test]

@@ -25,6 +25,9 @@ mod disk_full;
 mod examples;
 // The local image commands: import, images, tag, rmi, inspect, save, load, prune.
 mod images;
+// Other platforms: RUN under QEMU, multi-platform builds into one index, platform ARGs and
+// $BUILDPLATFORM stages, pull and run by platform, `kiln manifest`.
+mod multiplatform;
 // `kiln build --output` of every type and `--push`, read back by skopeo, umoci, tar and podman.
 mod outputs;
 // kiln against the real registry server: push, pull, auth, TLS, faults, interop.

@@ -1,5 +1,6 @@
 //! Exporting an image's flattened root filesystem: as files in a directory (`kiln build
-//! --output type=local`) or as one tar stream (`type=tar`). The image formats (`type=oci`,
+//! --output type=local`) or as one tar stream (`type=tar`); a multi-platform image's as one
+//! directory per platform ([`write_image_rootfs`]). The image formats (`type=oci`,
 //! `type=docker`) are [`crate::archive::save`]'s.
 //!
 //! The root filesystem is made by applying the image's layers, bottom first, with the safe
@@ -21,7 +22,9 @@ use kiln_registry::Digest;
 use oci_spec::image::Descriptor;
 
 use crate::image::{self, ImageError};
-use crate::layer::{ApplyError, ApplyMode, ApplyOptions, LayerError, TarBuilder, apply_blob};
+use crate::layer::{
+    ApplyError, ApplyMode, ApplyOptions, EntryHeader, EntryKind, LayerError, TarBuilder, apply_blob,
+};
 use crate::store::{Store, StoreError};
 
 /// Prefix of the scratch directories tar exports flatten into, in the store's `tmp/`.
@@ -94,22 +97,89 @@ pub fn write_rootfs_tar<W: Write>(
     out: W,
 ) -> Result<(W, ExportStats), ExportError> {
     let _lease = store.lease()?;
-    let tmp = store.tmp_dir();
-    let create_err = |source| ExportError::CreateDir {
-        path: tmp.clone(),
-        source,
-    };
-    std::fs::create_dir_all(&tmp).map_err(create_err)?;
-    let scratch = tempfile::Builder::new()
-        .prefix(SCRATCH_PREFIX)
-        .tempdir_in(&tmp)
-        .map_err(create_err)?;
+    let scratch = scratch_dir(store)?;
     let stats = flatten(store, manifest, scratch.path())?;
     let mut tar = TarBuilder::new(out);
     tar.append_contents(scratch.path(), b"", &mut |_| true, &mut |_| {})
         .map_err(ExportError::Tar)?;
     let out = tar.finish().map_err(ExportError::Tar)?;
     Ok((out, stats))
+}
+
+/// [`write_rootfs`] for what a tag points at: a manifest's root filesystem in `dest`, or each
+/// platform's of an index in its own subdirectory named after the platform (`linux_arm64`,
+/// `linux_arm_v7`: buildx's layout for a multi-platform `type=local`).
+pub fn write_image_rootfs(
+    store: &Store,
+    root: &Descriptor,
+    dest: &Path,
+) -> Result<ExportStats, ExportError> {
+    if !image::is_index_media_type(root.media_type()) {
+        return write_rootfs(store, root, dest);
+    }
+    let mut stats = ExportStats::default();
+    for (platform, manifest) in store.platform_manifests(root)? {
+        let dir = platform.dir_name();
+        let done = write_rootfs(store, &manifest, &dest.join(&dir))?;
+        stats.add(done, &dir);
+    }
+    Ok(stats)
+}
+
+/// [`write_rootfs_tar`] for what a tag points at: an index's platforms each under a top
+/// directory named after the platform, as [`write_image_rootfs`] lays them out.
+pub fn write_image_rootfs_tar<W: Write>(
+    store: &Store,
+    root: &Descriptor,
+    out: W,
+) -> Result<(W, ExportStats), ExportError> {
+    if !image::is_index_media_type(root.media_type()) {
+        return write_rootfs_tar(store, root, out);
+    }
+    let _lease = store.lease()?;
+    let mut tar = TarBuilder::new(out);
+    let mut stats = ExportStats::default();
+    for (platform, manifest) in store.platform_manifests(root)? {
+        let dir = platform.dir_name();
+        let mut header = EntryHeader::new(dir.clone().into_bytes(), EntryKind::Dir);
+        header.mode = 0o755;
+        tar.append_header(header, &[]).map_err(ExportError::Tar)?;
+        // One platform flattened at a time: the scratch space is one root filesystem's.
+        let scratch = scratch_dir(store)?;
+        let done = flatten(store, &manifest, scratch.path())?;
+        tar.append_contents(scratch.path(), dir.as_bytes(), &mut |_| true, &mut |_| {})
+            .map_err(ExportError::Tar)?;
+        stats.add(done, &dir);
+    }
+    let out = tar.finish().map_err(ExportError::Tar)?;
+    Ok((out, stats))
+}
+
+impl ExportStats {
+    /// Adds what exporting one platform into `dir` did.
+    fn add(&mut self, other: ExportStats, dir: &str) {
+        self.layers += other.layers;
+        self.skipped_devices.extend(
+            other
+                .skipped_devices
+                .into_iter()
+                .map(|p| Path::new(dir).join(p)),
+        );
+    }
+}
+
+/// A scratch directory in the store's `tmp/` (removed when dropped).
+fn scratch_dir(store: &Store) -> Result<tempfile::TempDir, ExportError> {
+    let tmp = store.tmp_dir();
+    let create_err = |source| ExportError::CreateDir {
+        path: tmp.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&tmp).map_err(create_err)?;
+    tempfile::Builder::new()
+        .prefix(SCRATCH_PREFIX)
+        .tempdir_in(&tmp)
+        .map_err(create_err)
 }
 
 /// Applies the image's layers, bottom first, onto `root`.

@@ -57,6 +57,8 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry.
     Logout(commands::logout::LogoutArgs),
+    /// Make and show multi-platform images in a registry (buildx's imagetools).
+    Manifest(commands::manifest::ManifestArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Still one thread: a non-root user's kiln enters its user namespace here.
     let need = match cli.command {
-        Command::Login(_) | Command::Logout(_) => rootless::Need::Nothing,
+        Command::Login(_) | Command::Logout(_) | Command::Manifest(_) => rootless::Need::Nothing,
         Command::Build(_) | Command::Run(_) => rootless::Need::Sandbox,
         _ => rootless::Need::Files,
     };
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Push(args) => commands::push::run(&global, args),
         Command::Login(args) => commands::login::run(&global, args),
         Command::Logout(args) => commands::logout::run(&global, args),
+        Command::Manifest(args) => commands::manifest::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,13 @@
-//! Platforms (`os/arch[/variant]`): parsing `--platform`, the host's, and choosing an index
-//! entry the way containerd's default matcher does.
+//! Platforms (`os/arch[/variant]`): parsing `--platform` (one or a comma-separated list), the
+//! host's, and choosing an index entry the way containerd's `platforms.Only` matcher does.
 //!
 //! Names are normalised before comparing (`x86_64` → `amd64`, `aarch64` → `arm64`, `armhf` →
 //! `arm/v7`), and so are variants: `arm64` is `v8` unless said otherwise, and a bare `arm` means
-//! `v7`. Entries whose platform is `unknown/unknown` (BuildKit's attestation manifests) never
-//! match.
+//! `v7`. A platform also accepts what its CPU runs besides its own binaries, best first
+//! ([`Platform::compatible`]): `arm/v7` takes `v6` and `v5` images when there is no `v7` one,
+//! `arm64` takes 32-bit `arm` ones, `amd64/v3` takes `v2` and `v1`, and `amd64` takes `386`;
+//! never the other way (an `arm/v6` request does not take a `v7` image). Entries whose platform
+//! is `unknown/unknown` (BuildKit's attestation manifests) never match.
 
 use std::fmt;
 use std::str::FromStr;
@@ -56,14 +59,115 @@ impl Platform {
         Self::new("linux", arch, None)
     }
 
-    /// Whether an index entry's platform is this one.
-    pub fn matches(&self, other: &oci_spec::image::Platform) -> bool {
-        let other = Self::new(
+    /// An index entry's platform, normalised.
+    pub fn of(other: &oci_spec::image::Platform) -> Self {
+        Self::new(
             &other.os().to_string(),
             &other.architecture().to_string(),
             other.variant().as_deref(),
-        );
-        self == &other
+        )
+    }
+
+    /// Whether an index entry's platform is this one.
+    pub fn matches(&self, other: &oci_spec::image::Platform) -> bool {
+        self == &Self::of(other)
+    }
+
+    /// The platforms whose images this one runs, itself first and then in containerd's order
+    /// of preference (its `platformVector`): older `arm` variants down to `v5`, for `arm64`
+    /// the 32-bit `arm` variants from `v8` down, older `amd64` variants, then `386` for
+    /// `amd64`.
+    pub fn compatible(&self) -> Vec<Platform> {
+        let mut out = vec![self.clone()];
+        let with = |architecture: &str, variant: Option<String>| Platform {
+            os: self.os.clone(),
+            architecture: architecture.to_owned(),
+            variant,
+        };
+        let level = |variant: Option<&str>, default: u32| -> Option<u32> {
+            match variant {
+                None => Some(default),
+                Some(v) => v.strip_prefix('v').unwrap_or(v).parse().ok(),
+            }
+        };
+        match self.architecture.as_str() {
+            "amd64" => {
+                if let Some(n) = level(self.variant.as_deref(), 1) {
+                    out.extend(
+                        (1..n)
+                            .rev()
+                            .map(|v| Platform::new(&self.os, "amd64", Some(&format!("v{v}")))),
+                    );
+                }
+                out.push(with("386", None));
+            }
+            "arm" => {
+                if let Some(n) = level(self.variant.as_deref(), 7) {
+                    out.extend((5..n).rev().map(|v| with("arm", Some(format!("v{v}")))));
+                }
+            }
+            "arm64" => {
+                // Every arm64 CPU variant runs what a v8 one does in 32-bit mode.
+                out.extend((5..=8).rev().map(|v| with("arm", Some(format!("v{v}")))));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// How well an index entry's platform suits this one: `Some(0)` for this platform itself,
+    /// higher for the fallbacks of [`Platform::compatible`], `None` when it does not run here.
+    pub fn rank(&self, other: &oci_spec::image::Platform) -> Option<usize> {
+        let other = Self::of(other);
+        self.compatible().iter().position(|p| *p == other)
+    }
+
+    /// The index entry for this platform: the best [`rank`](Self::rank), the first of equals
+    /// (containerd's `platforms.Only` with a stable sort). Entries without a platform never
+    /// match.
+    pub fn choose<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a oci_spec::image::Descriptor>,
+    ) -> Option<&'a oci_spec::image::Descriptor> {
+        self.choose_by(
+            entries
+                .into_iter()
+                .filter_map(|d| Some((Self::of(d.platform().as_ref()?), d))),
+        )
+    }
+
+    /// [`choose`](Self::choose) over anything that has a platform: the best candidate for
+    /// this one, the first of equals.
+    pub fn choose_by<T>(&self, candidates: impl IntoIterator<Item = (Platform, T)>) -> Option<T> {
+        let order = self.compatible();
+        candidates
+            .into_iter()
+            .filter_map(|(p, t)| Some((order.iter().position(|c| *c == p)?, t)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, t)| t)
+    }
+
+    /// A `--platform` value: one platform or a comma-separated list (buildx's form), `local`
+    /// meaning the host's; a platform given twice counts once.
+    pub fn parse_list(s: &str) -> Result<Vec<Platform>, PlatformError> {
+        let mut out: Vec<Platform> = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            let platform = if part == "local" {
+                Self::host()
+            } else {
+                part.parse()?
+            };
+            if !out.contains(&platform) {
+                out.push(platform);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The platform as a file name, as buildx names the per-platform directories of a
+    /// multi-platform `--output type=local`: `linux_arm_v7`.
+    pub fn dir_name(&self) -> String {
+        self.to_string().replace('/', "_")
     }
 }
 
@@ -171,5 +275,124 @@ mod tests {
         assert!(!arm.matches(&entry("linux", "arm", Some("v6"))));
         assert_eq!(Platform::host().os, "linux");
         assert!(!Platform::host().architecture.is_empty());
+    }
+
+    #[test]
+    fn compatible_platforms_follow_containerd() {
+        let cases: &[(&str, &[&str])] = &[
+            ("linux/amd64", &["linux/amd64", "linux/386"]),
+            (
+                "linux/amd64/v3",
+                &[
+                    "linux/amd64/v3",
+                    "linux/amd64/v2",
+                    "linux/amd64",
+                    "linux/386",
+                ],
+            ),
+            (
+                "linux/arm64",
+                &[
+                    "linux/arm64",
+                    "linux/arm/v8",
+                    "linux/arm/v7",
+                    "linux/arm/v6",
+                    "linux/arm/v5",
+                ],
+            ),
+            (
+                "linux/arm",
+                &["linux/arm/v7", "linux/arm/v6", "linux/arm/v5"],
+            ),
+            ("linux/arm/v6", &["linux/arm/v6", "linux/arm/v5"]),
+            ("linux/arm/v5", &["linux/arm/v5"]),
+            ("linux/s390x", &["linux/s390x"]),
+            ("linux/riscv64", &["linux/riscv64"]),
+        ];
+        for (platform, expected) in cases {
+            let got: Vec<String> = platform
+                .parse::<Platform>()
+                .unwrap()
+                .compatible()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, *expected, "{platform}");
+        }
+    }
+
+    #[test]
+    fn choosing_an_entry_prefers_the_exact_platform_then_the_nearest() {
+        let entry = |p: &'static str| {
+            let parsed: Platform = p.parse().unwrap();
+            let mut platform = oci_spec::image::Platform::default();
+            platform.set_os(parsed.os.as_str().into());
+            platform.set_architecture(parsed.architecture.as_str().into());
+            platform.set_variant(parsed.variant.clone());
+            let digest = crate::Digest::of(p.as_bytes()).to_oci();
+            let mut d = oci_spec::image::Descriptor::new(
+                oci_spec::image::MediaType::ImageManifest,
+                1,
+                digest,
+            );
+            d.set_platform(Some(platform));
+            (p, d)
+        };
+        let index: Vec<(&str, oci_spec::image::Descriptor)> = [
+            "unknown/unknown",
+            "linux/386",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/amd64",
+        ]
+        .into_iter()
+        .map(entry)
+        .collect();
+        let chosen = |wanted: &str| {
+            let wanted: Platform = wanted.parse().unwrap();
+            let d = wanted.choose(index.iter().map(|(_, d)| d))?;
+            index.iter().find(|(_, e)| e == d).map(|(p, _)| *p)
+        };
+        let cases: &[(&str, Option<&str>)] = &[
+            ("linux/amd64", Some("linux/amd64")),
+            ("linux/386", Some("linux/386")),
+            ("linux/arm/v7", Some("linux/arm/v7")),
+            ("linux/arm", Some("linux/arm/v7")),
+            ("linux/armhf", Some("linux/arm/v7")),
+            ("linux/arm/v6", Some("linux/arm/v6")),
+            ("linux/arm/v8", Some("linux/arm/v7")),
+            // No arm64 image: its 32-bit fallback, v7 before v6.
+            ("linux/arm64", Some("linux/arm/v7")),
+            ("linux/arm/v5", None),
+            ("linux/s390x", None),
+            ("windows/amd64", None),
+        ];
+        for (wanted, expected) in cases {
+            assert_eq!(chosen(wanted), *expected, "{wanted}");
+        }
+        let only_v6: Vec<_> = ["linux/arm/v6"].into_iter().map(entry).collect();
+        let v7: Platform = "linux/arm/v7".parse().unwrap();
+        assert!(v7.choose(only_v6.iter().map(|(_, d)| d)).is_some());
+    }
+
+    #[test]
+    fn platform_lists() {
+        let list = |s: &str| -> Result<Vec<String>, PlatformError> {
+            Ok(Platform::parse_list(s)?
+                .iter()
+                .map(ToString::to_string)
+                .collect())
+        };
+        assert_eq!(list("linux/amd64").unwrap(), ["linux/amd64"]);
+        assert_eq!(
+            list("linux/amd64, linux/arm64,linux/arm/v7").unwrap(),
+            ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+        );
+        assert_eq!(list("linux/arm64,linux/aarch64").unwrap(), ["linux/arm64"]);
+        assert_eq!(list("local").unwrap(), [Platform::host().to_string()]);
+        assert!(list("linux/amd64,").is_err());
+        assert!(list("").is_err());
+        let v7: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(v7.dir_name(), "linux_arm_v7");
     }
 }

@@ -1,8 +1,9 @@
 //! Pulling an image into a caller's blob store.
 //!
 //! Resolve the reference (by digest when it has one) to a verified manifest; if that is an
-//! index, choose the manifest for the wanted platform and fetch it by digest (verified against
-//! the index's descriptor: digest, size, media type). Then download the config and layers the
+//! index, choose the manifest for the wanted platform as containerd does ([`Platform::choose`]:
+//! the platform itself, else the nearest it runs, such as `arm/v6` for `arm/v7`) and fetch it
+//! by digest (verified against the index's descriptor: digest, size, media type). Then download the config and layers the
 //! store does not have, in parallel, each verified before the store commits it. The manifest
 //! is stored last, so a store never holds a manifest whose blobs are missing. The index itself
 //! is not stored (the caller tags the platform manifest, as docker does), but its digest is
@@ -44,6 +45,9 @@ pub struct Pulled {
     pub digest: Digest,
     /// The image manifest now in the store (with its platform when an index named one).
     pub manifest: Descriptor,
+    /// The entries of the index the reference resolved to (empty for a single manifest): the
+    /// caller can tell which of its local manifests are of the same image.
+    pub index: Vec<Descriptor>,
     /// Blobs downloaded.
     pub downloaded: usize,
     /// Blobs the store already had.
@@ -66,14 +70,18 @@ pub async fn pull(
         (None, None) => "latest".to_owned(),
     };
     let root = registry.get_manifest(repository, &wanted).await?;
+    let mut entries = Vec::new();
     let (manifest, doc, platform_of_entry) = match parse(&root, None)? {
         doc @ Document::Manifest(_) => (root.clone(), doc, None),
         Document::Index(index) => {
-            let entry = index
-                .manifests()
-                .iter()
-                .filter(|d| manifest::is_manifest_media_type(d.media_type()))
-                .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
+            entries = index.manifests().clone();
+            let entry = platform
+                .choose(
+                    index
+                        .manifests()
+                        .iter()
+                        .filter(|d| manifest::is_manifest_media_type(d.media_type())),
+                )
                 .ok_or_else(|| Error::NoPlatform {
                     reference: reference.to_string(),
                     wanted: platform.to_string(),
@@ -164,6 +172,7 @@ pub async fn pull(
     Ok(Pulled {
         digest: root.digest,
         manifest: desc,
+        index: entries,
         downloaded: missing.len(),
         present: present.len(),
         bytes_downloaded: missing.iter().map(|(_, s)| s).sum(),

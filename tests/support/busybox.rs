@@ -1,5 +1,8 @@
 //! A busybox root filesystem, built from Debian's `busybox-static`, as a tarball: the base image
-//! the integration tests import (and later build tests build FROM).
+//! the integration tests import (and later build tests build FROM). The host's comes from the
+//! installed package; other architectures' (`arm64`, `armhf`) from their `.deb`s, downloaded
+//! with `apt-get download busybox-static:ARCH` (tests/run.sh adds the architectures to dpkg)
+//! and unpacked with `dpkg-deb -x`, with the host busybox's applet list (the same version).
 //!
 //! The tree: `/bin/busybox` (the static binary), a symlink to it for every applet at the path
 //! `busybox --list-full` gives (`bin/sh`, `usr/bin/awk`, …), `/etc/passwd` and `/etc/group`
@@ -37,18 +40,101 @@ pub fn busybox_rootfs_tar() -> Option<PathBuf> {
     busybox_rootfs().map(|r| r.tar.clone())
 }
 
+/// The busybox rootfs for a Debian architecture (`arm64` or `armhf`), or `None` (after saying
+/// so) when its package cannot be downloaded outside CI; under `CI=true` that fails.
+pub fn foreign_busybox_rootfs(debian_arch: &str) -> Option<&'static BusyboxRootfs> {
+    static ROOTFS: [(&str, OnceLock<Option<BusyboxRootfs>>); 2] =
+        [("arm64", OnceLock::new()), ("armhf", OnceLock::new())];
+    let (_, cell) = ROOTFS
+        .iter()
+        .find(|(arch, _)| *arch == debian_arch)
+        .unwrap_or_else(|| panic!("no busybox fixture for {debian_arch}"));
+    cell.get_or_init(|| {
+        // The tree and tarball are the same on every run: made once per target directory.
+        let kept =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-rootfs-{debian_arch}"));
+        let done = BusyboxRootfs {
+            dir: kept.join("rootfs"),
+            tar: kept.join("busybox-rootfs.tar"),
+        };
+        if done.tar.is_file() {
+            return Some(done);
+        }
+        let made = build_from(foreign_binary(debian_arch)?, debian_arch)?;
+        let scratch = made.dir.parent().unwrap().to_owned();
+        // Another test process may have kept one meanwhile: then this one is dropped.
+        if fs::rename(&scratch, &kept).is_err() {
+            let _ = fs::remove_dir_all(&scratch);
+        }
+        Some(done)
+    })
+    .as_ref()
+}
+
+/// `bin/busybox` of `busybox-static:ARCH`, downloaded once into the target directory.
+fn foreign_binary(debian_arch: &str) -> Option<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-static-{debian_arch}"));
+    let binary = dir.join("bin/busybox");
+    if let Ok(bytes) = fs::read(&binary) {
+        return Some(bytes);
+    }
+    let (apt, dpkg_deb) = (tool("apt-get")?, tool("dpkg-deb")?);
+    let download = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = Command::new(apt)
+        .args(["download", &format!("busybox-static:{debian_arch}")])
+        .current_dir(download.path())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let why = format!(
+            "apt-get download busybox-static:{debian_arch} failed (tests/run.sh adds the \
+             architecture: dpkg --add-architecture {debian_arch} && apt-get update): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{why}");
+        }
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let deb = fs::read_dir(download.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left a .deb");
+    let unpacked = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    run(Command::new(dpkg_deb)
+        .arg("-x")
+        .arg(&deb)
+        .arg(unpacked.path()));
+    let bytes = fs::read(unpacked.path().join("bin/busybox")).unwrap();
+    fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    // Another test process may be doing the same: the rename makes the binary whole or absent.
+    let tmp = binary.with_extension(format!("tmp-{}", std::process::id()));
+    fs::write(&tmp, &bytes).unwrap();
+    fs::rename(&tmp, &binary).unwrap();
+    Some(bytes)
+}
+
 fn build() -> Option<BusyboxRootfs> {
     let busybox = tool("busybox")?;
-    let tar = tool("tar")?;
     let binary = fs::read(&busybox).unwrap();
     assert!(
         is_static_elf(&binary),
         "{} is dynamically linked: install busybox-static",
         busybox.display()
     );
+    build_from(binary, "host")
+}
+
+/// The rootfs around `binary` (a static busybox), its applet links as the host busybox lists
+/// them.
+fn build_from(binary: Vec<u8>, label: &str) -> Option<BusyboxRootfs> {
+    let busybox = tool("busybox")?;
+    let tar = tool("tar")?;
     // Statics are never dropped: the directory lives under the target directory, not /tmp.
     let scratch = tempfile::Builder::new()
-        .prefix("busybox-rootfs-")
+        .prefix(&format!("busybox-rootfs-{label}-"))
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
         .keep();

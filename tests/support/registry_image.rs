@@ -13,6 +13,17 @@ use oci_spec::image::{Descriptor, MediaType};
 /// Writes a one-layer image holding `files` for linux/`arch` into the store at `root`, tags it
 /// `name`, and returns its manifest descriptor.
 pub fn make_image(root: &Path, name: &str, arch: &str, files: &[(&str, &[u8])]) -> Descriptor {
+    make_image_for(root, name, &format!("linux/{arch}"), files)
+}
+
+/// [`make_image`] for a platform given as `os/arch[/variant]`.
+pub fn make_image_for(
+    root: &Path,
+    name: &str,
+    platform: &str,
+    files: &[(&str, &[u8])],
+) -> Descriptor {
+    let platform: kiln_registry::Platform = platform.parse().unwrap();
     let store = Store::open(root).unwrap();
     let tree = tempfile::tempdir().unwrap();
     for (path, content) in files {
@@ -28,7 +39,8 @@ pub fn make_image(root: &Path, name: &str, arch: &str, files: &[(&str, &[u8])]) 
     let mut writer = store.blob_writer().unwrap();
     let info = write_layer(tree.path(), &options, &mut writer).unwrap();
     writer.commit_verified(&info.digest, info.size).unwrap();
-    let mut config = ImageConfig::new(arch, "linux");
+    let mut config = ImageConfig::new(&platform.architecture, &platform.os);
+    config.variant = platform.variant.clone();
     config.rootfs.diff_ids = vec![info.diff_id.clone()];
     let layer = image::descriptor(MediaType::from(info.media_type), &info.digest, info.size);
     let desc = store

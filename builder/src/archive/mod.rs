@@ -182,8 +182,8 @@ pub enum ArchiveError {
         #[source]
         source: ReferenceError,
     },
-    /// A docker archive can only hold single-platform images.
-    #[error("{name}: a docker-archive holds single-platform images, not an index")]
+    /// An image in a docker archive must be an image manifest or an index with one.
+    #[error("{name}: a docker-archive holds images, and this has no image manifest")]
     IndexInDockerArchive {
         /// The image.
         name: String,

@@ -6,6 +6,12 @@
 //! containers/image's `docker-archive:`, containerd): `manifest.json`, the config blob as
 //! `<hex>.json`, and each layer decompressed to `<diffID hex>.tar`, so that a layer file hashes
 //! to its diffID. Images with the same manifest share one `manifest.json` entry.
+//!
+//! A multi-platform image (an index) has no place in that form. A `docker-archive` holding one
+//! is written as containerd's exporter writes it (Docker 25's `docker save`): the OCI layout
+//! with every platform, plus a `manifest.json` whose entry for the index is one platform's
+//! image (the host's when the index has it, else the first), its files named by their paths
+//! in the layout (`blobs/sha256/<hex>`), so a docker-archive reader loads that platform.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -81,6 +87,17 @@ pub fn save(
 fn write_oci<W: Write + Seek>(
     store: &Store,
     images: &[SaveImage],
+    out: TarOut<W>,
+) -> Result<TarOut<W>, ArchiveError> {
+    write_layout(store, images, None, out)
+}
+
+/// The OCI image layout of `images`, as a tar, with `manifest_json` (a docker-archive's
+/// `manifest.json`) among its files when given.
+fn write_layout<W: Write + Seek>(
+    store: &Store,
+    images: &[SaveImage],
+    manifest_json: Option<&[u8]>,
     mut out: TarOut<W>,
 ) -> Result<TarOut<W>, ArchiveError> {
     let mut blobs = BTreeMap::new();
@@ -124,6 +141,9 @@ fn write_oci<W: Write + Seek>(
         }
     }
     out.bytes("index.json", &index).map_err(tar_err)?;
+    if let Some(bytes) = manifest_json {
+        out.bytes("manifest.json", bytes).map_err(tar_err)?;
+    }
     out.bytes("oci-layout", layout.as_bytes())
         .map_err(tar_err)?;
     Ok(out)
@@ -184,12 +204,18 @@ struct DockerImage {
     repo_tags: Vec<String>,
 }
 
-/// `docker save`'s format.
+/// `docker save`'s format; with an index among `images`, containerd's (see the module doc).
 fn write_docker<W: Write + Seek>(
     store: &Store,
     images: &[SaveImage],
     mut out: TarOut<W>,
 ) -> Result<TarOut<W>, ArchiveError> {
+    if images
+        .iter()
+        .any(|i| image::is_index_media_type(i.descriptor.media_type()))
+    {
+        return write_docker_layout(store, images, out);
+    }
     let mut docker: Vec<DockerImage> = Vec::new();
     for image in images {
         let desc = &image.descriptor;
@@ -274,6 +300,60 @@ fn write_docker<W: Write + Seek>(
     out.bytes("manifest.json", &manifest_json)
         .map_err(tar_err)?;
     Ok(out)
+}
+
+/// A docker-archive as containerd writes one: the OCI layout of `images` and a `manifest.json`
+/// naming, for each image, one platform's config and layers by their paths in the layout.
+fn write_docker_layout<W: Write + Seek>(
+    store: &Store,
+    images: &[SaveImage],
+    out: TarOut<W>,
+) -> Result<TarOut<W>, ArchiveError> {
+    let host = kiln_registry::Platform::host();
+    let blob_path = |digest: &oci_spec::image::Digest| -> Result<String, ArchiveError> {
+        Ok(format!(
+            "blobs/sha256/{}",
+            image::from_oci_digest(digest)?.hex()
+        ))
+    };
+    let mut entries: Vec<(Digest, DockerEntry)> = Vec::new();
+    for saved in images {
+        let manifests = store.platform_manifests(&saved.descriptor)?;
+        let first = manifests.first().map(|(_, d)| d.clone());
+        let Some(desc) = host.choose_by(manifests).or(first) else {
+            return Err(ArchiveError::IndexInDockerArchive {
+                name: saved.name.as_ref().map_or_else(
+                    || saved.descriptor.digest().to_string(),
+                    Reference::to_string,
+                ),
+            });
+        };
+        let digest = image::from_oci_digest(desc.digest())?;
+        let tag = saved
+            .name
+            .as_ref()
+            .map(|n| format!("{}:{}", n.familiar_name(), n.tag().unwrap_or("latest")));
+        if let Some((_, existing)) = entries.iter_mut().find(|(d, _)| *d == digest) {
+            if let Some(tag) = tag.filter(|t| !existing.repo_tags.contains(t)) {
+                existing.repo_tags.push(tag);
+            }
+            continue;
+        }
+        let manifest = store.read_manifest(&desc)?;
+        let entry = DockerEntry {
+            config: blob_path(manifest.config().digest())?,
+            repo_tags: tag.into_iter().collect(),
+            layers: manifest
+                .layers()
+                .iter()
+                .map(|l| blob_path(l.digest()))
+                .collect::<Result<_, _>>()?,
+        };
+        entries.push((digest, entry));
+    }
+    let entries: Vec<DockerEntry> = entries.into_iter().map(|(_, e)| e).collect();
+    let manifest_json = serde_json::to_vec(&entries).map_err(ImageError::Serialize)?;
+    write_layout(store, images, Some(&manifest_json), out)
 }
 
 /// Writes a layer blob decompressed, checking it hashes to the diffID its file is named by.

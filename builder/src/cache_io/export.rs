@@ -105,10 +105,14 @@ pub fn select(
     match mode {
         ExportMode::Max => Ok(built.steps.clone()),
         ExportMode::Min => {
-            let manifest = store.read_manifest(&built.manifest)?;
+            // Every platform's layers, when the build made an index.
             let mut layers = BTreeSet::new();
-            for layer in manifest.layers() {
-                layers.insert(image::from_oci_digest(layer.digest()).map_err(StoreError::from)?);
+            for (_, desc) in store.platform_manifests(&built.manifest)? {
+                for layer in store.read_manifest(&desc)?.layers() {
+                    let digest =
+                        image::from_oci_digest(layer.digest()).map_err(StoreError::from)?;
+                    layers.insert(digest);
+                }
             }
             Ok(built
                 .steps

@@ -189,7 +189,7 @@ fn global_defaults(
     platform: &Platform,
     lexer: &Lexer,
 ) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = predefined_args(platform)
+    let mut env: BTreeMap<String, String> = predefined_args(&Platform::host(), platform)
         .into_iter()
         .filter_map(|m| Some((m.name, m.value?)))
         .collect();

@@ -12,13 +12,15 @@
 //! signals. `RUN --mount`s (binds, discarded writable views, tmpfs, cache directories, secrets)
 //! are in `mounts.rs`; heredoc RUNs become argv and `/dev/pipes` scripts by [`heredoc_command`].
 //! How the pieces run is in `init.rs`; what the builder prepares and tidies in the rootfs is in
-//! `rootfs.rs`; the only `unsafe` code is in `sys.rs`.
+//! `rootfs.rs`; the only `unsafe` code is in `sys.rs`. Whether another platform's binaries can
+//! run here (natively, or under QEMU registered in `binfmt_misc`) is [`binfmt`]'s question.
 //!
 //! The sandbox is set up by a helper process: the running binary re-executed with a hidden
 //! argument. A program using this module must call [`init_entry`] first thing in `main`, before
 //! any thread exists (the `kiln` binary does). [`Canceller::cancel`] kills the whole process tree
 //! at once (the helper, hence its pid namespace), whatever the command does with SIGTERM.
 
+pub mod binfmt;
 pub mod image;
 mod init;
 mod mounts;

@@ -32,8 +32,11 @@ pub struct PlanOptions {
     pub build_args: BTreeMap<String, String>,
     /// `--target`: the stage to build (default: the last one).
     pub target: Option<String>,
-    /// The platform built for and on (`linux/amd64`), for the predefined platform ARGs.
+    /// The platform built for (`linux/arm64`): `TARGETPLATFORM` and the stages without a
+    /// `FROM --platform`.
     pub platform: Platform,
+    /// The platform built on: `BUILDPLATFORM` (the host's).
+    pub build_platform: Platform,
     /// `--build-context NAME=…`: what a `FROM NAME` or `--from=NAME` means instead, stage
     /// names included (see [`named_context`]).
     pub named_contexts: BTreeMap<String, NamedContext>,
@@ -50,12 +53,13 @@ pub enum NamedContext {
 }
 
 impl Default for PlanOptions {
-    /// No build-args, the last stage, the host's platform.
+    /// No build-args, the last stage, the host's platform (built on the host).
     fn default() -> Self {
         Self {
             build_args: BTreeMap::new(),
             target: None,
             platform: Platform::host(),
+            build_platform: Platform::host(),
             named_contexts: BTreeMap::new(),
         }
     }
@@ -217,7 +221,7 @@ impl Plan {
     /// Plans a parsed Dockerfile.
     pub fn new(file: &Dockerfile, options: PlanOptions) -> Result<Self, PlanError> {
         let mut warnings = Vec::new();
-        let mut meta_args = predefined_args(&options.platform);
+        let mut meta_args = predefined_args(&options.build_platform, &options.platform);
         let mut stages: Vec<Stage> = Vec::new();
         let lexer = Lexer::new(file.escape);
         let mut declared: BTreeSet<String> = BTreeSet::new();
@@ -432,7 +436,7 @@ fn declare_global(
 /// [`Plan::new`] computes them (the build checks use this when the file does not plan).
 pub fn global_args(file: &Dockerfile, options: &PlanOptions) -> Result<Vec<MetaArg>, PlanError> {
     let lexer = Lexer::new(file.escape);
-    let mut meta_args = predefined_args(&options.platform);
+    let mut meta_args = predefined_args(&options.build_platform, &options.platform);
     for node in &file.instructions {
         match Instruction::from_node(node)? {
             Instruction::Arg(decls) => {
@@ -444,19 +448,21 @@ pub fn global_args(file: &Dockerfile, options: &PlanOptions) -> Result<Vec<MetaA
     Ok(meta_args)
 }
 
-/// The platform ARGs BuildKit defines in the global scope.
-pub(crate) fn predefined_args(platform: &Platform) -> Vec<MetaArg> {
+/// The platform ARGs BuildKit defines in the global scope: `BUILD*` for the platform built on,
+/// `TARGET*` for the one built for (`BUILDVARIANT` and `TARGETVARIANT` empty when there is no
+/// variant).
+pub(crate) fn predefined_args(build: &Platform, target: &Platform) -> Vec<MetaArg> {
     let arg = |name: &str, value: String| MetaArg {
         name: name.to_owned(),
         value: Some(value),
     };
-    let variant = platform.variant.clone().unwrap_or_default();
     let mut args = Vec::new();
-    for prefix in ["BUILD", "TARGET"] {
+    for (prefix, platform) in [("BUILD", build), ("TARGET", target)] {
+        let variant = platform.variant.clone().unwrap_or_default();
         args.push(arg(&format!("{prefix}PLATFORM"), platform.to_string()));
         args.push(arg(&format!("{prefix}OS"), platform.os.clone()));
         args.push(arg(&format!("{prefix}ARCH"), platform.architecture.clone()));
-        args.push(arg(&format!("{prefix}VARIANT"), variant.clone()));
+        args.push(arg(&format!("{prefix}VARIANT"), variant));
     }
     args
 }
@@ -619,6 +625,25 @@ fn source_of(
 }
 
 impl Plan {
+    /// The platform stage `index` runs for (BuildKit's rule): a stage built FROM another stage
+    /// has that stage's platform; otherwise its `FROM --platform`, else the target platform.
+    pub fn stage_platform(&self, index: usize) -> Platform {
+        let mut stage = &self.stages[index];
+        // The plan has no cycles (build_order refuses them), but a chain is walked with a
+        // bound anyway: this is called on plans made by hand too.
+        for _ in 0..self.stages.len() {
+            match stage.base {
+                Base::Stage(parent) => stage = &self.stages[parent],
+                _ => break,
+            }
+        }
+        stage
+            .platform
+            .as_deref()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| self.options.platform.clone())
+    }
+
     /// What `--from=from` names in stage `index` (see [`source_of`]).
     pub(crate) fn source_named(
         &self,

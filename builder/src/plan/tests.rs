@@ -21,6 +21,7 @@ fn plan_with(
             architecture: "amd64".into(),
             variant: None,
         },
+        build_platform: Platform::new("linux", "amd64", None),
         named_contexts: BTreeMap::new(),
     };
     Plan::new(&file, options)
@@ -66,6 +67,67 @@ fn global_args_expand_from_lines() {
     let p = plan("FROM --platform=$BUILDPLATFORM busybox AS b\nARG TARGETARCH\nENV A=$TARGETARCH");
     assert_eq!(p.stages[0].platform.as_deref(), Some("linux/amd64"));
     assert_eq!(envs(&p, 0, vec![]), pairs(&[("A", "amd64")]));
+}
+
+#[test]
+fn platform_args_and_stage_platforms() {
+    let source = "FROM --platform=$BUILDPLATFORM busybox AS build\n\
+                  ARG TARGETPLATFORM TARGETARCH TARGETVARIANT BUILDARCH BUILDVARIANT\n\
+                  ENV T=$TARGETPLATFORM A=$TARGETARCH V=$TARGETVARIANT B=$BUILDARCH BV=$BUILDVARIANT\n\
+                  FROM build AS derived\n\
+                  FROM --platform=linux/s390x build AS ignored\n\
+                  FROM scratch AS final\n\
+                  COPY --from=build /x /x\n\
+                  FROM --platform=linux/s390x scratch AS other\n";
+    let file = parse(source).unwrap();
+    let options = PlanOptions {
+        platform: "linux/arm/v7".parse().unwrap(),
+        build_platform: "linux/amd64".parse().unwrap(),
+        ..PlanOptions::default()
+    };
+    let p = Plan::new(&file, options).unwrap();
+    let meta: Vec<(&str, &str)> = p
+        .meta_args
+        .iter()
+        .map(|m| (m.name.as_str(), m.value.as_deref().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        meta,
+        [
+            ("BUILDPLATFORM", "linux/amd64"),
+            ("BUILDOS", "linux"),
+            ("BUILDARCH", "amd64"),
+            ("BUILDVARIANT", ""),
+            ("TARGETPLATFORM", "linux/arm/v7"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm"),
+            ("TARGETVARIANT", "v7"),
+        ]
+    );
+    assert_eq!(
+        envs(&p, 0, vec![]),
+        pairs(&[
+            ("T", "linux/arm/v7"),
+            ("A", "arm"),
+            ("V", "v7"),
+            ("B", "amd64"),
+            ("BV", "")
+        ])
+    );
+    let platforms: Vec<String> = (0..p.stages.len())
+        .map(|i| p.stage_platform(i).to_string())
+        .collect();
+    // A stage FROM another has its platform, whatever its own --platform says (BuildKit).
+    assert_eq!(
+        platforms,
+        [
+            "linux/amd64",
+            "linux/amd64",
+            "linux/amd64",
+            "linux/arm/v7",
+            "linux/s390x"
+        ]
+    );
 }
 
 #[test]

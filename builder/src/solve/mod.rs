@@ -16,10 +16,16 @@
 //! imported caches ([`CacheImports`], `--cache-from`), every step independently, so one miss
 //! does not stop later steps from hitting. The key and record of every keyed step the build
 //! used or made are in [`Built::steps`], for `--cache-to`.
+//!
+//! [`build_all`] solves one plan per platform in one build ([`platforms`]): every stage runs for
+//! its own platform ([`Plan::stage_platform`]), and the platforms share what does not differ
+//! between them, so a step they all have runs once.
 
 pub mod cache;
 mod checksum;
 pub mod explain;
+mod flight;
+mod platforms;
 mod run;
 mod stage;
 mod trace;
@@ -34,28 +40,31 @@ use std::sync::{Mutex, mpsc};
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::Descriptor;
 
-use crate::context::Visible;
 use crate::dockerfile::Location;
 use crate::exec::{CacheMounts, Canceller, ExitStatus, NetworkMode, Stream};
-use crate::image::{ImageConfig, MediaTypes};
+use crate::image::ImageConfig;
 use crate::layer::Compression;
 use crate::ops::meta::ImageState;
-use crate::plan::{NamedContext, Plan, Scope};
+use crate::plan::{Plan, Platform, Scope};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
 use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
 use explain::{BuildTrace, Change, Miss, Traces};
+use flight::Flights;
+
+pub use platforms::{PlatformPlan, PlatformsError, build_all};
 
 /// An error from outside the builder (a pull, say), boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// How the solver gets base images: by reference, as a manifest descriptor in the store (the
-/// caller looks it up and pulls it as its `--pull` policy says). Stages resolve in parallel.
+/// How the solver gets base images: by reference and platform, as a manifest descriptor in the
+/// store (the caller looks it up and pulls it as its `--pull` policy says). Stages resolve in
+/// parallel.
 pub trait BaseImages: Sync {
-    /// The manifest of `reference`, present in the store with all its blobs.
-    fn resolve(&self, reference: &Reference) -> Result<Descriptor, BoxError>;
+    /// The manifest of `reference` for `platform`, present in the store with all its blobs.
+    fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<Descriptor, BoxError>;
 }
 
 /// What the solver reports while it works (the library never prints). Stages run in
@@ -245,7 +254,7 @@ pub trait CacheImports: Sync + std::fmt::Debug {
 /// The built image, written to the store but not tagged.
 #[derive(Debug)]
 pub struct Built {
-    /// The manifest.
+    /// The manifest (for a `--cache-to` of a multi-platform build, the index over them).
     pub manifest: Descriptor,
     /// Its config.
     pub config: ImageConfig,
@@ -326,6 +335,8 @@ pub(crate) fn step_err<E: Into<BoxError>>(
 /// A stage's state between steps.
 #[derive(Debug, Clone)]
 struct StageState {
+    /// The platform the stage runs for ([`Plan::stage_platform`]).
+    platform: Platform,
     image: ImageState,
     layers: Vec<Descriptor>,
     /// The chainIDs of the snapshots below the next step, bottom first.
@@ -343,7 +354,8 @@ struct StageState {
 }
 
 /// Runs `plan` over the context filtered by the `ignore` patterns and writes the target's image
-/// into `store`, untagged ([`crate::build::build`] tags it).
+/// into `store`, untagged ([`crate::build::build`] tags it). [`build_all`] builds several
+/// platforms at once.
 pub fn build(
     plan: &Plan,
     ignore: &[String],
@@ -352,98 +364,13 @@ pub fn build(
     options: &BuildOptions<'_>,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Built, BuildError> {
-    let here = Location::default();
-    let _lease = store
-        .lease()
-        .map_err(step_err(here, "taking a lease on the store"))?;
-    let snapshots = Snapshots::open(store, &Default::default())
-        .map_err(step_err(here, "opening the snapshots"))?;
-    let visible = Visible::walk(options.context, ignore)
-        .map_err(step_err(here, "reading the build context"))?;
-    let mut locals = BTreeMap::new();
-    for context in plan.options.named_contexts.values() {
-        if let NamedContext::Local(dir) = context {
-            let reading = format!("reading the build context {}", dir.display());
-            let visible = crate::context::load_dir_ignore(dir)
-                .and_then(|patterns| Visible::walk(dir, &patterns))
-                .map_err(step_err(here, reading))?;
-            locals.insert(dir.clone(), ContextSums::new(store, dir, visible));
-        }
-    }
-    let traces = Traces::open(store);
-    let identity = options.dockerfile.map(|file| trace::identity(file, plan));
-    let last = identity.as_deref().and_then(|i| traces.load(i));
-    let solver = Solver {
+    let target = PlatformPlan {
         plan,
-        store,
-        images,
-        options,
-        progress,
-        snapshots,
-        sums: ContextSums::new(store, options.context, visible),
-        locals,
-        caches: CacheMounts::new(store.cache_dir().join("mounts")),
-        cache: BuildCache::open(store),
-        resolved: Mutex::default(),
-        results: Mutex::default(),
-        steps: Mutex::default(),
-        mounts_used: Mutex::default(),
-        traces,
-        identity,
-        last,
-        trace: Mutex::default(),
+        annotations: &options.annotations,
     };
-    for (index, stage) in plan.stages.iter().enumerate() {
-        if !plan.order.contains(&index) {
-            progress(Event::NotNeeded {
-                stage: &stage.display_name(),
-                steps: stage.steps.len(),
-            });
-        }
-    }
-    let ran = solver.run_stages();
-    // Only what explains the next build's misses: a build does not fail for want of it.
-    let _ = solver.save_trace();
-    ran?;
-    // Remembered file digests only save time: a build does not fail for want of them.
-    let _ = solver.sums.save();
-    for sums in solver.locals.values() {
-        let _ = sums.save();
-    }
-    let mut state = solver
-        .results
-        .into_inner()
-        .unwrap_or_default()
-        .remove(&plan.target)
-        .ok_or_else(|| BuildError::at(here, "the target stage did not run"))?;
-    // The image is as old as its newest layer, so a build from the cache reproduces it.
-    let created = state
-        .newest
-        .take()
-        .unwrap_or_else(|| options.created.clone());
-    let config = &mut state.image.config;
-    for entry in config.history.iter_mut().skip(state.own_history) {
-        entry.created = Some(created.clone());
-    }
-    config.created = Some(created);
-    config.config.labels.extend(options.labels.clone());
-    if options.inline_cache {
-        let steps = solver.steps.lock().map(|s| s.clone()).unwrap_or_default();
-        let value = inline_records(&state.layers, &steps)
-            .map_err(step_err(here, "writing the inline cache"))?;
-        config
-            .extra
-            .insert(crate::cache_io::format::INLINE_KEY.to_owned(), value);
-    }
-    let manifest = store
-        .write_image_with(config, &state.layers, MediaTypes::Oci, &options.annotations)
-        .map_err(step_err(here, "writing the image"))?;
-    Ok(Built {
-        manifest,
-        config: state.image.config,
-        steps: solver.steps.into_inner().unwrap_or_default(),
-        cache_mounts: solver.mounts_used.into_inner().unwrap_or_default(),
-    })
+    let mut built =
+        build_all(&[target], ignore, store, images, options, progress).map_err(|e| *e.error)?;
+    Ok(built.remove(0))
 }
 
 /// The inline cache of an image whose layers are `layers`: the records of `steps` whose layers
@@ -472,27 +399,35 @@ fn inline_records(
     inline_value(&records)
 }
 
+/// One platform's solve. What is not the plan's own is shared by every platform of a build
+/// ([`platforms::Shared`]).
 struct Solver<'a> {
     plan: &'a Plan,
     store: &'a Store,
     images: &'a dyn BaseImages,
     options: &'a BuildOptions<'a>,
     progress: &'a (dyn Fn(Event<'_>) + Sync),
-    snapshots: Snapshots,
+    /// What progress calls a stage: its name, after the platform in a multi-platform build
+    /// (`linux/arm64 build`, as BuildKit shows it).
+    platform_label: Option<String>,
+    snapshots: &'a Snapshots,
     /// The context's visible paths and their checksums.
-    sums: ContextSums,
+    sums: &'a ContextSums,
     /// The same for each `--build-context NAME=DIR` directory, by directory.
-    locals: BTreeMap<PathBuf, ContextSums>,
-    caches: CacheMounts,
-    cache: BuildCache,
-    /// Images resolved so far, by reference: each is resolved (and pulled) once per build.
-    resolved: Mutex<BTreeMap<String, Descriptor>>,
+    locals: &'a BTreeMap<PathBuf, ContextSums>,
+    caches: &'a CacheMounts,
+    cache: &'a BuildCache,
+    /// Images resolved so far, by reference and platform: each is resolved (and pulled) once
+    /// per build.
+    resolved: &'a Mutex<BTreeMap<String, Descriptor>>,
     /// The final state of every stage that has finished.
     results: Mutex<BTreeMap<usize, StageState>>,
     /// The keyed steps so far, with their records.
-    steps: Mutex<BTreeMap<Digest, CacheRecord>>,
+    steps: &'a Mutex<BTreeMap<Digest, CacheRecord>>,
     /// The cache mounts RUNs used so far, by id, with their directories.
-    mounts_used: Mutex<BTreeMap<String, std::path::PathBuf>>,
+    mounts_used: &'a Mutex<BTreeMap<String, std::path::PathBuf>>,
+    /// The keyed steps running now, so no two platforms run the same one at once.
+    flights: &'a Flights,
     /// The remembered builds, this build's name among them, and its last trace.
     traces: Traces,
     identity: Option<String>,
@@ -560,7 +495,7 @@ impl Solver<'_> {
         if failure.is_some() {
             for &index in &pending {
                 let stage = &self.plan.stages[index];
-                let name = stage.display_name();
+                let name = self.stage_name(index);
                 for (n, step) in stage.steps.iter().enumerate() {
                     (self.progress)(Event::Skipped {
                         stage: &name,
@@ -582,9 +517,14 @@ impl Solver<'_> {
         }
     }
 
-    /// The manifest of an image reference, resolved once per build.
-    fn resolve(&self, reference: &Reference, location: Location) -> Result<Descriptor, BuildError> {
-        let name = reference.to_string();
+    /// The manifest of an image reference for a platform, resolved once per build.
+    fn resolve(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+        location: Location,
+    ) -> Result<Descriptor, BuildError> {
+        let name = format!("{reference} {platform}");
         if let Some(desc) = self
             .resolved
             .lock()
@@ -593,10 +533,10 @@ impl Solver<'_> {
         {
             return Ok(desc);
         }
-        let desc = self
-            .images
-            .resolve(reference)
-            .map_err(step_err(location, format!("resolving {reference}")))?;
+        let desc = self.images.resolve(reference, platform).map_err(step_err(
+            location,
+            format!("resolving {reference} ({platform})"),
+        ))?;
         if let Ok(mut resolved) = self.resolved.lock() {
             resolved.insert(name, desc.clone());
         }

@@ -34,6 +34,9 @@ impl Solver<'_> {
         location: Location,
         step: &StepRef<'_>,
     ) -> Result<(), BuildError> {
+        // The plan was checked before the build; an ONBUILD trigger's RUN only now.
+        crate::exec::binfmt::check(&state.platform)
+            .map_err(|e| BuildError::at(location, e.to_string()))?;
         // The mounts are resolved when the step runs (their sources may need building or
         // pulling); the spec starts without them.
         let bare = ExecOp {

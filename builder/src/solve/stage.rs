@@ -22,7 +22,7 @@ use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::plan::{Base, CopyOp, Op, Scope, Source};
+use crate::plan::{Base, CopyOp, Op, Platform, Scope, Source};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
@@ -72,22 +72,26 @@ impl StepRef<'_> {
 impl Solver<'_> {
     pub(super) fn run_stage(&self, index: usize) -> Result<StageState, BuildError> {
         let stage = &self.plan.stages[index];
-        let name = stage.display_name();
+        let name = self.stage_name(index);
         let mut state = match &stage.base {
             Base::Scratch => {
-                let platform = &self.plan.options.platform;
+                let platform = self.plan.stage_platform(index);
                 let mut config = ImageConfig::new(&platform.architecture, &platform.os);
+                config.variant = platform.variant.clone();
                 with_default_path(&mut config);
                 self.trace_base(&name, "scratch".to_owned());
                 StageState {
-                    scope: env_scope(&config),
-                    image: ImageState::new(config, Some(self.options.created.clone())),
-                    layers: Vec::new(),
-                    chain: Vec::new(),
+                    // The key names no variant: an empty filesystem is the same for all, and
+                    // keys made before variants were kept stay valid.
                     key: base_key(&format!(
                         "scratch {}/{}",
                         platform.os, platform.architecture
                     )),
+                    platform,
+                    scope: env_scope(&config),
+                    image: ImageState::new(config, Some(self.options.created.clone())),
+                    layers: Vec::new(),
+                    chain: Vec::new(),
                     own_history: 0,
                     newest: None,
                     changed: None,
@@ -106,7 +110,8 @@ impl Solver<'_> {
                 state
             }
             Base::Image(reference) => {
-                let (mut state, digest) = self.image_state(reference, stage.location)?;
+                let platform = self.plan.stage_platform(index);
+                let (mut state, digest) = self.image_state(reference, &platform, stage.location)?;
                 state.changed = self.base_change(&name, &digest);
                 self.trace_base(&name, digest);
                 state
@@ -211,6 +216,23 @@ impl Solver<'_> {
         Ok(state)
     }
 
+    /// How progress names stage `index`: its name, after the platform's in a build of several.
+    pub(super) fn stage_name(&self, index: usize) -> String {
+        let name = self.plan.stages[index].display_name();
+        match &self.platform_label {
+            Some(platform) => format!("{platform} {name}"),
+            None => name,
+        }
+    }
+
+    /// A stage's name as the trace of its platform's build knows it (without the platform).
+    pub(super) fn trace_stage<'s>(&self, stage: &'s str) -> &'s str {
+        self.platform_label
+            .as_ref()
+            .and_then(|platform| stage.strip_prefix(platform.as_str()))
+            .map_or(stage, str::trim_start)
+    }
+
     /// A finished stage's final state.
     fn stage_result(
         &self,
@@ -224,16 +246,17 @@ impl Solver<'_> {
         Ok(results.get(&index).cloned())
     }
 
-    /// The state of a stage starting from an image (its config, layers and snapshots), and
-    /// the image's manifest digest.
+    /// The state of a stage starting from an image for `platform` (its config, layers and
+    /// snapshots), and the image's manifest digest.
     fn image_state(
         &self,
         reference: &Reference,
+        platform: &Platform,
         location: Location,
     ) -> Result<(StageState, String), BuildError> {
         let err =
             |m: &str| step_err::<crate::store::StoreError>(location, format!("{m} {reference}"));
-        let desc = self.resolve(reference, location)?;
+        let desc = self.resolve(reference, platform, location)?;
         let manifest = self
             .store
             .read_manifest(&desc)
@@ -261,6 +284,7 @@ impl Solver<'_> {
         // A base's inline cache describes the base's build, not this one's.
         config.extra.remove(crate::cache_io::format::INLINE_KEY);
         let state = StageState {
+            platform: platform.clone(),
             layers: manifest.layers().clone(),
             chain,
             key: base_key(&format!("image {}", desc.digest())),
@@ -298,10 +322,12 @@ impl Solver<'_> {
     }
 
     /// A filesystem step through the cache: with a record for `key` (and `--no-cache` not
-    /// given), the recorded layer is stacked on the stage; otherwise `work` changes a writable
-    /// root, which becomes the layer, recorded under `key`, and the step is announced with
-    /// the reason it missed. Without a key (a step whose inputs cannot be known beforehand)
-    /// the step always runs, and what follows is keyed on the content of the layer it made.
+    /// given, or this build made it: another platform ran the step), the recorded layer is
+    /// stacked on the stage; otherwise `work` changes a writable root, which becomes the layer,
+    /// recorded under `key`, and the step is announced with the reason it missed. Without a
+    /// key (a step whose inputs cannot be known beforehand) the step always runs, and what
+    /// follows is keyed on the content of the layer it made. A step whose key another platform
+    /// is running waits for it ([`super::flight`]).
     pub(super) fn layer_step(
         &self,
         state: &mut StageState,
@@ -313,10 +339,14 @@ impl Solver<'_> {
         let last = self
             .last
             .as_ref()
-            .and_then(|t| t.matching(step.stage, step.n, step.text, step.texts));
+            .and_then(|t| t.matching(self.trace_stage(step.stage), step.n, step.text, step.texts));
         let keyed = key.map(|k| (k.finish(), k.inputs()));
+        let _claim = keyed.as_ref().map(|(key, _)| self.flights.claim(key));
+        if self.options.cancel.is_cancelled() {
+            return Err(BuildError::Cancelled { location });
+        }
         if let Some((key, inputs)) = &keyed
-            && !self.options.no_cache
+            && (!self.options.no_cache || self.made_here(key))
             && let Some((record, from)) = self.cached(key, location)
         {
             (step.announce)(StepStart::Cached {
@@ -389,6 +419,11 @@ impl Solver<'_> {
         }
     }
 
+    /// Whether this build (another platform of it) ran the step keyed `key`.
+    fn made_here(&self, key: &Digest) -> bool {
+        self.steps.lock().is_ok_and(|steps| steps.contains_key(key))
+    }
+
     /// Remembers a keyed step's record for [`super::Built::steps`].
     fn keep_step(&self, key: &Digest, record: &CacheRecord) {
         if let Ok(mut steps) = self.steps.lock() {
@@ -420,7 +455,7 @@ impl Solver<'_> {
             .map_err(step_err(location, "storing a layer"))?;
         let chain_id = committed.chain_id().clone();
         committed
-            .keep(&self.snapshots)
+            .keep(self.snapshots)
             .map_err(step_err(location, "keeping a snapshot"))?;
         let record = CacheRecord {
             media_type: layer.media_type.to_owned(),
@@ -505,7 +540,10 @@ impl Solver<'_> {
     ) -> Result<String, BuildError> {
         match from {
             Source::Stage(i) => Ok(self.built_stage(*i, location)?.key.to_string()),
-            Source::Image(reference) => Ok(self.resolve(reference, location)?.digest().to_string()),
+            Source::Image(reference) => Ok(self
+                .resolve(reference, &self.plan.options.platform, location)?
+                .digest()
+                .to_string()),
             Source::Local(dir) => {
                 let sum = self
                     .local(dir, location)?
@@ -564,7 +602,11 @@ impl Solver<'_> {
     ) -> Result<FromView<'_>, BuildError> {
         let state = match from {
             Source::Stage(i) => self.built_stage(*i, location)?,
-            Source::Image(reference) => self.image_state(reference, location)?.0,
+            // An image `--from` is for the platform built for, as BuildKit resolves it.
+            Source::Image(reference) => {
+                self.image_state(reference, &self.plan.options.platform, location)?
+                    .0
+            }
             Source::Local(dir) => {
                 let (dir, sums) = self.local(dir, location)?;
                 return Ok(FromView::Local { dir, sums });

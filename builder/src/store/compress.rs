@@ -32,7 +32,8 @@ struct Variant {
 impl Store {
     /// `desc` (a manifest in this store) with its uncompressed layers compressed with
     /// `compression`: the same descriptor when there are none, else a new manifest blob (not
-    /// tagged) over the same config. Indexes and compressed layers are left as they are.
+    /// tagged) over the same config. For an index, the same for each of its manifests, and a
+    /// new index over them when one changed. Compressed layers are left as they are.
     pub fn for_distribution(
         &self,
         desc: &Descriptor,
@@ -50,7 +51,13 @@ impl Store {
         compression: Compression,
         ready: &mut dyn FnMut(&Digest, u64),
     ) -> Result<Descriptor, StoreError> {
-        if !image::is_manifest_media_type(desc.media_type()) || compression == Compression::None {
+        if compression == Compression::None {
+            return Ok(desc.clone());
+        }
+        if image::is_index_media_type(desc.media_type()) {
+            return self.index_for_distribution(desc, compression, ready);
+        }
+        if !image::is_manifest_media_type(desc.media_type()) {
             return Ok(desc.clone());
         }
         let manifest = self.read_manifest(desc)?;
@@ -97,6 +104,36 @@ impl Store {
         let mut out = image::descriptor(desc.media_type().clone(), &digest, size);
         out.set_platform(desc.platform().clone());
         Ok(out)
+    }
+
+    /// [`Store::for_distribution_with`] for an index: each manifest (platforms and
+    /// annotations kept), and a new index blob (not tagged) over them when any changed.
+    fn index_for_distribution(
+        &self,
+        desc: &Descriptor,
+        compression: Compression,
+        ready: &mut dyn FnMut(&Digest, u64),
+    ) -> Result<Descriptor, StoreError> {
+        let mut index = self.read_index_blob(desc)?;
+        let mut changed = false;
+        let mut manifests = Vec::with_capacity(index.manifests().len());
+        for child in index.manifests() {
+            let mut out = if image::is_manifest_media_type(child.media_type()) {
+                self.for_distribution_with(child, compression, ready)?
+            } else {
+                // Nested indexes and artifacts go as they are.
+                child.clone()
+            };
+            out.set_annotations(child.annotations().clone());
+            changed |= out.digest() != child.digest();
+            manifests.push(out);
+        }
+        if !changed {
+            return Ok(desc.clone());
+        }
+        index.set_manifests(manifests);
+        let (digest, size) = self.put_blob(&canonical_json(&index)?)?;
+        Ok(image::descriptor(desc.media_type().clone(), &digest, size))
     }
 
     /// The records of compressed layers that name an absent blob (with its digest), or that do

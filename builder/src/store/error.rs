@@ -56,6 +56,14 @@ pub enum StoreError {
         #[source]
         error: kiln_registry::error::BoxError,
     },
+    /// Indexes nest deeper than kiln follows.
+    #[error("indexes nest more than {limit} deep under {digest}")]
+    TooDeep {
+        /// The index where kiln stopped.
+        digest: Digest,
+        /// How deep kiln follows.
+        limit: usize,
+    },
     /// A tag would point at an image whose content is not all in the store.
     #[error("cannot tag {name}: blob {missing} is missing")]
     Incomplete {

@@ -6,6 +6,9 @@
 //! prints their findings after it. Errors point at their Dockerfile line; a failed step tags
 //! nothing.
 //!
+//! `--platform A,B,…` builds one image per platform into one image index
+//! ([`platforms`]); with one platform the image is a manifest, as before.
+//!
 //! `--cache-from` caches are read before the build (a cache that cannot be read is a warning,
 //! never a failure) and offered to the solver; `--cache-to` exports run last, after the
 //! outputs and `--push`. A failed export fails the command unless it says
@@ -18,16 +21,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use kiln_builder::build::{Failure, Request};
+use kiln_builder::build::{Failure, Prepared, Request};
 use kiln_builder::cache_io::{self, CacheExport, CacheImport, ExportTarget, Imports};
 use kiln_builder::dockerfile::Location;
 use kiln_builder::dockerfile::instructions::{Instruction, KeyValue};
 use kiln_builder::exec::{Canceller, NetworkMode};
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
-use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::plan::{Base, NamedContext, Plan, PlanOptions, Platform, Scope};
-use kiln_builder::solve::{BaseImages, BuildError, BuildOptions, Built, CacheImports};
+use kiln_builder::solve::{BuildError, BuildOptions, Built, CacheImports};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -35,6 +37,12 @@ use super::Global;
 use super::check::Call;
 use crate::diagnostics::Diagnostic;
 use crate::progress::{self, Reporter};
+
+mod bases;
+mod platforms;
+
+use bases::Bases;
+use platforms::Made;
 
 /// `kiln build` arguments (docker build's names).
 #[derive(Debug, Args)]
@@ -92,9 +100,10 @@ pub struct BuildArgs {
     /// A line for every RUN's /etc/hosts: `HOST:IP` or `HOST=IP` (repeatable).
     #[arg(long = "add-host", value_name = "HOST:IP")]
     add_hosts: Vec<kiln_builder::exec::ExtraHost>,
-    /// The platform to build for, `os/arch[/variant]` (default: the host's). Steps that run
-    /// commands need the host's platform: kiln does not emulate other CPUs.
-    #[arg(long, value_name = "PLATFORM")]
+    /// The platform to build for, `os/arch[/variant]` (default: the host's), or a
+    /// comma-separated list of them: one image per platform under one image index. RUN for
+    /// another CPU runs under QEMU user emulation registered in binfmt_misc.
+    #[arg(long, value_name = "PLATFORM[,PLATFORM…]")]
     platform: Option<String>,
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
@@ -157,10 +166,12 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         .render()
     };
 
-    let platform = match &args.platform {
-        Some(p) => p.parse::<Platform>().context("--platform")?,
-        None => Platform::host(),
+    let platforms = match &args.platform {
+        Some(p) => Platform::parse_list(p).context("--platform")?,
+        None => vec![Platform::host()],
     };
+    // The checks and `--call` read the first platform's plan.
+    let platform = platforms[0].clone();
     let call = match (args.check, args.call) {
         (false, call) => call.unwrap_or(Call::Build),
         (true, None | Some(Call::Check)) => Call::Check,
@@ -188,16 +199,19 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             build_args: build_args.clone(),
             target: args.target.clone(),
             platform: platform.clone(),
+            build_platform: Platform::host(),
             named_contexts: named_contexts(&args.build_contexts)?,
         },
     };
-    let prepared = match kiln_builder::build::prepare(&request) {
+    let mut prepared_all = match platforms::prepare_all(&request, &platforms) {
         Ok(prepared) => prepared,
         Err(Failure::Dockerfile { message, location }) => {
             return Ok(checks.failed(&message, location));
         }
         Err(e) => return Err(e.into()),
     };
+    // The first platform's is the one the checks and `--call` read.
+    let prepared = prepared_all.remove(0);
     match call {
         Call::Build => {}
         Call::Plan => return print_plan(&prepared.plan, &file_name, &located),
@@ -244,10 +258,13 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             NetworkMode::Host
         },
         ssh: agents.sockets.clone(),
-        annotations: kiln_builder::image::annotation::manifest_annotations(
-            &args.annotations,
-            &platform,
-        )?,
+        // A multi-platform build's are each platform's (platforms::build_index).
+        annotations: match platforms.as_slice() {
+            [only] => {
+                kiln_builder::image::annotation::manifest_annotations(&args.annotations, only)?
+            }
+            _ => BTreeMap::new(),
+        },
         extra_hosts: args.add_hosts.clone(),
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
@@ -262,17 +279,37 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         store: &store,
         pull: &args.pull,
         registry: &args.registry,
-        platform: &platform,
         checks: &checks,
         prepared: &prepared,
+        pulling: Default::default(),
     };
     let names: Vec<String> = named.iter().map(ToString::to_string).collect();
-    let built = kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &|e| {
-        reporter.event(e)
-    });
+    let events = |e: kiln_builder::solve::Event<'_>| reporter.event(e);
+    let built = if prepared_all.is_empty() {
+        kiln_builder::build::build(&prepared, &store, &bases, &options, &names, &events)
+            .map(|built| Made::Image(Box::new(built)))
+    } else {
+        let all: Vec<&Prepared> = std::iter::once(&prepared).chain(&prepared_all).collect();
+        platforms::build_index(
+            &all,
+            &args.annotations,
+            &store,
+            &bases,
+            &options,
+            &names,
+            &events,
+        )?
+    };
     reporter.finish();
-    let built = match built {
-        Ok(built) => built,
+    // A platform's failure is reported as the build's, naming the platform.
+    let (failed_platform, built) = match built {
+        Err(Failure::Platform { platform, source }) => {
+            (Some(platform), Err(Failure::Build(*source)))
+        }
+        built => (None, built),
+    };
+    let made = match built {
+        Ok(made) => made,
         Err(Failure::Build(e)) => {
             checks.after_build(&found, &prepared, &store);
             let message = match &e {
@@ -280,6 +317,10 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
                     "the build was cancelled; nothing was tagged".into()
                 }
                 e => build_error_message(e),
+            };
+            let message = match &failed_platform {
+                Some(platform) => format!("{platform}: {message}"),
+                None => message,
             };
             if reporter.is_json() {
                 let location = e.location();
@@ -312,8 +353,16 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let id = built.manifest.digest().clone();
-    let config_digest = kiln_builder::image::image_id(&store.read_manifest(&built.manifest)?)?;
+    let root = made.root().clone();
+    let id = kiln_builder::image::from_oci_digest(root.digest())?;
+    // What the build prints and `--iidfile` gets: the image ID (the config's digest), or for
+    // a multi-platform image the index's digest, as buildx writes it.
+    let config_digest = match &made {
+        Made::Image(built) => {
+            kiln_builder::image::image_id(&store.read_manifest(&built.manifest)?)?
+        }
+        Made::Index(_) => id.clone(),
+    };
     for name in &names {
         reporter.line(&format!("naming to {name}"));
     }
@@ -322,30 +371,39 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", file.display()))?;
     }
     if let Some(file) = &args.metadata_file {
-        let metadata = serde_json::json!({
+        let mut metadata = serde_json::json!({
             "containerimage.digest": id.to_string(),
-            "containerimage.config.digest": config_digest.to_string(),
-            "containerimage.descriptor": &built.manifest,
+            "containerimage.descriptor": &root,
             "image.name": names.join(","),
         });
+        if let Made::Image(_) = made {
+            metadata["containerimage.config.digest"] = config_digest.to_string().into();
+        }
         std::fs::write(file, serde_json::to_vec_pretty(&metadata)?)
             .with_context(|| format!("writing {}", file.display()))?;
     }
-    reporter.line(&format!("writing image {config_digest} (manifest {id})"));
-    super::output::write_all(
-        &store,
-        &args.outputs,
-        &built.manifest,
-        &tags,
-        args.registry.quiet(),
-    )?;
+    match &made {
+        Made::Image(_) => {
+            reporter.line(&format!("writing image {config_digest} (manifest {id})"));
+        }
+        Made::Index(made) => {
+            for (image, platform) in made.index.images.iter().zip(&platforms) {
+                reporter.line(&format!(
+                    "writing image for {platform}: manifest {}",
+                    image.manifest.digest()
+                ));
+            }
+            reporter.line(&format!("writing image index {id}"));
+        }
+    }
+    super::output::write_all(&store, &args.outputs, &root, &tags, args.registry.quiet())?;
     for name in &pushed {
-        super::push::push_to(&store, &args.registry, None, name, &built.manifest, name)?;
+        super::push::push_to(&store, &args.registry, None, name, &root, name)?;
     }
     // After the image's outputs and pushes, as buildx does: a failed export fails the command
     // but takes nothing already written back.
     for spec in &args.cache_to {
-        export_cache(&store, &built, spec, &args.registry, &reporter)?;
+        export_cache(&store, made.built(), spec, &args.registry, &reporter)?;
     }
     checks.after_build(&found, &prepared, &store);
     if reporter.is_json() {
@@ -527,35 +585,6 @@ fn secrets(given: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         out.insert((*id).to_owned(), data);
     }
     Ok(out)
-}
-
-/// Base images from the store, pulled as `--pull` says.
-struct Bases<'a> {
-    store: &'a Store,
-    pull: &'a str,
-    registry: &'a super::pull::RegistryArgs,
-    platform: &'a Platform,
-    /// Checks each resolved base's platform (InvalidBaseImagePlatform).
-    checks: &'a super::check::Checks<'a>,
-    prepared: &'a kiln_builder::build::Prepared,
-}
-
-impl BaseImages for Bases<'_> {
-    fn resolve(&self, reference: &Reference) -> Result<Descriptor, kiln_builder::solve::BoxError> {
-        let local = self.store.resolve(&reference.to_string())?;
-        let desc = match (local, self.pull) {
-            (Some(desc), "missing" | "never") => desc,
-            (None, "never") => {
-                return Err(format!("{reference} is not in the store and --pull=never").into());
-            }
-            _ => super::pull::pull_to_store(self.store, self.registry, reference, self.platform)
-                .map(|(manifest, _)| manifest)
-                .map_err(|e| format!("{e:#}"))?,
-        };
-        self.checks
-            .base_resolved(self.store, self.prepared, reference, &desc);
-        Ok(desc)
-    }
 }
 
 /// The Dockerfile's display name and text.

@@ -189,14 +189,16 @@ impl Checks<'_> {
         Ok(report.diagnostics)
     }
 
-    /// During a build, when a base image is resolved: InvalidBaseImagePlatform if its config's
-    /// platform is not the one built for, reported at every FROM that names it.
+    /// During a build, when a base image is resolved for `platform` (its stage's):
+    /// InvalidBaseImagePlatform if its config's platform is not that one, reported at every
+    /// FROM that names it.
     pub fn base_resolved(
         &self,
         store: &Store,
         prepared: &Prepared,
         reference: &Reference,
         desc: &Descriptor,
+        platform: &Platform,
     ) {
         let Ok(config) = store
             .read_manifest(desc)
@@ -205,7 +207,7 @@ impl Checks<'_> {
             return;
         };
         let actual = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
-        if actual == *self.platform {
+        if actual == *platform {
             return;
         }
         let Ok(file_config) = check::file_config(&prepared.file, self.build_args) else {
@@ -222,7 +224,7 @@ impl Checks<'_> {
                 &file_config,
                 &stage.base_text,
                 &actual.to_string(),
-                &self.platform.to_string(),
+                &platform.to_string(),
                 stage.location,
             ));
         }

@@ -5,6 +5,10 @@
 //! compressed layer blobs, which kiln knows without reading them (docker shows the unpacked
 //! size, which kiln would have to decompress every layer to learn). `--digests` adds the
 //! manifest digest, which is what the store holds for a local image.
+//!
+//! A multi-platform image (a tag on an index) is one row: its ID and CREATED are the host's
+//! platform's image (or the first's), its SIZE the layers of all its platforms, and a
+//! PLATFORMS column, shown when any row has several, lists them.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +45,8 @@ struct Row {
     id: String,
     created: Option<i64>,
     size: u64,
+    /// The platforms of an index (empty for a single image).
+    platforms: Vec<String>,
 }
 
 /// Runs `kiln images`.
@@ -61,6 +67,14 @@ pub fn run(global: &Global, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let (repository, tag) = tagged.repository_and_tag();
+        let (platforms, size) = match platforms_and_size(&store, &tagged) {
+            Ok(Some(found)) => found,
+            Ok(None) => (Vec::new(), image.size()),
+            Err(err) => {
+                eprintln!("warning: cannot read {}: {err:#}", tagged.familiar());
+                continue;
+            }
+        };
         rows.push(Row {
             repository,
             tag,
@@ -75,7 +89,8 @@ pub fn run(global: &Global, args: ImagesArgs) -> anyhow::Result<ExitCode> {
                 .created
                 .as_deref()
                 .and_then(clock::parse_rfc3339),
-            size: image.size(),
+            size,
+            platforms,
         });
     }
     // Newest first, as docker sorts; ties by name so the order is stable.
@@ -94,7 +109,8 @@ pub fn run(global: &Global, args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let mut table = vec![header(args.digests)];
+    let with_platforms = rows.iter().any(|r| !r.platforms.is_empty());
+    let mut table = vec![header(args.digests, with_platforms)];
     for row in rows {
         let created = match row.created {
             Some(t) => format!(
@@ -108,19 +124,45 @@ pub fn run(global: &Global, args: ImagesArgs) -> anyhow::Result<ExitCode> {
             cells.push(row.digest);
         }
         cells.extend([row.id, created, human::size(row.size)]);
+        if with_platforms {
+            cells.push(row.platforms.join(","));
+        }
         table.push(cells);
     }
     print!("{}", human::table(&table));
     Ok(ExitCode::SUCCESS)
 }
 
-fn header(digests: bool) -> Vec<String> {
+fn header(digests: bool, platforms: bool) -> Vec<String> {
     let mut h = vec!["REPOSITORY", "TAG"];
     if digests {
         h.push("DIGEST");
     }
     h.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    if platforms {
+        h.push("PLATFORMS");
+    }
     h.into_iter().map(str::to_owned).collect()
+}
+
+/// For a tag on an index: its platforms, and the size of the layers of all of them (each
+/// layer once). `None` for a single image.
+fn platforms_and_size(
+    store: &kiln_builder::store::Store,
+    tagged: &Tagged,
+) -> anyhow::Result<Option<(Vec<String>, u64)>> {
+    if !kiln_builder::image::is_index_media_type(tagged.descriptor.media_type()) {
+        return Ok(None);
+    }
+    let mut platforms = Vec::new();
+    let mut layers = std::collections::BTreeMap::new();
+    for (platform, desc) in store.platform_manifests(&tagged.descriptor)? {
+        platforms.push(platform.to_string());
+        for layer in store.read_manifest(&desc)?.layers() {
+            layers.insert(layer.digest().to_string(), layer.size());
+        }
+    }
+    Ok(Some((platforms, layers.values().sum())))
 }
 
 /// `kiln images busybox` (every tag of the repository) or `busybox:1.36` (that tag).

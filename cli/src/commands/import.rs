@@ -3,7 +3,8 @@
 //!
 //! The tar is stored as the layer byte for byte (gzip-compressed by kiln), so the same tarball
 //! with the same `SOURCE_DATE_EPOCH` always gives the same image ID and manifest digest. The
-//! config has the host's platform in OCI names, `created` from kiln's clock, `--change`
+//! config has the host's platform (or `--platform`'s) in OCI names, `created` from kiln's clock,
+//! `--change`
 //! settings, and one history entry, `created_by: "kiln import"` with `-m` as its comment (and,
 //! as docker has it, as the config's top-level `comment`).
 //! (Docker writes no `created_by` and a default comment `Imported from <source>`; kiln keeps the
@@ -36,6 +37,9 @@ pub struct ImportArgs {
     /// A comment for the image's history entry.
     #[arg(short = 'm', long = "message", value_name = "MESSAGE")]
     message: Option<String>,
+    /// The platform the image is for, `os/arch[/variant]` (default: the host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
     /// The tarball (plain, gzip or zstd); `-` reads standard input.
     #[arg(value_name = "FILE|-")]
     file: String,
@@ -51,6 +55,10 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         bail!("cannot tag an image with a digest reference: {}", args.name);
     }
     let changes = change::parse_changes(&args.changes)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>().context("--platform")?,
+        None => Platform::host(),
+    };
     if args.file.contains("://") {
         bail!("importing from a URL is not supported: {}", args.file);
     }
@@ -72,7 +80,6 @@ pub fn run(global: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("importing {}", path.display()))?
     };
 
-    let platform = Platform::host();
     let mut config = ImageConfig::new(&platform.architecture, &platform.os);
     config.variant = platform.variant;
     let created = clock::now().context("reading the clock")?.to_rfc3339();

@@ -12,9 +12,6 @@ use kiln_builder::plan::Platform;
 use kiln_builder::store::Store;
 use kiln_registry::{Digest, Reference};
 
-/// How deep indexes may nest before kiln stops following them.
-const MAX_INDEX_DEPTH: usize = 8;
-
 /// A tag in the store.
 #[derive(Debug, Clone)]
 pub struct Tagged {
@@ -114,40 +111,51 @@ pub fn tags(store: &Store) -> anyhow::Result<Vec<Tagged>> {
 }
 
 /// Reads the image a tag points at, choosing the host's platform in an index (or its first
-/// manifest when none matches).
+/// manifest when none runs here).
 pub fn describe(store: &Store, descriptor: &Descriptor) -> anyhow::Result<Image> {
-    let host = Platform::host();
-    let mut desc = descriptor.clone();
-    for _ in 0..MAX_INDEX_DEPTH {
-        if image::is_manifest_media_type(desc.media_type()) {
-            let manifest = store.read_manifest(&desc)?;
-            let config = store.read_config(&manifest)?;
-            let id = image::image_id(&manifest)?;
-            return Ok(Image {
-                manifest_descriptor: desc,
-                manifest,
-                config,
-                id,
-            });
-        }
-        if !image::is_index_media_type(desc.media_type()) {
-            bail!("{} is not an image ({})", desc.digest(), desc.media_type());
-        }
-        let index = store.read_index_blob(&desc)?;
-        let matching = index.manifests().iter().find(|m| {
-            m.platform().as_ref().is_some_and(|p| {
-                p.os().to_string() == host.os && p.architecture().to_string() == host.architecture
-            })
-        });
-        desc = matching
-            .or_else(|| index.manifests().first())
-            .cloned()
-            .ok_or_else(|| anyhow!("index {} lists no images", desc.digest()))?;
-    }
-    bail!(
-        "indexes nest more than {MAX_INDEX_DEPTH} deep under {}",
-        descriptor.digest()
-    )
+    describe_for(store, descriptor, None)
+}
+
+/// [`describe`] for `platform` (`kiln run --platform`): an index's entry for it, as
+/// containerd's matcher chooses; `None` means the host's, falling back to the first manifest.
+/// A platform no image of the tag runs on is an error naming the ones there are.
+pub fn describe_for(
+    store: &Store,
+    descriptor: &Descriptor,
+    platform: Option<&Platform>,
+) -> anyhow::Result<Image> {
+    let manifests = store.platform_manifests(descriptor)?;
+    let available = || {
+        manifests
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let desc = match platform {
+        Some(wanted) => wanted
+            .choose_by(manifests.iter().map(|(p, d)| (p.clone(), d)))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} has no image for {wanted} (it has {})",
+                    descriptor.digest(),
+                    available()
+                )
+            })?,
+        None => Platform::host()
+            .choose_by(manifests.iter().map(|(p, d)| (p.clone(), d)))
+            .or_else(|| manifests.first().map(|(_, d)| d))
+            .ok_or_else(|| anyhow!("index {} lists no images", descriptor.digest()))?,
+    };
+    let manifest = store.read_manifest(desc)?;
+    let config = store.read_config(&manifest)?;
+    let id = image::image_id(&manifest)?;
+    Ok(Image {
+        manifest_descriptor: desc.clone(),
+        manifest,
+        config,
+        id,
+    })
 }
 
 /// `No such image: NAME`, with NAME as docker prints it (`busybox:latest`).
@@ -190,6 +198,15 @@ pub fn find(store: &Store, arg: &str) -> anyhow::Result<Option<Target>> {
     let mut ids: Vec<(Digest, Tagged)> = Vec::new();
     for t in all {
         // An image that cannot be read has no ID to match (`kiln images` reports it).
+        // A multi-platform image is also found by its index's digest (what `kiln build
+        // --iidfile` writes for one, as buildx does).
+        if image::is_index_media_type(t.descriptor.media_type())
+            && let Ok(digest) = image::from_oci_digest(t.descriptor.digest())
+            && digest.hex().starts_with(prefix)
+        {
+            ids.push((digest, t));
+            continue;
+        }
         let Ok(image) = describe(store, &t.descriptor) else {
             continue;
         };

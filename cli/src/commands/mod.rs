@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod manifest;
 pub mod prune;
 pub mod pull;
 pub mod push;

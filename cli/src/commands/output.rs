@@ -375,7 +375,8 @@ pub(crate) fn image_names(
     Ok((names, pushed))
 }
 
-/// Writes every output of the built image (`manifest`, in `store`, tagged with `tags`).
+/// Writes every output of the built image (`manifest`, in `store`, tagged with `tags`; an
+/// index for a multi-platform build: `local` and `tar` then write one directory per platform).
 pub(crate) fn write_all(
     store: &Store,
     outputs: &[OutputSpec],
@@ -410,19 +411,19 @@ fn write_one(
         // to `Dest::Store`.
         (Kind::Image | Kind::Registry, _) | (_, Dest::Store) => {}
         (Kind::Local, Dest::Path(dir)) => {
-            warn_skipped(&export::write_rootfs(store, manifest, dir)?);
+            warn_skipped(&export::write_image_rootfs(store, manifest, dir)?);
         }
         (Kind::Local, Dest::Stdout) => bail!("{}", SpecError::LocalToStdout),
         (Kind::Tar, Dest::Path(file)) => {
             let stats = write_file(file, |out| {
-                let (out, stats) = export::write_rootfs_tar(store, manifest, out)?;
+                let (out, stats) = export::write_image_rootfs_tar(store, manifest, out)?;
                 Ok((out, stats))
             })?;
             warn_skipped(&stats);
         }
         (Kind::Tar, Dest::Stdout) => {
             let out = BufWriter::new(io::stdout().lock());
-            let (out, stats) = export::write_rootfs_tar(store, manifest, out)?;
+            let (out, stats) = export::write_image_rootfs_tar(store, manifest, out)?;
             out.into_inner()
                 .map_err(|e| e.into_error())
                 .and_then(|mut w| w.flush())

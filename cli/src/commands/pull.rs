@@ -5,6 +5,13 @@
 //! The registry crate does the transfer; this file glues it to the store: blobs stream into
 //! store blob writers, which commit only verified content, and the tag moves last, so an
 //! interrupted or failed pull leaves the previous tag and no partial blob behind.
+//!
+//! A multi-platform image is pulled for each platform asked (`--platform A,B`; a build asks for
+//! each platform its stages run for), each chosen as containerd chooses. The tag then points at
+//! the platform's manifest when there is one, or at a local index of the platforms the store
+//! has of that image: those just pulled, and those the tag had already that the registry's
+//! index lists too (so pulling arm64 after amd64 keeps both, and a tag whose image moved on
+//! upstream keeps only what was pulled now).
 
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal as _, Write};
@@ -17,6 +24,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_builder::cache_io::Fetcher;
+use kiln_builder::image::MediaTypes;
+use kiln_builder::oci_spec::image::Descriptor;
 use kiln_builder::store::{Fetch, Store};
 use kiln_registry::{
     ClientOptions, Credentials, Digest, DockerConfig, Event, Outcome, Platform, Progress,
@@ -306,8 +315,8 @@ pub fn size(bytes: u64) -> String {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// The platform to pull from a multi-platform image, as os/arch[/variant] (default: this
-    /// machine's).
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    /// machine's), or a comma-separated list of them.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT][,…]")]
     platform: Option<String>,
     #[command(flatten)]
     registry: RegistryArgs,
@@ -319,59 +328,142 @@ pub struct PullArgs {
 /// Runs `kiln pull`.
 pub fn run(global: &Global, args: PullArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
-    let platform = match &args.platform {
-        Some(p) => p.parse::<Platform>()?,
-        None => Platform::host(),
+    let platforms = match &args.platform {
+        Some(p) => Platform::parse_list(p)?,
+        None => vec![Platform::host()],
     };
     let store = global.store()?;
-    let (_, resolved) = pull_to_store(&store, &args.registry, &reference, &platform)?;
+    let (_, resolved) = pull_platforms(&store, &args.registry, &reference, &platforms)?;
     println!("{resolved}");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pulls `reference` for `platform` into `store` and tags it with its full reference; returns
-/// the platform's manifest descriptor and the digest the reference resolved to (an index's, for
-/// a multi-platform image). `kiln build` uses this for base images it does not have.
+/// Pulls `reference` for `platform` into `store` and tags it with its full reference (see the
+/// module doc); returns the platform's manifest descriptor and the digest the reference
+/// resolved to (an index's, for a multi-platform image). `kiln build` uses this for base images
+/// it does not have.
 pub fn pull_to_store(
     store: &Store,
     registry_args: &RegistryArgs,
     reference: &Reference,
     platform: &Platform,
 ) -> anyhow::Result<(kiln_builder::oci_spec::image::Descriptor, Digest)> {
-    let registry = registry_args.connect(reference.registry())?;
-    if !registry_args.quiet() {
-        eprintln!("pulling {reference} ({platform})");
-    }
-    let target = kiln_builder::store::registry::StoreTarget(store.clone());
-    let pulled = runtime()?
-        .block_on(kiln_registry::pull(&registry, reference, platform, &target))
-        .with_context(|| format!("pulling {reference}"))?;
+    let (mut manifests, digest) = pull_platforms(
+        store,
+        registry_args,
+        reference,
+        std::slice::from_ref(platform),
+    )?;
+    Ok((manifests.remove(0), digest))
+}
 
-    // The platform comes from the config, as for images kiln writes itself.
-    let mut manifest = pulled.manifest.clone();
-    let config = store
-        .read_manifest(&manifest)
-        .and_then(|m| store.read_config(&m))
-        .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
-    let pulled_platform =
-        Platform::new(&config.os, &config.architecture, config.variant.as_deref());
-    if pulled_platform != *platform {
-        eprintln!("warning: {reference} is a {pulled_platform} image; {platform} was requested");
+/// Pulls `reference` for each of `platforms` (see the module doc); returns each platform's
+/// manifest descriptor, in order, and the digest the reference resolved to.
+pub fn pull_platforms(
+    store: &Store,
+    registry_args: &RegistryArgs,
+    reference: &Reference,
+    platforms: &[Platform],
+) -> anyhow::Result<(Vec<Descriptor>, Digest)> {
+    let registry = registry_args.connect(reference.registry())?;
+    let target = kiln_builder::store::registry::StoreTarget(store.clone());
+    let runtime = runtime()?;
+    let mut pulled_all: Vec<(Descriptor, kiln_registry::Pulled)> = Vec::new();
+    for platform in platforms {
+        if !registry_args.quiet() {
+            eprintln!("pulling {reference} ({platform})");
+        }
+        let pulled = runtime
+            .block_on(kiln_registry::pull(&registry, reference, platform, &target))
+            .with_context(|| format!("pulling {reference}"))?;
+        // The platform comes from the config, as for images kiln writes itself.
+        let mut manifest = pulled.manifest.clone();
+        let config = store
+            .read_manifest(&manifest)
+            .and_then(|m| store.read_config(&m))
+            .with_context(|| format!("reading the pulled image {}", pulled.digest))?;
+        let pulled_platform =
+            Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        if pulled_platform != *platform {
+            eprintln!(
+                "warning: {reference} is a {pulled_platform} image; {platform} was requested"
+            );
+        }
+        manifest.set_platform(Some(config.platform()));
+        if !registry_args.quiet() {
+            let which = match platforms {
+                [_] => String::new(),
+                _ => format!(" ({pulled_platform})"),
+            };
+            eprintln!(
+                "pulled {reference}{which}: {} downloaded ({}), {} already present",
+                pulled.downloaded,
+                size(pulled.bytes_downloaded),
+                pulled.present
+            );
+        }
+        pulled_all.push((manifest, pulled));
     }
-    manifest.set_platform(Some(config.platform()));
+    let (first, resolved) = match pulled_all.first() {
+        Some((manifest, pulled)) => (manifest.clone(), pulled.digest.clone()),
+        None => bail!("pulling {reference}: no platform asked for"),
+    };
     let name = reference.to_string();
+    let manifests: Vec<Descriptor> = pulled_all.iter().map(|(m, _)| m.clone()).collect();
+    let entries = &pulled_all[0].1.index;
+    let tagged = if entries.is_empty() {
+        first
+    } else {
+        local_index(store, &name, entries, &manifests)?
+    };
     store
-        .tag(&name, &manifest)
+        .tag(&name, &tagged)
         .with_context(|| format!("tagging {name}"))?;
-    if !registry_args.quiet() {
-        eprintln!(
-            "pulled {name}: {} downloaded ({}), {} already present",
-            pulled.downloaded,
-            size(pulled.bytes_downloaded),
-            pulled.present
-        );
+    Ok((manifests, resolved))
+}
+
+/// What `name` should point at after pulling `pulled` from an index whose entries are
+/// `entries`: the one manifest, or a local index of those and of the manifests `name` already
+/// has that `entries` lists (for other platforms), in the registry index's order.
+fn local_index(
+    store: &Store,
+    name: &str,
+    entries: &[Descriptor],
+    pulled: &[Descriptor],
+) -> anyhow::Result<Descriptor> {
+    let mut have: Vec<Descriptor> = pulled.to_vec();
+    let existing = match store.resolve(name)? {
+        // A tag that cannot be read is replaced, not merged.
+        Some(desc) => store.platform_manifests(&desc).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    for (platform, desc) in existing {
+        let listed = entries.iter().any(|e| e.digest() == desc.digest());
+        let known = have.iter().any(|d| {
+            d.digest() == desc.digest()
+                || d.platform().as_ref().map(Platform::of) == Some(platform.clone())
+        });
+        if listed && !known {
+            have.push(desc);
+        }
     }
-    Ok((manifest, pulled.digest))
+    let position = |d: &Descriptor| entries.iter().position(|e| e.digest() == d.digest());
+    have.sort_by_key(position);
+    have.dedup_by(|a, b| a.digest() == b.digest());
+    if let [only] = have.as_slice() {
+        return Ok(only.clone());
+    }
+    for desc in &mut have {
+        desc.set_annotations(None);
+    }
+    // A Docker manifest list over Docker manifests, as registries serve them; else OCI.
+    let docker = MediaTypes::Docker;
+    let media = if have.iter().all(|d| *d.media_type() == docker.manifest()) {
+        docker
+    } else {
+        MediaTypes::Oci
+    };
+    Ok(store.write_image_index(&have, media, &Default::default())?)
 }
 
 #[cfg(test)]

@@ -10,15 +10,19 @@
 //! with 125, a command that does not exist with 127 and one that cannot be executed with 126,
 //! as docker's. SIGINT, SIGTERM and SIGHUP kill the command's whole process tree, remove the
 //! root and exit with 128 + the signal, so Ctrl-C leaves no process and no mount behind.
-//! kiln keeps no containers: every run is `--rm`.
+//! kiln keeps no containers: every run is `--rm`. Of a multi-platform image, `--platform`'s
+//! image runs (the host's by default); one for another CPU runs under QEMU, and without an
+//! emulator registered kiln says which to install rather than failing to exec.
 
 use std::io;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, ValueEnum};
+use kiln_builder::exec::binfmt;
 use kiln_builder::exec::image::{ImageRun, Passthrough, create_volume_dirs};
 use kiln_builder::exec::{self, Canceller, ExecError, ExecOptions, Mount, MountKind, RunSpec};
+use kiln_builder::plan::Platform;
 use kiln_builder::snapshot::Snapshots;
 
 use super::{Global, lookup};
@@ -56,6 +60,10 @@ pub struct RunArgs {
     /// Allocate a terminal: not supported yet, refused (the output goes to kiln's streams).
     #[arg(short = 't', long)]
     tty: bool,
+    /// The platform's image of a multi-platform image, `os/arch[/variant]` (default: the
+    /// host's, else the first); another CPU's runs under QEMU registered in binfmt_misc.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
     /// Bind-mount a host directory or file: `/host/path:/path[:ro|rw]`.
     #[arg(short = 'v', long = "volume", value_name = "HOST:PATH[:ro]")]
     volumes: Vec<String>,
@@ -104,6 +112,12 @@ fn run_image(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
             args.image
         );
     }
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<Platform>)
+        .transpose()
+        .context("--platform")?;
     let env = args
         .env
         .iter()
@@ -136,7 +150,11 @@ fn run_image(global: &Global, args: RunArgs) -> anyhow::Result<u8> {
     // Held while the image runs: gc must not take its snapshots from under it.
     let _lease = store.lease().context("taking a lease on the store")?;
     let target = lookup::find(&store, &args.image)?.ok_or_else(|| no_such_image(&args.image))?;
-    let image = lookup::describe(&store, &target.first_tag().descriptor)?;
+    let image = lookup::describe_for(&store, &target.first_tag().descriptor, platform.as_ref())
+        .with_context(|| format!("choosing the image of {}", args.image))?;
+    let config = &image.config;
+    let image_platform = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+    binfmt::check(&image_platform)?;
     let spec = RunSpec::for_image(&image.config.config, &overrides)?;
     let snapshots =
         Snapshots::open(&store, &Default::default()).context("opening the snapshots")?;

@@ -153,6 +153,30 @@ impl Registry {
         }
     }
 
+    /// Makes sure the registry has the blob in `repository` without sending it: already there,
+    /// or mounted from one of `mount_from`. `None` when neither works (a mount refused, its
+    /// session cancelled): the caller has no content to upload, only a reference.
+    pub async fn mount_or_find(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        mount_from: &[String],
+    ) -> Result<Option<Outcome>, Error> {
+        if self.head_blob(repository, digest).await?.is_some() {
+            return Ok(Some(Outcome::Existed));
+        }
+        for from in mount_from.iter().filter(|f| f.as_str() != repository) {
+            match self.mount_blob(repository, digest, from).await {
+                Ok(Mount::Mounted) => return Ok(Some(Outcome::Mounted { from: from.clone() })),
+                Ok(Mount::Session(opened)) => {
+                    self.cancel_upload(&opened.location, repository).await;
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
     /// `POST .../blobs/uploads/?mount=<digest>&from=<repo>`.
     async fn mount_blob(
         &self,
