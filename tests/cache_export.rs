@@ -250,6 +250,22 @@ fn a_second_runner_builds_from_the_registry_cache() {
         changed.stderr
     );
     assert_ne!(changed.manifest, first.manifest);
+    // The miss names the file and the cache that did not have the step either.
+    assert!(
+        changed.stderr.contains(&format!(
+            " cache miss: app.txt changed (content {} → {}); not in {cache} either\n",
+            short("app one\n"),
+            short("app two\n")
+        )),
+        "{}",
+        changed.stderr
+    );
+}
+
+/// A digest as explanations shorten it: `sha256:` and 12 hex digits, of `content`.
+fn short(content: &str) -> String {
+    let digest = kiln_registry::Digest::of(content.as_bytes()).to_string();
+    format!("{}…", &digest[..19])
 }
 
 /// How many of `layers` (digests) the registry behind `proxy` was asked for with a GET.

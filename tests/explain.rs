@@ -160,6 +160,14 @@ fn every_miss_says_which_input_changed() {
     // --no-cache.
     let rows = build(&kiln, &ctx, &["--no-cache", "--build-arg", "VERSION=1.1"]);
     assert_eq!(rows[2], row("COPY src/ /app/", "DONE", "--no-cache"));
+
+    // The records are gone, the inputs are the same: the cache was pruned.
+    kiln.ok(&["prune", "--all"]);
+    let rows = build(&kiln, &ctx, &["--build-arg", "VERSION=1.1"]);
+    assert_eq!(
+        rows[2],
+        row("COPY src/ /app/", "DONE", "cache record pruned")
+    );
 }
 
 #[test]
@@ -337,4 +345,77 @@ fn json_progress_carries_states_and_explanations() {
     let summary = events.iter().find(|e| e["type"] == "summary").unwrap();
     assert_eq!(summary["run"], 1);
     assert_eq!(summary["config"], 1);
+}
+
+#[test]
+fn explain_prints_the_input_tree_of_a_step() {
+    let Some(kiln) = with_busybox() else { return };
+    let main = "fn main() {}\n";
+    let ctx = context(&kiln, DOCKERFILE, &[("src/main.rs", main)]);
+    let out = kiln
+        .cmd()
+        .args([
+            "build",
+            "--progress=plain",
+            "--explain",
+            "4",
+            "--explain",
+            "5",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    // Every line of the tree carries its step's number.
+    let tree = |instruction: &str| -> Vec<String> {
+        let id = stderr
+            .lines()
+            .find_map(|l| l.strip_suffix(&format!("] {instruction}")))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("{instruction} in {stderr}"));
+        stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{id} ")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let copy = tree("COPY src/ /app/");
+    assert!(
+        copy.iter().any(|l| l.starts_with("cache key sha256:")),
+        "{copy:?}"
+    );
+    assert!(
+        copy.contains(&format!(
+            "    src/main.rs 644 {}",
+            Digest::of(main.as_bytes())
+        )),
+        "{copy:?}"
+    );
+    assert!(
+        copy.iter()
+            .any(|l| l.starts_with("  source (files of src/): sha256:")),
+        "{copy:?}"
+    );
+    let run = tree("RUN echo $VERSION > /version");
+    assert!(
+        run.contains(&"  declared: VERSION=1.0".to_owned()),
+        "{run:?}"
+    );
+    assert!(
+        run.iter()
+            .any(|l| l.starts_with("  env: ") && l.contains("MODE=fast")),
+        "{run:?}"
+    );
+    // A line with no keyed step is refused before anything is built.
+    let (_, stderr) = kiln.fails(&["build", "--explain", "3", ctx.to_str().unwrap()]);
+    assert!(
+        stderr.contains("--explain 3: ENV has no cache key of its own"),
+        "{stderr}"
+    );
+    let (_, stderr) = kiln.fails(&["build", "--explain", "40", ctx.to_str().unwrap()]);
+    assert!(
+        stderr.contains("--explain 40: no step of the target starts at"),
+        "{stderr}"
+    );
 }

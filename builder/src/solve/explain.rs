@@ -11,8 +11,9 @@
 //! context trees COPY and bind mounts read, whose sha256 is the checksum in the key, are kept
 //! in `cache/explain/trees/` under that checksum, so a changed file can be named. Both are
 //! written only when they change: a cached rebuild writes nothing. At most [`MAX_TRACES`]
-//! builds are remembered (the least recently written go first), listings only while a trace
-//! names them, and `kiln prune --all` forgets everything with the build cache.
+//! builds are remembered (the least recently written go first), and listings only while a
+//! trace names them. `kiln prune --all` forgets the cache records but not the traces, so the
+//! next build says its records were pruned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -94,6 +95,18 @@ impl BuildTrace {
             .map(|(_, s)| s);
         same.or_else(|| steps.get(&n).filter(|s| !texts.contains(&s.text.as_str())))
     }
+}
+
+/// The whole input tree of one step's key (`kiln build --explain LINE`): every input, and the
+/// files behind each checksum of context files, with their digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyInputs {
+    /// The key.
+    pub key: Digest,
+    /// Its inputs, in order.
+    pub inputs: Vec<Input>,
+    /// The listing behind each checksum of context files (by checksum), when kept.
+    pub files: BTreeMap<String, Vec<(String, Entry)>>,
 }
 
 /// What changed first in a stage, for the steps after it: their parent changed because of it.
@@ -668,11 +681,29 @@ impl Traces {
         diff_listings(open(was)?, open(now)?).ok()
     }
 
-    /// Forgets every trace and listing.
-    pub fn clear(&self) -> io::Result<()> {
-        match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    /// The entries of the listing whose sha256 is `sum`, when kept.
+    pub fn listing(&self, sum: &str) -> Option<Vec<(String, Entry)>> {
+        let digest: Digest = sum.parse().ok()?;
+        let file = BufReader::new(File::open(self.tree_path(&digest)).ok()?);
+        file.split(b'\n')
+            .map(|line| line.map(parse_entry).ok())
+            .collect()
+    }
+
+    /// The input tree of a step with `key` and `inputs`, with the listings it names.
+    pub fn key_inputs(&self, key: &Digest, inputs: &[Input]) -> KeyInputs {
+        let files = inputs
+            .iter()
+            .filter(|i| matches!(i.label, Some(Label::Files(_))))
+            .filter_map(|i| {
+                let sum = i.value.as_str()?;
+                Some((sum.to_owned(), self.listing(sum)?))
+            })
+            .collect();
+        KeyInputs {
+            key: key.clone(),
+            inputs: inputs.to_vec(),
+            files,
         }
     }
 

@@ -51,7 +51,7 @@ use crate::store::Store;
 
 use cache::{BuildCache, CacheRecord};
 use checksum::ContextSums;
-use explain::{BuildTrace, Change, Miss, Traces};
+use explain::{BuildTrace, Change, KeyInputs, Miss, Traces};
 use flight::Flights;
 
 pub use platforms::{PlatformPlan, PlatformsError, build_all};
@@ -128,6 +128,15 @@ pub enum Event<'a> {
     Warning {
         /// The message, one line.
         message: &'a str,
+    },
+    /// The whole input tree of a keyed step's key, for a step `--explain` asked about.
+    Inputs {
+        /// The stage's display name.
+        stage: &'a str,
+        /// 1-based step number within the stage.
+        n: usize,
+        /// The key and its inputs.
+        inputs: &'a KeyInputs,
     },
     /// A line of RUN output.
     Output {
@@ -224,6 +233,9 @@ pub struct BuildOptions<'a> {
     /// the next build's misses are explained against, and its file name is how explanations
     /// name it (`COPY at Dockerfile:4`). `None`: nothing is remembered.
     pub dockerfile: Option<&'a Path>,
+    /// `--explain LINE`: the Dockerfile lines whose steps report their key's input tree
+    /// ([`Event::Inputs`]).
+    pub explain: BTreeSet<usize>,
 }
 
 /// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local

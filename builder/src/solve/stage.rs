@@ -341,6 +341,21 @@ impl Solver<'_> {
             .as_ref()
             .and_then(|t| t.matching(self.trace_stage(step.stage), step.n, step.text, step.texts));
         let keyed = key.map(|k| (k.finish(), k.inputs()));
+        // `--explain`: the key's input tree, right after the step's line.
+        let explained = keyed
+            .as_ref()
+            .filter(|_| self.options.explain.contains(&location.start_line))
+            .map(|(key, inputs)| self.traces.key_inputs(key, inputs));
+        let announce = |start: StepStart<'_>| {
+            (step.announce)(start);
+            if let Some(inputs) = &explained {
+                (self.progress)(Event::Inputs {
+                    stage: step.stage,
+                    n: step.n,
+                    inputs,
+                });
+            }
+        };
         let _claim = keyed.as_ref().map(|(key, _)| self.flights.claim(key));
         if self.options.cancel.is_cancelled() {
             return Err(BuildError::Cancelled { location });
@@ -349,7 +364,7 @@ impl Solver<'_> {
             && (!self.options.no_cache || self.made_here(key))
             && let Some((record, from)) = self.cached(key, location)
         {
-            (step.announce)(StepStart::Cached {
+            announce(StepStart::Cached {
                 from: match &from {
                     None => CacheSource::Local,
                     Some(name) => CacheSource::Import(name),
@@ -367,7 +382,7 @@ impl Solver<'_> {
         let miss = keyed
             .as_ref()
             .map(|(_, inputs)| self.explain(state, step, last, inputs));
-        (step.announce)(StepStart::Run { why: miss.as_ref() });
+        announce(StepStart::Run { why: miss.as_ref() });
         let root = self.mutable(state, location)?;
         work(&root)?;
         let record = self.commit(state, root, location)?;

@@ -67,6 +67,11 @@ pub struct BuildArgs {
     /// and steps the target needs, expanded).
     #[arg(long, value_name = "CALL", value_enum)]
     call: Option<super::check::Call>,
+    /// Print the whole input tree of the cache key of the step at this Dockerfile line (the
+    /// instruction, the environment and build-args it sees, its files with their digests, the
+    /// key below it), repeatable; `--progress=json` carries it as an `inputs` event.
+    #[arg(long, value_name = "LINE")]
+    explain: Vec<usize>,
     /// When to pull base images: `missing` (default), `always` (check the registry), `never`.
     #[arg(long, value_name = "POLICY", default_value = "missing", value_parser = ["missing", "always", "never"])]
     pull: String,
@@ -269,6 +274,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         cancel: Canceller::new(),
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
         dockerfile: Some(&dockerfile_path),
+        explain: explained_lines(&args.explain, &prepared.plan, &file_name)?,
         inline_cache: args
             .cache_to
             .iter()
@@ -417,6 +423,37 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{config_digest}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--explain` lines, each checked to start a step of the target that has a cache key.
+fn explained_lines(
+    lines: &[usize],
+    plan: &kiln_builder::plan::Plan,
+    file_name: &str,
+) -> anyhow::Result<std::collections::BTreeSet<usize>> {
+    use kiln_builder::dockerfile::instructions::Instruction;
+    for &line in lines {
+        let step = plan
+            .order
+            .iter()
+            .flat_map(|&i| &plan.stages[i].steps)
+            .find(|s| s.location.start_line == line);
+        match step {
+            None => bail!("--explain {line}: no step of the target starts at {file_name}:{line}"),
+            Some(step) => match &step.instruction {
+                Instruction::Run(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Workdir(_) => {}
+                _ => bail!(
+                    "--explain {line}: {} has no cache key of its own: it changes the image's \
+                     config, which reaches the steps after it through their inputs",
+                    step.original.split_whitespace().next().unwrap_or_default()
+                ),
+            },
+        }
+    }
+    Ok(lines.iter().copied().collect())
 }
 
 /// Reads every `--cache-from` cache, in order; one that cannot be read is a warning.

@@ -15,7 +15,8 @@ use super::{Global, human};
 /// `kiln prune` arguments.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also clear the build cache (every later build runs every step once).
+    /// Also clear the build cache (every later build runs every step once; what the last
+    /// builds' steps were is kept, so their misses say the cache was pruned).
     #[arg(short, long)]
     all: bool,
 }

@@ -27,8 +27,10 @@
 //! "step-done","id":…,"state":"done"|"cached"|"error"|"canceled","duration":seconds}`,
 //! `{"type":"step-skipped",…,"reason":"earlier-step-failed"|"cancelled"}`, `{"type":
 //! "stage-skipped","stage":…,"steps":…,"reason":"not-needed"}`, `{"type":"output","id":…,
-//! "stage":…,"stream":"stdout"|"stderr","line":…}` and `{"type":"warning","message":…}`; the
-//! command adds `{"type":"done",…}` or `{"type":"error",…}` at the end.
+//! "stage":…,"stream":"stdout"|"stderr","line":…}`, `{"type":"warning","message":…}` and, for
+//! `--explain LINE`, `{"type":"inputs","id":…,"key":…,"inputs":[{"name","value","label"}…],
+//! "files":{checksum:[[path,{"kind","mode","content"}]…]}}`; the command adds
+//! `{"type":"done",…}` or `{"type":"error",…}` at the end.
 
 mod live;
 
@@ -38,6 +40,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_builder::exec::Stream;
+use kiln_builder::solve::explain::{KeyInputs, Label};
 use kiln_builder::solve::{CacheSource, Event, SkipReason, StepEnd, StepStart};
 
 /// `--progress` values.
@@ -226,6 +229,7 @@ impl Reporter {
                 0
             }
             Event::NotNeeded { .. } => 0,
+            Event::Inputs { stage, n, .. } => steps.id(stage, *n),
         };
         let imported = steps.imported.get(&id).cloned();
         drop(steps);
@@ -295,6 +299,67 @@ fn plain(id: usize, imported: Option<&str>, event: &Event<'_>) -> Vec<String> {
         )],
         Event::Warning { message } => vec![format!("warning: {message}")],
         Event::Output { line, .. } => vec![format!("#{id} {}", String::from_utf8_lossy(line))],
+        Event::Inputs { inputs, .. } => input_tree(inputs)
+            .into_iter()
+            .map(|line| format!("#{id} {line}"))
+            .collect(),
+    }
+}
+
+/// The lines of a key's input tree: the key, each input with what it refers to, and the files
+/// behind a checksum of context files.
+fn input_tree(tree: &KeyInputs) -> Vec<String> {
+    let mut lines = vec![format!("cache key {}:", tree.key)];
+    for input in &tree.inputs {
+        let label = match &input.label {
+            Some(Label::Files(source)) => format!(" (files of {source})"),
+            Some(Label::Stage(stage)) => format!(" (stage {stage})"),
+            Some(Label::Image(image)) => format!(" (image {image})"),
+            Some(Label::Url(url)) => format!(" ({url})"),
+            None => String::new(),
+        };
+        lines.push(format!("  {}{label}: {}", input.name, render(&input.value)));
+        if let Some(files) = input.value.as_str().and_then(|sum| tree.files.get(sum)) {
+            for (path, entry) in files {
+                let content = if entry.content.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", entry.content)
+                };
+                lines.push(format!("    {path} {}{content}", entry.mode));
+            }
+        }
+    }
+    lines
+}
+
+/// An input's value for a reader: a string as it is, `[name, value]` pairs as `name=value`.
+fn render(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(items)
+            if items
+                .iter()
+                .all(|i| i.as_array().is_some_and(|p| p.len() == 2)) =>
+        {
+            let pairs: Vec<String> = items
+                .iter()
+                .filter_map(|p| p.as_array())
+                .map(|p| match &p[1] {
+                    serde_json::Value::String(v) => {
+                        format!("{}={v}", p[0].as_str().unwrap_or_default())
+                    }
+                    serde_json::Value::Null => p[0].as_str().unwrap_or_default().to_owned(),
+                    other => format!("{}={other}", p[0].as_str().unwrap_or_default()),
+                })
+                .collect();
+            if pairs.is_empty() {
+                "(none)".to_owned()
+            } else {
+                pairs.join(", ")
+            }
+        }
+        other => other.to_string(),
     }
 }
 
@@ -406,6 +471,14 @@ fn json(id: usize, event: &Event<'_>) -> serde_json::Value {
         Event::Warning { message } => serde_json::json!({
             "type": "warning", "message": message,
         }),
+        Event::Inputs { stage, n, inputs } => {
+            let mut v = serde_json::to_value(inputs).unwrap_or_default();
+            v["type"] = "inputs".into();
+            v["id"] = id.into();
+            v["stage"] = (*stage).into();
+            v["step"] = (*n).into();
+            v
+        }
         Event::Output {
             stage,
             stream,
