@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 # every case with it too and compares), binutils (readelf checks busybox is static), uidmap
 # (newuidmap/newgidmap: the rootless tests run kiln as a user with subordinate ids), libcap2-bin
 # (setcap: the container tests give newuidmap/newgidmap file capabilities in kiln's container),
-# openssh-client (ssh-agent, ssh-add, ssh-keygen: RUN --mount=type=ssh).
+# openssh-client (ssh-agent, ssh-add, ssh-keygen: RUN --mount=type=ssh), tmux (a real terminal
+# for the live `--progress=tty` view).
 packages=(busybox-static skopeo umoci docker-registry podman runc buildah binutils uidmap libcap2-bin
-    openssh-client)
+    openssh-client tmux)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -213,7 +213,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress
     };
-    let reporter = Reporter::new(mode);
+    let reporter = Reporter::new(mode, &prepared.plan);
     // `--no-cache` uses no cache, imported ones included (its results are still exported).
     let imports = if args.no_cache {
         None
