@@ -581,6 +581,23 @@ mod tests {
     }
 
     #[test]
+    fn the_total_grows_when_onbuild_triggers_add_steps() {
+        let mut steps = Steps {
+            planned: [("base".to_owned(), 2), ("app".to_owned(), 3)].into(),
+            ..Steps::default()
+        };
+        assert_eq!(steps.progress(), (0, 5));
+        let a = steps.start("base", 1, false);
+        steps.end(a, StepEnd::Done);
+        steps.reported.insert("base".to_owned(), 2);
+        assert_eq!(steps.progress(), (1, 5));
+        // Two triggers of app's base run before its own three steps.
+        steps.reported.insert("app".to_owned(), 5);
+        steps.skipped = 1;
+        assert_eq!(steps.progress(), (2, 7));
+    }
+
+    #[test]
     fn the_summary_says_only_what_happened() {
         let mut steps = Steps::default();
         let a = steps.start("s", 1, false);
