@@ -30,6 +30,8 @@ mod images;
 mod multiplatform;
 // `kiln build --output` of every type and `--push`, read back by skopeo, umoci, tar and podman.
 mod outputs;
+// `--progress=tty` in a real terminal (tmux): the live region, and what stays when it ends.
+mod progress_tty;
 // kiln against the real registry server: push, pull, auth, TLS, faults, interop.
 mod registry;
 // Rootless: a slice of the suite as an unprivileged user with subordinate ids; root vs rootless

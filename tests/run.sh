@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 # (newuidmap/newgidmap: the rootless tests run kiln as a user with subordinate ids), libcap2-bin
 # (setcap: the container tests give newuidmap/newgidmap file capabilities in kiln's container),
 # openssh-client (ssh-agent, ssh-add, ssh-keygen: RUN --mount=type=ssh), qemu-user-static and
-# binfmt-support (RUN for arm64 and arm under QEMU user emulation: the multi-platform tests).
+# binfmt-support (RUN for arm64 and arm under QEMU user emulation: the multi-platform tests), tmux
+# (a real terminal for the live `--progress=tty` view).
 packages=(busybox-static skopeo umoci docker-registry podman runc buildah binutils uidmap libcap2-bin
-    openssh-client qemu-user-static binfmt-support)
+    openssh-client qemu-user-static binfmt-support tmux)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 # The multi-platform tests download busybox-static for arm64 and armhf (apt-get download), which

@@ -232,7 +232,11 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.progress
     };
-    let reporter = Reporter::new(mode);
+    let plans: Vec<&kiln_builder::plan::Plan> = std::iter::once(&prepared)
+        .chain(&prepared_all)
+        .map(|p| &p.plan)
+        .collect();
+    let reporter = Reporter::new(mode, &plans);
     // `--no-cache` uses no cache, imported ones included (its results are still exported).
     let imports = if args.no_cache {
         None

@@ -14,11 +14,11 @@
 //! upstream keeps only what was pulled now).
 
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal as _, Write};
+use std::io::{self, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -33,6 +33,7 @@ use kiln_registry::{
 };
 
 use super::Global;
+use crate::progress;
 
 /// How to reach registries: flags of every command that talks to one.
 #[derive(Debug, Args)]
@@ -181,29 +182,74 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Progress on stderr: one line per finished blob, retry and resumption, and on a terminal a
-/// bar of the bytes transferred.
+/// bar of the bytes transferred. During a build's live view (a base image pulled), the lines go
+/// above the view and the bytes and rate are a status line in it: a bar of our own would draw
+/// over the view.
 #[derive(Debug)]
 struct Lines {
     quiet: bool,
     /// The byte bar and each blob's bytes so far (terminal only).
     bytes: Option<(ProgressBar, Mutex<BTreeMap<Digest, u64>>)>,
+    /// The status line in a build's live view, with the bytes to move, each blob's bytes so
+    /// far and when the transfer started.
+    status: Option<(progress::Status, Mutex<Transfer>)>,
+}
+
+/// A transfer's bytes, for a status line.
+#[derive(Debug)]
+struct Transfer {
+    total: u64,
+    blobs: BTreeMap<Digest, u64>,
+    started: Instant,
 }
 
 impl Lines {
     fn new(quiet: bool) -> Self {
-        let bytes = (!quiet && io::stderr().is_terminal()).then(|| {
+        let status = progress::Status::new().filter(|_| !quiet).map(|status| {
+            let transfer = Transfer {
+                total: 0,
+                blobs: BTreeMap::new(),
+                started: Instant::now(),
+            };
+            (status, Mutex::new(transfer))
+        });
+        let bytes = (!quiet && status.is_none() && io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template(
+                    "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             (bar, Mutex::default())
         });
-        Self { quiet, bytes }
+        Self {
+            quiet,
+            bytes,
+            status,
+        }
     }
 
-    /// Moves the bar to the bytes done of every blob.
+    /// Moves the bar (or the status line) to the bytes done of every blob.
     fn advance(&self, digest: &Digest, done: u64) {
+        if let Some((status, transfer)) = &self.status
+            && let Ok(mut t) = transfer.lock()
+        {
+            t.blobs.insert(digest.clone(), done);
+            let done: u64 = t.blobs.values().sum();
+            let secs = t.started.elapsed().as_secs_f64();
+            let rate = if secs > 0.0 {
+                (done as f64 / secs) as u64
+            } else {
+                0
+            };
+            status.set(format!(
+                "transferring {} / {} ({}/s)",
+                size(done),
+                size(t.total),
+                size(rate)
+            ));
+        }
         if let Some((bar, blobs)) = &self.bytes
             && let Ok(mut blobs) = blobs.lock()
         {
@@ -228,6 +274,14 @@ impl Progress for Lines {
         }
         let line = match event {
             Event::BlobProgress { digest, done, .. } => return self.advance(digest, *done),
+            Event::Plan { blobs, bytes } if self.status.is_some() => {
+                if let Some((_, transfer)) = &self.status
+                    && let Ok(mut t) = transfer.lock()
+                {
+                    t.total = *bytes;
+                }
+                format!("{blobs} blobs ({})", size(*bytes))
+            }
             Event::Plan { blobs, bytes } if self.bytes.is_some() => {
                 if let Some((bar, _)) = &self.bytes {
                     bar.set_length(*bytes);
@@ -284,9 +338,7 @@ impl Progress for Lines {
         }
         match &self.bytes {
             Some((bar, _)) => bar.println(line),
-            None => {
-                let _ = writeln!(io::stderr().lock(), "{line}");
-            }
+            None => progress::note(&line),
         }
     }
 }
@@ -371,7 +423,7 @@ pub fn pull_platforms(
     let mut pulled_all: Vec<(Descriptor, kiln_registry::Pulled)> = Vec::new();
     for platform in platforms {
         if !registry_args.quiet() {
-            eprintln!("pulling {reference} ({platform})");
+            progress::note(&format!("pulling {reference} ({platform})"));
         }
         let pulled = runtime
             .block_on(kiln_registry::pull(&registry, reference, platform, &target))
@@ -385,9 +437,9 @@ pub fn pull_platforms(
         let pulled_platform =
             Platform::new(&config.os, &config.architecture, config.variant.as_deref());
         if pulled_platform != *platform {
-            eprintln!(
+            progress::note(&format!(
                 "warning: {reference} is a {pulled_platform} image; {platform} was requested"
-            );
+            ));
         }
         manifest.set_platform(Some(config.platform()));
         if !registry_args.quiet() {
@@ -395,12 +447,12 @@ pub fn pull_platforms(
                 [_] => String::new(),
                 _ => format!(" ({pulled_platform})"),
             };
-            eprintln!(
+            progress::note(&format!(
                 "pulled {reference}{which}: {} downloaded ({}), {} already present",
                 pulled.downloaded,
                 size(pulled.bytes_downloaded),
                 pulled.present
-            );
+            ));
         }
         pulled_all.push((manifest, pulled));
     }

@@ -16,6 +16,13 @@
 //! SKIPPED [test 2/3] RUN make test (another step failed)
 //! ```
 //!
+//! The `tty` view shows the same steps as buildx does: a live region at the bottom, redrawn in
+//! place, with `[+] Building 12.3s (7/15)` (steps done of the steps the plan has, a total that
+//! grows when a base's ONBUILD triggers add steps) and each running step with its timer, its
+//! cache-miss explanation and the last lines of its output; a step that ends becomes one
+//! permanent line above it (`#3 [build 2/5] RUN make   DONE 1.2s`, its explanation dim
+//! under it) and its output tail goes (a failed step's output is printed by the command).
+//!
 //! A step ends `DONE`, `CACHED` (`CACHED (from REF)` for an imported cache), `ERROR` or
 //! `CANCELED`; a step that never started is `SKIPPED`, with why; a stage the target does not
 //! need is one `SKIPPED stage …` line. The build ends with a summary line (time, steps run and
@@ -33,6 +40,9 @@
 //! `{"type":"done",…}` or `{"type":"error",…}` at the end.
 
 mod live;
+mod view;
+
+pub use live::{Status, note};
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
@@ -40,6 +50,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kiln_builder::exec::Stream;
+use kiln_builder::plan::Plan;
 use kiln_builder::solve::explain::{KeyInputs, Label};
 use kiln_builder::solve::{CacheSource, Event, SkipReason, StepEnd, StepStart};
 
@@ -86,6 +97,10 @@ struct Steps {
     config_steps: BTreeMap<usize, bool>,
     /// The imported cache each step taken from one came from.
     imported: BTreeMap<usize, String>,
+    /// Each stage's steps as planned, and as its events count them (ONBUILD triggers of its
+    /// base add steps the plan cannot know).
+    planned: BTreeMap<String, usize>,
+    reported: BTreeMap<String, usize>,
 }
 
 impl Steps {
@@ -96,6 +111,23 @@ impl Steps {
         self.current.insert(stage.to_owned(), id);
         self.config_steps.insert(id, config);
         id
+    }
+
+    /// Steps ended or skipped, and the steps the build will report as far as is known.
+    fn progress(&self) -> (usize, usize) {
+        let done = self.ran + self.cached + self.config + self.failed + self.cancelled;
+        let total = self
+            .planned
+            .iter()
+            .chain(&self.reported)
+            .fold(BTreeMap::<&str, usize>::new(), |mut totals, (stage, n)| {
+                let t = totals.entry(stage).or_default();
+                *t = (*t).max(*n);
+                totals
+            })
+            .values()
+            .sum();
+        (done + self.skipped, total)
     }
 
     fn id(&self, stage: &str, n: usize) -> usize {
@@ -142,18 +174,36 @@ impl Steps {
 }
 
 impl Reporter {
-    /// A reporter for `mode`.
-    pub fn new(mode: Mode) -> Self {
+    /// A reporter for `mode`, for a build of `plan`.
+    pub fn new(mode: Mode, plans: &[&Plan]) -> Self {
         let mode = match mode {
             Mode::Auto if std::io::stderr().is_terminal() => Mode::Tty,
             Mode::Auto => Mode::Plain,
             other => other,
         };
+        // The solver names a stage after its platform when it builds several.
+        let label = |plan: &Plan, stage: &kiln_builder::plan::Stage| match plans {
+            [_] => stage.display_name(),
+            _ => format!("{} {}", plan.options.platform, stage.display_name()),
+        };
+        let planned: BTreeMap<String, usize> = plans
+            .iter()
+            .flat_map(|plan| {
+                plan.order
+                    .iter()
+                    .filter_map(|&i| plan.stages.get(i))
+                    .map(|stage| (label(plan, stage), stage.steps.len()))
+            })
+            .collect();
+        let total = planned.values().sum();
         Self {
             mode,
             started: Instant::now(),
-            steps: Mutex::default(),
-            live: (mode == Mode::Tty).then(live::Live::new),
+            steps: Mutex::new(Steps {
+                planned,
+                ..Steps::default()
+            }),
+            live: (mode == Mode::Tty).then(|| live::Live::new(total)),
         }
     }
 
@@ -203,8 +253,14 @@ impl Reporter {
         };
         let id = match &event {
             Event::Step {
-                stage, n, start, ..
+                stage,
+                n,
+                total,
+                start,
+                ..
             } => {
+                let reported = steps.reported.entry((*stage).to_owned()).or_default();
+                *reported = (*reported).max(*total);
                 let id = steps.start(stage, *n, matches!(start, StepStart::Config));
                 if let StepStart::Cached {
                     from: CacheSource::Import(name),
@@ -220,7 +276,9 @@ impl Reporter {
                 id
             }
             Event::Output { stage, .. } => steps.current.get(*stage).copied().unwrap_or_default(),
-            Event::Skipped { .. } => {
+            Event::Skipped { stage, total, .. } => {
+                let reported = steps.reported.entry((*stage).to_owned()).or_default();
+                *reported = (*reported).max(*total);
                 steps.skipped += 1;
                 0
             }
@@ -232,6 +290,7 @@ impl Reporter {
             Event::Inputs { stage, n, .. } => steps.id(stage, *n),
         };
         let imported = steps.imported.get(&id).cloned();
+        let progress = steps.progress();
         drop(steps);
         match self.mode {
             Mode::Quiet | Mode::Auto => {
@@ -247,7 +306,7 @@ impl Reporter {
             Mode::Json => eprintln!("{}", json(id, &event)),
             Mode::Tty => {
                 if let Some(live) = &self.live {
-                    live.event(id, &event, imported.as_deref());
+                    live.event(id, &event, imported.as_deref(), progress);
                 }
             }
         }
@@ -600,6 +659,23 @@ mod tests {
         assert_eq!(v["stream"], "stderr");
         assert_eq!(v["line"], "oops \u{fffd}");
         assert_eq!(v["id"], 2);
+    }
+
+    #[test]
+    fn the_total_grows_when_onbuild_triggers_add_steps() {
+        let mut steps = Steps {
+            planned: [("base".to_owned(), 2), ("app".to_owned(), 3)].into(),
+            ..Steps::default()
+        };
+        assert_eq!(steps.progress(), (0, 5));
+        let a = steps.start("base", 1, false);
+        steps.end(a, StepEnd::Done);
+        steps.reported.insert("base".to_owned(), 2);
+        assert_eq!(steps.progress(), (1, 5));
+        // Two triggers of app's base run before its own three steps.
+        steps.reported.insert("app".to_owned(), 5);
+        steps.skipped = 1;
+        assert_eq!(steps.progress(), (2, 7));
     }
 
     #[test]
