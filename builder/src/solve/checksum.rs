@@ -73,6 +73,9 @@ pub(crate) struct ContextSums {
     traces: Traces,
     /// File digests by relative path: loaded from the record, refreshed as files are hashed.
     files: Mutex<BTreeMap<String, Remembered>>,
+    /// Digests of files too fresh to remember, for this build only: a tree's listing is
+    /// written in a second walk, which must not hash them again.
+    fresh: Mutex<BTreeMap<String, Remembered>>,
     /// Whether `files` changed since it was loaded.
     dirty: AtomicBool,
 }
@@ -97,6 +100,7 @@ impl ContextSums {
             store: store.clone(),
             traces: Traces::open(store),
             files: Mutex::new(files),
+            fresh: Mutex::default(),
             dirty: AtomicBool::new(false),
         }
     }
@@ -180,26 +184,27 @@ impl ContextSums {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
         let stamp = Stamp::of(meta);
-        if let Ok(files) = self.files.lock()
-            && let Some(known) = files.get(rel)
-            && known.stamp == stamp
-        {
-            return Ok(known.digest.clone());
+        for known in [&self.files, &self.fresh] {
+            if let Ok(files) = known.lock()
+                && let Some(known) = files.get(rel)
+                && known.stamp == stamp
+            {
+                return Ok(known.digest.clone());
+            }
         }
         let mut writer = DigestWriter::new(io::sink());
         io::copy(&mut File::open(path)?, &mut writer)?;
         let digest = writer.finish().1;
-        if stamp.ctime + SETTLED_NANOS < looked
-            && let Ok(mut files) = self.files.lock()
-        {
-            files.insert(
-                rel.to_owned(),
-                Remembered {
-                    stamp,
-                    digest: digest.clone(),
-                },
-            );
+        let settled = stamp.ctime + SETTLED_NANOS < looked;
+        let remembered = Remembered {
+            stamp,
+            digest: digest.clone(),
+        };
+        if settled && let Ok(mut files) = self.files.lock() {
+            files.insert(rel.to_owned(), remembered);
             self.dirty.store(true, Ordering::Relaxed);
+        } else if let Ok(mut fresh) = self.fresh.lock() {
+            fresh.insert(rel.to_owned(), remembered);
         }
         Ok(digest)
     }
