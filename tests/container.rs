@@ -304,8 +304,12 @@ fn with_proc_unmasked_a_run_gets_a_proc_of_its_own() {
     let pids = |out: &Output| -> usize {
         let (_, stderr) = text(out);
         assert!(out.status.success(), "{stderr}");
-        let line = stderr.lines().find(|l| l.contains("NSpid:")).unwrap();
-        line.split_whitespace().count() - 1
+        let line = stderr
+            .lines()
+            .find_map(|l| l.split_once("NSpid:"))
+            .unwrap()
+            .1;
+        line.split_whitespace().count()
     };
     let masked = container.sh(As::Builder, &script);
     assert!(text(&masked).1.contains(PROC_WARNING));

@@ -428,8 +428,13 @@ pub fn explain(
         if let Some(why) = input.label.as_ref().and_then(context) {
             return why;
         }
+        let what = match &input.label {
+            Some(Label::Image(image)) => format!("image {image}"),
+            Some(Label::Url(url)) => url.clone(),
+            _ => user_term(&input.name).to_owned(),
+        };
         return Why::Input {
-            what: user_term(&input.name).to_owned(),
+            what,
             was: was.map_or("none".to_owned(), render),
             now: render(now_value),
         };
