@@ -236,6 +236,15 @@ pub struct BuildOptions<'a> {
     /// `--explain LINE`: the Dockerfile lines whose steps report their key's input tree
     /// ([`Event::Inputs`]).
     pub explain: BTreeSet<usize>,
+    /// Told of each layer the build writes, as soon as it is in the store (a build that
+    /// pushes compresses it meanwhile).
+    pub layers: Option<&'a dyn LayerWatcher>,
+}
+
+/// Watches the layers a build writes ([`BuildOptions::layers`]).
+pub trait LayerWatcher: Sync + std::fmt::Debug {
+    /// The uncompressed layer blob `digest` is in the store now.
+    fn layer_made(&self, digest: &Digest);
 }
 
 /// Cache records from elsewhere (`--cache-from`): the solver asks for every keyed step the local

@@ -468,6 +468,9 @@ impl Solver<'_> {
         writer
             .commit_verified(&layer.digest, layer.size)
             .map_err(step_err(location, "storing a layer"))?;
+        if let Some(watcher) = self.options.layers {
+            watcher.layer_made(&layer.digest);
+        }
         let chain_id = committed.chain_id().clone();
         committed
             .keep(self.snapshots)

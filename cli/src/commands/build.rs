@@ -29,7 +29,7 @@ use kiln_builder::exec::{Canceller, NetworkMode};
 use kiln_builder::image::clock;
 use kiln_builder::layer::Compression;
 use kiln_builder::plan::{Base, NamedContext, Plan, PlanOptions, Platform, Scope};
-use kiln_builder::solve::{BuildError, BuildOptions, Built, CacheImports};
+use kiln_builder::solve::{BuildError, BuildOptions, Built, CacheImports, LayerWatcher};
 use kiln_builder::store::Store;
 use kiln_registry::Reference;
 
@@ -40,6 +40,7 @@ use crate::progress::{self, Reporter};
 
 mod bases;
 mod platforms;
+mod precompress;
 
 use bases::Bases;
 use platforms::Made;
@@ -245,6 +246,8 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     // Started agents stop when the build is done.
     let agents = super::ssh::agents(&args.ssh)?;
+    // A build that pushes compresses its layers while it runs (build::precompress).
+    let precompress = (!pushed.is_empty()).then(|| precompress::Precompressor::start(&store));
     let options = BuildOptions {
         context: &args.context,
         secrets: secrets(&args.secrets)?,
@@ -279,6 +282,7 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         imports: imports.as_ref().map(|i| i as &dyn CacheImports),
         dockerfile: Some(&dockerfile_path),
         explain: explained_lines(&args.explain, &prepared.plan, &file_name)?,
+        layers: precompress.as_ref().map(|p| p as &dyn LayerWatcher),
         inline_cache: args
             .cache_to
             .iter()
@@ -311,6 +315,9 @@ pub fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
         )?
     };
     reporter.finish();
+    if let Some(precompress) = &precompress {
+        precompress.finish(built.is_err());
+    }
     // A platform's failure is reported as the build's, naming the platform.
     let (failed_platform, built) = match built {
         Err(Failure::Platform { platform, source }) => {
