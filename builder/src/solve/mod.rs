@@ -25,6 +25,7 @@ pub mod cache;
 mod checksum;
 pub mod explain;
 mod flight;
+mod from;
 mod platforms;
 mod run;
 mod stage;

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 
 use super::cache::KeyBuilder;
 use super::explain::Label;
-use super::stage::{FromView, StepRef};
+use super::from::FromView;
+use super::stage::StepRef;
 use super::{BoxError, BuildError, Event, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::exec::{

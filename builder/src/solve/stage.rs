@@ -3,15 +3,14 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use kiln_registry::{Digest, Reference};
 use oci_spec::image::MediaType;
 
 use super::cache::{CacheRecord, KeyBuilder, UrlRecord, base_key};
-use super::checksum::ContextSums;
 use super::explain::Label;
+use super::from::FromView;
 use super::{
     BuildError, CacheSource, Event, SkipReason, Solver, StageState, StepEnd, StepStart, step_err,
 };
@@ -22,7 +21,7 @@ use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::plan::{Base, CopyOp, Op, Platform, Scope, Source};
+use crate::plan::{Base, CopyOp, Op, Platform, Scope};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
@@ -46,7 +45,7 @@ pub(super) fn copy_key(on: KeyBuilder, op: &CopyOp, workdir: &str) -> KeyBuilder
 
 /// The step being run, as the progress reader and the explanations name it.
 pub(super) struct StepRef<'a> {
-    /// The stage's display name.
+    /// The stage as progress names it (after the platform in a build of several).
     pub stage: &'a str,
     /// 1-based step number within the stage.
     pub n: usize,
@@ -234,7 +233,7 @@ impl Solver<'_> {
     }
 
     /// A finished stage's final state.
-    fn stage_result(
+    pub(super) fn stage_result(
         &self,
         index: usize,
         location: Location,
@@ -248,7 +247,7 @@ impl Solver<'_> {
 
     /// The state of a stage starting from an image for `platform` (its config, layers and
     /// snapshots), and the image's manifest digest.
-    fn image_state(
+    pub(super) fn image_state(
         &self,
         reference: &Reference,
         platform: &Platform,
@@ -549,92 +548,6 @@ impl Solver<'_> {
         })
     }
 
-    /// What identifies the files a `--from` reads: a stage's key, an image's manifest, or the
-    /// checksum of a local context's whole visible tree.
-    pub(super) fn key_of_from(
-        &self,
-        from: &Source,
-        location: Location,
-    ) -> Result<String, BuildError> {
-        match from {
-            Source::Stage(i) => Ok(self.built_stage(*i, location)?.key.to_string()),
-            Source::Image(reference) => Ok(self
-                .resolve(reference, &self.plan.options.platform, location)?
-                .digest()
-                .to_string()),
-            Source::Local(dir) => {
-                let sum = self
-                    .local(dir, location)?
-                    .1
-                    .of_source("/")
-                    .map_err(step_err(
-                        location,
-                        format!("reading the build context {}", dir.display()),
-                    ))?;
-                Ok(sum.to_string())
-            }
-        }
-    }
-
-    /// What a `--from` refers to, for explanations.
-    pub(super) fn label_of_from(&self, from: &Source) -> Label {
-        match from {
-            Source::Stage(i) => Label::Stage(self.plan.stages[*i].display_name()),
-            Source::Image(reference) => Label::Image(reference.to_string()),
-            Source::Local(dir) => Label::Files(dir.display().to_string()),
-        }
-    }
-
-    /// A `--build-context NAME=DIR` directory and its checksums.
-    fn local(&self, dir: &Path, location: Location) -> Result<(&Path, &ContextSums), BuildError> {
-        self.locals
-            .get_key_value(dir)
-            .map(|(dir, sums)| (dir.as_path(), sums))
-            .ok_or_else(|| {
-                BuildError::at(
-                    location,
-                    format!("{} is not a build context", dir.display()),
-                )
-            })
-    }
-
-    /// A stage that a `--from` needs, which the plan's order has built already.
-    fn built_stage(&self, index: usize, location: Location) -> Result<StageState, BuildError> {
-        self.stage_result(index, location)?.ok_or_else(|| {
-            BuildError::at(
-                location,
-                format!(
-                    "stage {:?} has not been built before this step",
-                    self.plan.stages[index].display_name()
-                ),
-            )
-        })
-    }
-
-    /// What a `--from` reads: a read-only view of a stage's or an image's filesystem, or a
-    /// local context directory.
-    pub(super) fn view_of(
-        &self,
-        from: &Source,
-        location: Location,
-    ) -> Result<FromView<'_>, BuildError> {
-        let state = match from {
-            Source::Stage(i) => self.built_stage(*i, location)?,
-            // An image `--from` is for the platform built for, as BuildKit resolves it.
-            Source::Image(reference) => {
-                self.image_state(reference, &self.plan.options.platform, location)?
-                    .0
-            }
-            Source::Local(dir) => {
-                let (dir, sums) = self.local(dir, location)?;
-                return Ok(FromView::Local { dir, sums });
-            }
-        };
-        Ok(FromView::Snapshot(Box::new(
-            self.mutable(&state, location)?,
-        )))
-    }
-
     fn copy(
         &self,
         state: &mut StageState,
@@ -876,28 +789,4 @@ fn causes(e: &dyn std::error::Error) -> Option<super::BoxError> {
         next = cause.source();
     }
     (!parts.is_empty()).then(|| parts.join(": ").into())
-}
-
-/// What a `--from` reads (see [`Solver::view_of`]): a read-only snapshot view, held while the
-/// step reads it, or a `--build-context` directory with what its `.dockerignore` lets through.
-pub(super) enum FromView<'a> {
-    /// A stage's or an image's filesystem.
-    Snapshot(Box<Mutable>),
-    /// A local context.
-    Local {
-        /// The directory.
-        dir: &'a Path,
-        /// Its checksums and visible paths.
-        sums: &'a ContextSums,
-    },
-}
-
-impl FromView<'_> {
-    /// The directory the files are read from.
-    pub(super) fn root(&self) -> &Path {
-        match self {
-            FromView::Snapshot(view) => view.root(),
-            FromView::Local { dir, .. } => dir,
-        }
-    }
 }
