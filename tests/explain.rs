@@ -419,3 +419,48 @@ fn explain_prints_the_input_tree_of_a_step() {
         "{stderr}"
     );
 }
+
+#[test]
+fn each_platform_of_a_build_explains_its_own_misses() {
+    let Some(kiln) = with_busybox() else { return };
+    // The tools stage runs natively once; the final stages need no emulator (no RUN).
+    let dockerfile = |tool: &str| {
+        format!(
+            "FROM --platform=$BUILDPLATFORM busybox AS tools\n\
+             RUN echo {tool} > /tool\n\
+             FROM scratch\n\
+             ARG TARGETARCH\n\
+             COPY --from=tools /tool /tool-$TARGETARCH\n"
+        )
+    };
+    let ctx = context(&kiln, &dockerfile("one"), &[]);
+    let platforms = "linux/amd64,linux/arm64";
+    let build = || {
+        let out = kiln
+            .cmd()
+            .args(["build", "--progress=plain", "--platform", platforms])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    build();
+    write_context(&ctx, &dockerfile("two"), &[]);
+    let stderr = build();
+    assert_eq!(
+        stderr
+            .matches(" cache miss: instruction changed (was `RUN echo one > /tool`)\n")
+            .count(),
+        1,
+        "the tools stage ran once: {stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches(" cache miss: stage tools changed (RUN at Dockerfile:2 ")
+            .count(),
+        2,
+        "one COPY per platform: {stderr}"
+    );
+}

@@ -69,7 +69,7 @@ impl Solver<'_> {
             trace
                 .0
                 .stages
-                .entry(step.stage.to_owned())
+                .entry(self.trace_stage(step.stage).to_owned())
                 .or_default()
                 .insert(
                     step.n,
