@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::support::podman::linked_libraries;
-use crate::support::{Kiln, context, inspect, processes_with, run, tool, with_busybox};
+use crate::support::{
+    Kiln, context, inspect, processes_with, run, tool, with_busybox, write_context,
+};
 use crate::text;
 
 fn history(kiln: &Kiln, name: &str) -> Vec<(String, bool)> {
@@ -396,4 +398,55 @@ fn build_contexts_name_images_for_from_and_copy_from() {
             "{stderr}"
         );
     }
+}
+
+#[test]
+fn onbuild_triggers_read_stages_of_the_child_dockerfile() {
+    let Some(kiln) = with_busybox() else { return };
+    let base = context(
+        &kiln,
+        "FROM busybox\nONBUILD COPY --from=helper /made /from-helper\n",
+        &[],
+    );
+    kiln.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "onbuild-base:1",
+        base.to_str().unwrap(),
+    ]);
+    // `helper` is needed by nothing but the trigger: Dockerfile 1.11 builds it first anyway.
+    let child = kiln.path("child");
+    write_context(
+        &child,
+        "FROM busybox AS helper\nRUN echo helped > /made\n\
+         FROM busybox AS unused\nRUN false\n\
+         FROM onbuild-base:1\nRUN cat /from-helper\n",
+        &[],
+    );
+    let out = kiln
+        .cmd()
+        .args(["build", "--progress=plain", "-t", "child:1"])
+        .arg(&child)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(" helped\n"), "{stderr}");
+    assert!(
+        stderr.contains("SKIPPED stage unused (1 step): not needed by the target"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SKIPPED stage helper"), "{stderr}");
+    assert_eq!(
+        kiln.ok(&["run", "child:1", "cat", "/from-helper"]),
+        "helped\n"
+    );
+    // A trigger reading the stage that builds on it cannot be satisfied: a clear error.
+    write_context(&child, "FROM onbuild-base:1 AS helper\nRUN true\n", &[]);
+    let (_, stderr) = kiln.fails(&["build", child.to_str().unwrap()]);
+    assert!(
+        stderr.contains("circular dependency detected on stage: helper"),
+        "{stderr}"
+    );
 }

@@ -2,11 +2,13 @@
 //! context): the key that identifies its files, what an explanation calls it, and a read-only
 //! view of them while a step reads them.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 use super::checksum::ContextSums;
 use super::explain::Label;
-use super::{BuildError, Solver, StageState, step_err};
+use super::{BuildError, Report, Solver, StageState, step_err};
 use crate::dockerfile::Location;
 use crate::plan::Source;
 use crate::snapshot::Mutable;
@@ -72,6 +74,65 @@ impl Solver<'_> {
                 ),
             )
         })
+    }
+
+    /// Waits for stage `index`, which stage `current`'s ONBUILD triggers read: the scheduler
+    /// is asked for it (the plan's order may not have it) and the wait lasts until it lands or
+    /// the build is cancelled (its failure cancels the build).
+    pub(super) fn await_stage(
+        &self,
+        current: usize,
+        index: usize,
+        location: Location,
+    ) -> Result<(), BuildError> {
+        if self.depends_on(index, current) {
+            return Err(BuildError::at(
+                location,
+                format!(
+                    "stage {:?} cannot run before stage {:?}: it needs it, and an ONBUILD \
+                     trigger of {:?} reads it",
+                    self.plan.stages[index].display_name(),
+                    self.plan.stages[current].display_name(),
+                    self.plan.stages[current].display_name(),
+                ),
+            ));
+        }
+        if let Ok(scheduler) = self.scheduler.lock()
+            && let Some(scheduler) = scheduler.as_ref()
+        {
+            let _ = scheduler.send(Report::Needs(index));
+        }
+        let lost = |_| BuildError::at(location, "another stage panicked");
+        let mut results = self.results.lock().map_err(lost)?;
+        loop {
+            if results.contains_key(&index) {
+                return Ok(());
+            }
+            if self.options.cancel.is_cancelled() {
+                return Err(BuildError::Cancelled { location });
+            }
+            results = self
+                .landed
+                .wait_timeout(results, Duration::from_millis(100))
+                .map_err(|_| BuildError::at(location, "another stage panicked"))?
+                .0;
+        }
+    }
+
+    /// Whether stage `index` needs stage `other` (through its base or its `--from`s, however
+    /// far down).
+    fn depends_on(&self, index: usize, other: usize) -> bool {
+        let mut seen = BTreeSet::new();
+        let mut next = vec![index];
+        while let Some(i) = next.pop() {
+            if i == other {
+                return true;
+            }
+            if seen.insert(i) {
+                next.extend(self.plan.stages[i].stage_deps());
+            }
+        }
+        false
     }
 
     /// What a `--from` reads: a read-only view of a stage's or an image's filesystem, or a

@@ -442,8 +442,11 @@ struct Solver<'a> {
     /// Images resolved so far, by reference and platform: each is resolved (and pulled) once
     /// per build.
     resolved: &'a Mutex<BTreeMap<String, Descriptor>>,
-    /// The final state of every stage that has finished.
+    /// The final state of every stage that has finished, and a signal when one lands.
     results: Mutex<BTreeMap<usize, StageState>>,
+    landed: std::sync::Condvar,
+    /// While the stages run: how a stage asks for another one its ONBUILD triggers read.
+    scheduler: Mutex<Option<mpsc::Sender<Report>>>,
     /// The keyed steps so far, with their records.
     steps: &'a Mutex<BTreeMap<Digest, CacheRecord>>,
     /// The cache mounts RUNs used so far, by id, with their directories.
@@ -458,15 +461,31 @@ struct Solver<'a> {
     trace: Mutex<(BuildTrace, BTreeSet<String>)>,
 }
 
+/// What a stage's thread tells the scheduler.
+enum Report {
+    /// The stage ended.
+    Finished(usize, Box<Result<StageState, BuildError>>),
+    /// A running stage needs this one (its ONBUILD triggers read it with `--from`), which the
+    /// plan's order may not have.
+    Needs(usize),
+}
+
 impl Solver<'_> {
     /// Runs every stage of the plan, each on its own thread once the stages it needs are done.
-    /// The first failure cancels the stages still running and is the one reported.
+    /// The first failure cancels the stages still running and is the one reported. A stage
+    /// whose base image's ONBUILD triggers read another stage asks for it while it runs
+    /// ([`Solver::await_stage`]): it is scheduled then, with what it needs, as Dockerfile 1.11
+    /// resolves triggers' dependencies before the stage runs.
     fn run_stages(&self) -> Result<(), BuildError> {
         let mut pending: Vec<usize> = self.plan.order.clone();
+        let mut scheduled: BTreeSet<usize> = pending.iter().copied().collect();
         let mut done: BTreeSet<usize> = BTreeSet::new();
         let mut failure: Option<BuildError> = None;
         std::thread::scope(|scope| {
             let (tx, rx) = mpsc::channel();
+            if let Ok(mut scheduler) = self.scheduler.lock() {
+                *scheduler = Some(tx.clone());
+            }
             let mut running = 0;
             loop {
                 if failure.is_none() {
@@ -475,22 +494,36 @@ impl Solver<'_> {
                             self.plan.stages[i]
                                 .stage_deps()
                                 .iter()
-                                .all(|d| done.contains(d) || !self.plan.order.contains(d))
+                                .all(|d| done.contains(d) || !scheduled.contains(d))
                         });
                     pending = waiting;
                     for index in ready {
                         let tx = tx.clone();
                         running += 1;
                         scope.spawn(move || {
-                            let _ = tx.send((index, self.run_stage(index)));
+                            let result = Box::new(self.run_stage(index));
+                            let _ = tx.send(Report::Finished(index, result));
                         });
                     }
                 }
                 if running == 0 {
                     break;
                 }
-                let Ok((index, result)) = rx.recv() else {
+                let Ok(report) = rx.recv() else {
                     break;
+                };
+                let (index, result) = match report {
+                    Report::Needs(index) => {
+                        let mut wanted = vec![index];
+                        while let Some(i) = wanted.pop() {
+                            if scheduled.insert(i) {
+                                pending.push(i);
+                                wanted.extend(self.plan.stages[i].stage_deps());
+                            }
+                        }
+                        continue;
+                    }
+                    Report::Finished(index, result) => (index, *result),
                 };
                 running -= 1;
                 match result {
@@ -498,6 +531,7 @@ impl Solver<'_> {
                         if let Ok(mut results) = self.results.lock() {
                             results.insert(index, state);
                         }
+                        self.landed.notify_all();
                         done.insert(index);
                     }
                     // A stage cancelled because another failed is not the news.
@@ -513,7 +547,19 @@ impl Solver<'_> {
                     }
                 }
             }
+            if let Ok(mut scheduler) = self.scheduler.lock() {
+                scheduler.take();
+            }
         });
+        // Known only now: an ONBUILD trigger may have needed a stage the plan did not.
+        for (index, stage) in self.plan.stages.iter().enumerate() {
+            if !scheduled.contains(&index) {
+                (self.progress)(Event::NotNeeded {
+                    stage: &self.stage_name(index),
+                    steps: stage.steps.len(),
+                });
+            }
+        }
         if failure.is_some() {
             for &index in &pending {
                 let stage = &self.plan.stages[index];

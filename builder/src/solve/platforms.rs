@@ -129,6 +129,8 @@ pub fn build_all(
                 cache: &cache,
                 resolved: &resolved,
                 results: Mutex::default(),
+                landed: std::sync::Condvar::new(),
+                scheduler: Mutex::default(),
                 steps: &steps,
                 mounts_used: &mounts_used,
                 flights: &flights,
@@ -139,16 +141,6 @@ pub fn build_all(
             }
         })
         .collect();
-    for solver in &solvers {
-        for (index, stage) in solver.plan.stages.iter().enumerate() {
-            if !solver.plan.order.contains(&index) {
-                progress(Event::NotNeeded {
-                    stage: &solver.stage_name(index),
-                    steps: stage.steps.len(),
-                });
-            }
-        }
-    }
     let solved = run_platforms(&solvers, options);
     // Only what explains the next build's misses: a build does not fail for want of it.
     for solver in &solvers {

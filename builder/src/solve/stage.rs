@@ -2,7 +2,7 @@
 //! through the build cache ([`Solver::layer_step`]).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use kiln_registry::{Digest, Reference};
@@ -21,7 +21,7 @@ use crate::layer::{Compression, Root};
 use crate::ops::fetch::{self, FetchError, FetchOptions};
 use crate::ops::file::{FileError, FileOp, Source as FileSource, Unpack, copy, is_remote};
 use crate::ops::meta::ImageState;
-use crate::plan::{Base, CopyOp, Op, Platform, Scope};
+use crate::plan::{Base, CopyOp, Op, Platform, Scope, Source};
 use crate::snapshot::{CommitOptions, Mutable, chain_id};
 use crate::user::{UserError, chown_in_root};
 
@@ -139,6 +139,19 @@ impl Solver<'_> {
                 });
             }
         };
+        // The stages ONBUILD triggers read (the plan knows only the stage's own `--from`s).
+        let known = stage.stage_deps();
+        let triggered: BTreeSet<usize> = steps
+            .iter()
+            .flat_map(|step| stage_sources(&step.op))
+            .filter(|i| !known.contains(i) && *i != index)
+            .collect();
+        for needed in triggered {
+            if let Err(e) = self.await_stage(index, needed, stage.location) {
+                skip_from(0, SkipReason::Cancelled);
+                return Err(e);
+            }
+        }
         for (n, step) in steps.iter().enumerate() {
             let location = step.location;
             if self.options.cancel.is_cancelled() {
@@ -715,6 +728,22 @@ impl Solver<'_> {
         state.image.commit(created_by, true, true);
         Ok(())
     }
+}
+
+/// The stages an op reads files from.
+fn stage_sources(op: &Op) -> Vec<usize> {
+    let sources: Vec<&Source> = match op {
+        Op::Copy(copy) => copy.from.iter().collect(),
+        Op::Exec(exec) => exec.sources.iter().flatten().collect(),
+        Op::Arg(_) | Op::Meta(_) => Vec::new(),
+    };
+    sources
+        .into_iter()
+        .filter_map(|s| match s {
+            Source::Stage(i) => Some(*i),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Stacks a layer on the stage: its snapshot, its diffID, its descriptor and its time.
