@@ -47,6 +47,8 @@ pub(super) fn copy_key(on: KeyBuilder, op: &CopyOp, workdir: &str) -> KeyBuilder
 pub(super) struct StepRef<'a> {
     /// The stage as progress names it (after the platform in a build of several).
     pub stage: &'a str,
+    /// The stage's own name, as the build's trace keeps it.
+    pub name: &'a str,
     /// 1-based step number within the stage.
     pub n: usize,
     /// The instruction as written.
@@ -72,13 +74,14 @@ impl Solver<'_> {
     pub(super) fn run_stage(&self, index: usize) -> Result<StageState, BuildError> {
         let stage = &self.plan.stages[index];
         let name = self.stage_name(index);
+        let own = stage.display_name();
         let mut state = match &stage.base {
             Base::Scratch => {
                 let platform = self.plan.stage_platform(index);
                 let mut config = ImageConfig::new(&platform.architecture, &platform.os);
                 config.variant = platform.variant.clone();
                 with_default_path(&mut config);
-                self.trace_base(&name, "scratch".to_owned());
+                self.trace_base(&own, "scratch".to_owned());
                 StageState {
                     // The key names no variant: an empty filesystem is the same for all, and
                     // keys made before variants were kept stay valid.
@@ -101,7 +104,7 @@ impl Solver<'_> {
                     BuildError::at(stage.location, "the parent stage has not run")
                 })?;
                 self.trace_base(
-                    &name,
+                    &own,
                     format!("stage {}", self.plan.stages[*parent].display_name()),
                 );
                 state.image =
@@ -111,8 +114,8 @@ impl Solver<'_> {
             Base::Image(reference) => {
                 let platform = self.plan.stage_platform(index);
                 let (mut state, digest) = self.image_state(reference, &platform, stage.location)?;
-                state.changed = self.base_change(&name, &digest);
-                self.trace_base(&name, digest);
+                state.changed = self.base_change(&own, &digest);
+                self.trace_base(&own, digest);
                 state
             }
         };
@@ -173,6 +176,7 @@ impl Solver<'_> {
             };
             let at = StepRef {
                 stage: &name,
+                name: &own,
                 n: n + 1,
                 text: &step.text,
                 texts: &texts,
@@ -224,7 +228,7 @@ impl Solver<'_> {
                 return Err(e);
             }
         }
-        self.trace_done(&name);
+        self.trace_done(&own);
         Ok(state)
     }
 
@@ -235,14 +239,6 @@ impl Solver<'_> {
             Some(platform) => format!("{platform} {name}"),
             None => name,
         }
-    }
-
-    /// A stage's name as the trace of its platform's build knows it (without the platform).
-    pub(super) fn trace_stage<'s>(&self, stage: &'s str) -> &'s str {
-        self.platform_label
-            .as_ref()
-            .and_then(|platform| stage.strip_prefix(platform.as_str()))
-            .map_or(stage, str::trim_start)
     }
 
     /// A finished stage's final state.
@@ -351,7 +347,7 @@ impl Solver<'_> {
         let last = self
             .last
             .as_ref()
-            .and_then(|t| t.matching(self.trace_stage(step.stage), step.n, step.text, step.texts));
+            .and_then(|t| t.matching(step.name, step.n, step.text, step.texts));
         let keyed = key.map(|k| (k.finish(), k.inputs()));
         // `--explain`: the key's input tree, right after the step's line.
         let explained = keyed

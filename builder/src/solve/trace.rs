@@ -29,16 +29,13 @@ impl Solver<'_> {
     /// Records what stage `name` starts from.
     pub(super) fn trace_base(&self, name: &str, base: String) {
         if let Ok(mut trace) = self.trace.lock() {
-            trace
-                .0
-                .bases
-                .insert(self.trace_stage(name).to_owned(), base);
+            trace.0.bases.insert(name.to_owned(), base);
         }
     }
 
     /// The change of stage `name`'s base image since the last build, if it is another one.
     pub(super) fn base_change(&self, name: &str, digest: &str) -> Option<Change> {
-        let was = self.last.as_ref()?.bases.get(self.trace_stage(name))?;
+        let was = self.last.as_ref()?.bases.get(name)?;
         (was.starts_with("sha256:") && was != digest).then(|| Change::Base {
             was: was.clone(),
             now: digest.to_owned(),
@@ -69,7 +66,7 @@ impl Solver<'_> {
             trace
                 .0
                 .stages
-                .entry(self.trace_stage(step.stage).to_owned())
+                .entry(step.name.to_owned())
                 .or_default()
                 .insert(
                     step.n,
@@ -86,7 +83,7 @@ impl Solver<'_> {
     /// only.
     pub(super) fn trace_done(&self, name: &str) {
         if let Ok(mut trace) = self.trace.lock() {
-            trace.1.insert(self.trace_stage(name).to_owned());
+            trace.1.insert(name.to_owned());
         }
     }
 
